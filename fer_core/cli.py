@@ -1,0 +1,93 @@
+"""``python -m fer_core IMAGE_OR_DIR... [--json] [--model ID_OR_DIR] [--crops] [--annotate OUT_DIR]``.
+
+One line per face by default; ``--json`` prints one JSON document (a list with one entry per
+file). A bad file is reported on stderr with the reason and the rest are still processed; the
+exit status is 1 if any file failed (or the model could not be loaded), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import FERError
+from .io import load_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def iter_files(paths: list[str]) -> Iterator[Path]:
+    """Expand arguments: files as given, folders to their image files (sorted, not recursive)."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            yield from sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    p = argparse.ArgumentParser(prog="python -m fer_core", description="Facial expression recognition "
+                                "on images: one result per detected face.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line per face")
+    p.add_argument("--model", default=None, help="Hub repo id or local folder (default: bundled model)")
+    p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    p.add_argument("--crops", action="store_true", help="treat each file as an already-cropped face")
+    p.add_argument("--annotate", metavar="OUT_DIR", default=None, help="write annotated images here")
+    p.add_argument("--threshold", type=float, default=None, help="detection probability threshold")
+    p.add_argument("--min-face-size", type=int, default=None, help="smallest face, pixels")
+    p.add_argument("--no-align", dest="align", action="store_const", const=False, default=None,
+                   help="do not level the eyes before classifying")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from .recognizer import EmotionRecognizer
+
+    try:
+        rec = EmotionRecognizer.from_pretrained(args.model, revision=args.revision)
+    except FERError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    out_dir = Path(args.annotate) if args.annotate else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    failed, documents = 0, []
+    for path in iter_files(args.inputs):
+        try:
+            image = load_image(path)
+            if args.crops:
+                row = rec.classify_crops([image])[0]
+                probs = {k: float(v) for k, v in zip(rec.labels, row)}
+                label = max(probs, key=probs.get)
+                doc = {"file": str(path), "label": label, "probs": {k: round(v, 6) for k, v in probs.items()}}
+                lines = [f"{path}\t{label}\t{probs[label]:.3f}"]
+            else:
+                faces = rec.predict(image, threshold=args.threshold, min_face_size=args.min_face_size,
+                                    align=args.align)
+                doc = {"file": str(path), "faces": [f.to_dict() for f in faces]}
+                lines = [
+                    f"{path}\tface {i}\t{f.label}\t{f.confidence:.3f}\tbox=" + ",".join(f"{v:.0f}" for v in f.box)
+                    for i, f in enumerate(faces, start=1)
+                ] or [f"{path}\tno face"]
+                if out_dir:
+                    from .draw import annotate
+
+                    annotate(image, faces).save(out_dir / f"{path.stem}_annotated.png")
+        except (FERError, ValueError, OSError) as exc:
+            failed += 1
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            documents.append(doc)
+        else:
+            print("\n".join(lines), flush=True)
+    if args.json:
+        print(json.dumps(documents, indent=2))
+    return 1 if failed else 0

@@ -1,0 +1,140 @@
+"""Face detection with facenet-pytorch's MTCNN.
+
+MTCNN: Zhang et al., "Joint Face Detection and Alignment Using Multitask Cascaded Convolutional
+Networks", IEEE SPL 2016; implementation and weights from facenet-pytorch (timesler/facenet-pytorch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from facenet_pytorch import MTCNN
+from PIL import Image
+
+#: Default detection-probability threshold: MTCNN's final-stage score a face must reach. 0.9 removes
+#: the spurious low-score boxes MTCNN finds in busy scenes while keeping real faces (typically > 0.99).
+DEFAULT_THRESHOLD: float = 0.9
+
+#: Images are downscaled for detection so that their longer side is at most this many pixels;
+#: boxes and landmarks are mapped back to the original image.
+DEFAULT_MAX_SIDE: int = 1280
+
+#: With ``min_face_size=None`` the smallest face searched for is the image's shorter side divided
+#: by this (but at least :data:`MIN_FACE_FLOOR` pixels): 32 px in a 640x480 frame.
+MIN_FACE_DIVISOR: int = 15
+MIN_FACE_FLOOR: int = 20
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected face, in the pixel frame of the image given to :meth:`FaceDetector.detect`.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` float pixels, clipped to the image.
+        score: MTCNN detection probability, 0..1.
+        landmarks: float32 ``(5, 2)`` ``(x, y)`` pixels: left eye, right eye, nose, left and right
+            mouth corner (left/right as seen in the image).
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+
+
+def adaptive_min_face_size(width: int, height: int) -> int:
+    """Smallest face size searched for when none is given: ``max(20, min(W, H) // 15)`` pixels."""
+    return max(MIN_FACE_FLOOR, min(width, height) // MIN_FACE_DIVISOR)
+
+
+class FaceDetector:
+    """MTCNN face detector that returns every face above a probability threshold.
+
+    Args:
+        threshold: minimum detection probability (0..1) of a returned face.
+        min_face_size: smallest face side searched for, in pixels of the input image; ``None``
+            adapts it to the image (:func:`adaptive_min_face_size`). Larger is faster.
+        max_side: images whose longer side exceeds this are downscaled for detection.
+        device: torch device for MTCNN.
+
+    Raises:
+        ValueError: a parameter is out of range.
+    """
+
+    def __init__(
+        self,
+        threshold: float = DEFAULT_THRESHOLD,
+        min_face_size: int | None = None,
+        max_side: int = DEFAULT_MAX_SIDE,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        check_detection_params(threshold, min_face_size)
+        if max_side < 64:
+            raise ValueError(f"max_side must be >= 64 pixels, got {max_side}")
+        self.threshold = float(threshold)
+        self.min_face_size = min_face_size
+        self.max_side = int(max_side)
+        self.mtcnn = MTCNN(keep_all=True, device=device)
+        self.mtcnn.eval()
+
+    def detect(
+        self,
+        image: Image.Image,
+        threshold: float | None = None,
+        min_face_size: int | None = None,
+    ) -> list[Detection]:
+        """Detect all faces in one RGB image.
+
+        Args:
+            image: ``PIL.Image`` in mode ``"RGB"`` (see :func:`fer_core.io.load_image`).
+            threshold: overrides the detector's threshold for this call.
+            min_face_size: overrides the detector's minimum face size (pixels) for this call.
+
+        Returns:
+            Detections sorted left to right (by box centre x), possibly empty.
+        """
+        threshold = self.threshold if threshold is None else float(threshold)
+        min_face = self.min_face_size if min_face_size is None else min_face_size
+        check_detection_params(threshold, min_face)
+        width, height = image.size
+        if min_face is None:
+            min_face = adaptive_min_face_size(width, height)
+        scale = min(1.0, self.max_side / max(width, height))
+        small = image
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = image.resize(size, Image.Resampling.BILINEAR)
+        if min(small.size) < 12:  # below MTCNN's 12-pixel P-Net window: nothing can be found
+            return []
+        self.mtcnn.min_face_size = max(12, int(round(min_face * scale)))
+        with torch.inference_mode():
+            boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
+        if boxes is None:
+            return []
+        boxes = np.asarray(boxes, dtype=np.float32) / scale
+        points = np.asarray(points, dtype=np.float32) / scale
+        probs = np.asarray(probs, dtype=np.float32)
+        found = []
+        for box, prob, pts in zip(boxes, probs, points):
+            if prob < threshold:
+                continue
+            x1, y1 = max(0.0, float(box[0])), max(0.0, float(box[1]))
+            x2, y2 = min(float(width), float(box[2])), min(float(height), float(box[3]))
+            if x2 - x1 < 1 or y2 - y1 < 1:
+                continue
+            found.append(Detection((x1, y1, x2, y2), float(prob), pts.reshape(5, 2)))
+        found.sort(key=lambda d: d.box[0] + d.box[2])
+        return found
+
+
+def check_detection_params(threshold: float, min_face_size: int | None) -> None:
+    """Validate detection parameters.
+
+    Raises:
+        ValueError: ``threshold`` outside 0..1 or ``min_face_size`` below 12 pixels.
+    """
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    if min_face_size is not None and int(min_face_size) < 12:
+        raise ValueError(f"min_face_size must be at least 12 pixels, got {min_face_size}")

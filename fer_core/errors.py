@@ -1,0 +1,23 @@
+"""Exception types raised by :mod:`fer_core`.
+
+Every error a caller can cause (bad image, bad model folder, bad argument) is one of these, so
+``except FERError`` catches all of them and nothing surfaces as a bare traceback from PIL or torch.
+"""
+
+from __future__ import annotations
+
+
+class FERError(Exception):
+    """Base class of every error raised on purpose by :mod:`fer_core`."""
+
+
+class InvalidImageError(FERError, ValueError):
+    """The input is not a usable image: not an image at all, truncated or corrupt, empty, too
+    large (more pixels than :data:`fer_core.io.MAX_IMAGE_PIXELS`), or an array of the wrong
+    shape or dtype. The message names the input and the reason."""
+
+
+class ModelLoadError(FERError, RuntimeError):
+    """A model could not be loaded: missing or malformed ``config.json``, missing or unreadable
+    ``model.safetensors``, weights that do not match the config, or a Hub repo that cannot be
+    reached or found. The message names the source and the reason."""

@@ -1,0 +1,153 @@
+"""Turn whatever the caller has (path, bytes, PIL image, NumPy array) into a validated RGB image.
+
+Everything that can be wrong with an input image is caught here and reported as
+:class:`~fer_core.errors.InvalidImageError`, before any pixel reaches the detector.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidImageError
+
+#: Largest image accepted, in pixels (width x height), checked from the header before decoding, so
+#: a decompression bomb is refused without allocating it. 50 MP covers every common camera.
+MAX_IMAGE_PIXELS: int = 50_000_000
+
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
+"""Anything :func:`load_image` accepts: a file path, encoded file bytes, a PIL image, or a NumPy
+array ``(H, W, 3)`` uint8 RGB (``(H, W)`` grayscale and ``(H, W, 4)`` RGBA are accepted too)."""
+
+
+def _describe(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return f"'{os.fspath(source)}'"
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes>"
+    return f"<{type(source).__name__}>"
+
+
+def _check_size(width: int, height: int, what: str) -> None:
+    if width < 1 or height < 1:
+        raise InvalidImageError(f"{what}: image has no pixels ({width}x{height})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(
+            f"{what}: image is {width}x{height} = {width * height:,} pixels, more than the limit of "
+            f"{MAX_IMAGE_PIXELS:,} (fer_core.io.MAX_IMAGE_PIXELS); downscale it first"
+        )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert a decoded PIL image of any mode to 8-bit RGB.
+
+    Transparent pixels (RGBA, LA, P with transparency) are composited onto white; 16-bit (``I;16``)
+    is scaled to 8 bits over its full range, 32-bit integer (``I``) and float (``F``) over their
+    actual min..max; CMYK, YCbCr, 1-bit and grayscale go through PIL's standard conversions.
+
+    Args:
+        image: a loaded PIL image, any mode.
+
+    Returns:
+        A new (or the same, when already RGB) ``PIL.Image`` in mode ``"RGB"``, same size.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+        else:
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        gray = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+        return gray.convert("RGB")
+    return image.convert("RGB")
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    what = f"<ndarray shape={array.shape} dtype={array.dtype}>"
+    if array.dtype != np.uint8:
+        raise InvalidImageError(f"{what}: expected dtype uint8 (0..255), got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise InvalidImageError(f"{what}: expected shape (H, W, 3) RGB, (H, W, 4) RGBA or (H, W)")
+    _check_size(array.shape[1], array.shape[0], what)
+    return to_rgb(Image.fromarray(np.ascontiguousarray(array)))
+
+
+def load_image(source: ImageInput) -> Image.Image:
+    """Open and validate one image and return it as an upright 8-bit RGB PIL image.
+
+    EXIF orientation is applied (``ImageOps.exif_transpose``); of an animated image (GIF, APNG,
+    WebP) the first frame is used; every PIL mode is converted by :func:`to_rgb`.
+
+    Args:
+        source: a path (``str`` or ``os.PathLike``), the encoded bytes of an image file, a
+            ``PIL.Image.Image``, or a NumPy array ``(H, W, 3)`` uint8 RGB (also ``(H, W)`` gray
+            or ``(H, W, 4)`` RGBA).
+
+    Returns:
+        ``PIL.Image.Image`` in mode ``"RGB"``, fully decoded, size ``(W, H)`` after orientation.
+
+    Raises:
+        InvalidImageError: the file does not exist or cannot be read, is not an image, is
+            zero bytes, truncated or corrupt, has more than :data:`MAX_IMAGE_PIXELS` pixels, or
+            the array has the wrong dtype or shape. Also for unsupported argument types.
+    """
+    what = _describe(source)
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, Image.Image):
+        _check_size(source.width, source.height, what)
+        try:
+            source.load()
+            return to_rgb(ImageOps.exif_transpose(source))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidImageError(f"{what}: cannot decode image ({exc})") from exc
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidImageError(f"{what}: no such file")
+        if path.stat().st_size == 0:
+            raise InvalidImageError(f"{what}: file is empty (0 bytes)")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InvalidImageError(f"{what}: cannot read file ({exc.strerror or exc})") from exc
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise InvalidImageError(f"{what}: no data (0 bytes)")
+    else:
+        raise InvalidImageError(
+            f"{what}: unsupported input type; pass a path, bytes, a PIL image or a uint8 NumPy array"
+        )
+    try:
+        with Image.open(_io.BytesIO(data)) as opened:
+            _check_size(opened.width, opened.height, what)
+            opened.seek(0)  # first frame of an animation
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+            return to_rgb(image).copy()
+    except InvalidImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(f"{what}: not a recognised image file") from exc
+    except Image.DecompressionBombError as exc:  # PIL's own guard, in case it trips first
+        raise InvalidImageError(f"{what}: image too large ({exc})") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidImageError(f"{what}: truncated or corrupt image ({exc})") from exc

@@ -1,0 +1,183 @@
+"""EmotionNet: a torchvision backbone with an emotion head, saved as config.json + model.safetensors.
+
+Loading never unpickles anything: weights are read from ``model.safetensors`` only, and the
+architecture is rebuilt from the validated ``config.json``
+(see :class:`~fer_core.config.ModelConfig`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from .config import ModelConfig
+from .errors import ModelLoadError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def build_backbone(backbone: str, num_classes: int, dropout: float) -> nn.Module:
+    """Build a randomly initialised torchvision classifier with a ``num_classes`` head.
+
+    The backbone's last ``nn.Linear`` is replaced (``fc`` for ResNets, ``classifier[-1]`` for
+    MobileNet, EfficientNet and ConvNeXt) and its dropout set to ``dropout``.
+
+    Args:
+        backbone: a torchvision model name from :data:`fer_core.config.BACKBONES`.
+        num_classes: output size of the new head.
+        dropout: dropout probability before the head.
+
+    Returns:
+        ``nn.Module`` mapping float32 ``(N, 3, H, W)`` to logits ``(N, num_classes)``.
+    """
+    net = torchvision.models.get_model(backbone, weights=None)
+    if hasattr(net, "fc") and isinstance(net.fc, nn.Linear):
+        net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(net.fc.in_features, num_classes))
+    else:
+        head = net.classifier
+        last = head[-1]
+        head[-1] = nn.Linear(last.in_features, num_classes)
+        for module in head:
+            if isinstance(module, nn.Dropout):
+                module.p = dropout
+    return net
+
+
+class EmotionNet(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="fer_core",
+    pipeline_tag="image-classification",
+    tags=["facial-expression-recognition", "fer", "ferplus"],
+    license="mit",
+):
+    """Facial-expression classifier: torchvision backbone + ``len(labels)``-way linear head.
+
+    ``save_pretrained(dir)`` writes ``config.json`` (:meth:`ModelConfig.to_dict`) and
+    ``model.safetensors``; ``from_pretrained(dir_or_repo_id)`` reads them back from a folder or the
+    Hugging Face Hub (huggingface_hub's ``PyTorchModelHubMixin``), strictly and safetensors only.
+
+    Args:
+        config: the ``config.json`` contents as a dict, or a :class:`ModelConfig`; ``None`` for the
+            defaults (MobileNetV2, 96x96 grayscale, 8 FER+ labels).
+
+    Raises:
+        ModelLoadError: the config is invalid.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if isinstance(config, ModelConfig):
+            self.config = config
+        else:
+            self.config = ModelConfig.from_dict(config) if config is not None else ModelConfig()
+        self.net = build_backbone(self.config.backbone, self.config.num_classes, self.config.dropout)
+        self._hub_mixin_config = self.config.to_dict()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch.
+
+        Args:
+            x: float32 ``(N, 3, input_size, input_size)`` from :mod:`fer_core.preprocess`.
+
+        Returns:
+            float32 logits ``(N, num_classes)`` (before temperature and softmax).
+        """
+        return self.net(x)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities ``softmax(logits / temperature)``, shape ``(N, num_classes)``,
+        rows summing to 1."""
+        return torch.softmax(logits.float() / self.config.temperature, dim=-1)
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Any:  # noqa: D102
+        self._hub_mixin_config = self.config.to_dict()  # temperature etc. may have changed
+        return super().save_pretrained(save_directory, **kwargs)
+
+    @classmethod
+    def _from_pretrained(  # type: ignore[override]
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        config: dict[str, Any] | None = None,
+        **model_kwargs: Any,
+    ) -> EmotionNet:
+        if config is None:
+            raise ModelLoadError(f"{model_id}: no config.json found")
+        if Path(model_id).is_dir():
+            weights_file = str(Path(model_id) / WEIGHTS_NAME)
+        else:
+            weights_file = hf_hub_download(
+                repo_id=model_id,
+                filename=WEIGHTS_NAME,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+            )
+        model = cls(config=config)
+        load_weights(model, weights_file, source=model_id, map_location=map_location)
+        return model
+
+
+def load_weights(
+    model: EmotionNet, weights_file: str | Path, source: str, map_location: str = "cpu"
+) -> None:
+    """Load a ``model.safetensors`` file into ``model`` strictly, then switch it to eval mode.
+
+    Args:
+        model: an :class:`EmotionNet` built from the matching config.
+        weights_file: path of the safetensors file.
+        source: the model's name for error messages (folder or repo id).
+        map_location: torch device for the tensors.
+
+    Raises:
+        ModelLoadError: the file is missing or not safetensors, or its tensors' names or shapes do
+            not match the architecture in ``config.json``.
+    """
+    path = Path(weights_file)
+    if not path.is_file():
+        raise ModelLoadError(f"{source}: {WEIGHTS_NAME} not found")
+    try:
+        state = load_file(str(path), device=map_location)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{source}: {WEIGHTS_NAME} is not a valid safetensors file ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if mismatched:
+            k = mismatched[0]
+            parts.append(
+                f"{len(mismatched)} with the wrong shape (e.g. {k}: file {tuple(state[k].shape)}, "
+                f"config {tuple(expected[k].shape)})"
+            )
+        raise ModelLoadError(
+            f"{source}: weights in {WEIGHTS_NAME} do not match config.json "
+            f"(backbone={model.config.backbone}, {model.config.num_classes} labels): "
+            + "; ".join(parts)
+        )
+    model.load_state_dict(state, strict=True)
+    model.eval()

@@ -1,0 +1,290 @@
+"""EmotionRecognizer: image in, one :class:`FaceResult` per face out.
+
+image -> :func:`~fer_core.io.load_image` -> :class:`~fer_core.detect.FaceDetector` (MTCNN) ->
+:func:`~fer_core.align.crop_face` -> :mod:`~fer_core.preprocess` -> one batched forward pass of
+:class:`~fer_core.model.EmotionNet` -> ``softmax(logits / temperature)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .align import crop_face
+from .config import ModelConfig
+from .detect import DEFAULT_THRESHOLD, Detection, FaceDetector
+from .errors import InvalidImageError, ModelLoadError
+from .io import ImageInput, load_image
+from .model import CONFIG_NAME, WEIGHTS_NAME, EmotionNet, load_weights
+from .preprocess import crops_to_batch
+
+#: Folder of the trained default model shipped inside the package.
+DEFAULT_MODEL_DIR: Path = Path(__file__).resolve().parent / "default_model"
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face found in an image and its emotion probabilities.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)`` float pixels in the input image (after EXIF orientation).
+        score: detection probability, 0..1.
+        landmarks: float32 ``(5, 2)`` ``(x, y)`` pixels: left eye, right eye, nose, mouth left,
+            mouth right.
+        probs: label -> calibrated probability (0..1), in the model's label order, summing to 1.
+        label: the label with the highest probability.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+    probs: dict[str, float]
+    label: str
+
+    @property
+    def confidence(self) -> float:
+        """Probability of :attr:`label`."""
+        return self.probs[self.label]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict: box, score, landmarks (list of [x, y]), label, probs."""
+        return {
+            "box": [round(v, 2) for v in self.box],
+            "score": round(self.score, 5),
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+            "label": self.label,
+            "probs": {k: round(v, 6) for k, v in self.probs.items()},
+        }
+
+
+class EmotionRecognizer:
+    """Multi-face facial-expression recognizer.
+
+    Build it with :meth:`from_pretrained`; then :meth:`predict` one image, :meth:`predict_batch`
+    several, or :meth:`classify_crops` for faces that are already cropped.
+
+    Args:
+        model: a loaded :class:`EmotionNet` (eval mode).
+        detector: the face detector; default ``FaceDetector()`` (threshold 0.9, adaptive min size).
+        device: torch device for the classifier.
+        source: where the model came from (folder or repo id), for display.
+        revision: the Hub commit the model was loaded from, if any.
+    """
+
+    def __init__(
+        self,
+        model: EmotionNet,
+        detector: FaceDetector | None = None,
+        device: str | torch.device = "cpu",
+        source: str = "<in memory>",
+        revision: str | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.detector = detector if detector is not None else FaceDetector(device=self.device)
+        self.source = source
+        self.revision = revision
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str | os.PathLike | None = None,
+        revision: str | None = None,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        device: str | torch.device = "cpu",
+        threshold: float = DEFAULT_THRESHOLD,
+        min_face_size: int | None = None,
+    ) -> EmotionRecognizer:
+        """Load a model from the bundled default, a local folder, or a Hugging Face Hub repo.
+
+        Args:
+            model_id: ``None`` for the bundled default model; a folder holding ``config.json`` +
+                ``model.safetensors``; or a Hub repo id ``"user/name"`` (downloaded with
+                huggingface_hub and cached; works offline from the cache, e.g. with
+                ``HF_HUB_OFFLINE=1``; ``HF_ENDPOINT`` selects the server).
+            revision: Hub branch, tag or commit (ignored for folders).
+            cache_dir, local_files_only, token: passed to ``huggingface_hub.snapshot_download``.
+            device: torch device.
+            threshold, min_face_size: face-detector defaults (see :class:`FaceDetector`).
+
+        Raises:
+            ModelLoadError: the folder or repo does not exist or cannot be reached, ``config.json``
+                is missing or invalid, or the weights are missing or do not match it.
+        """
+        resolved_revision = None
+        if model_id is None:
+            folder, source = DEFAULT_MODEL_DIR, "bundled default"
+            if not folder.is_dir():
+                raise ModelLoadError(f"the bundled default model is missing ({folder})")
+        elif Path(model_id).is_dir():
+            folder, source = Path(model_id), str(model_id)
+        else:
+            source = str(model_id)
+            folder = _download(source, revision, cache_dir, local_files_only, token)
+            resolved_revision = folder.name  # snapshot folders are named by commit hash
+        model = load_model(folder, source=source, device=device)
+        detector = FaceDetector(threshold=threshold, min_face_size=min_face_size, device=device)
+        return cls(model, detector, device=device, source=source, revision=resolved_revision)
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's label names in output order (the 8 FER+ labels for FER+ models)."""
+        return list(self.model.config.labels)
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model's :class:`ModelConfig` (from its ``config.json``)."""
+        return self.model.config
+
+    def classify_crops(self, crops: Sequence[ImageInput], *, batch_size: int = 64) -> np.ndarray:
+        """Emotion probabilities of faces that are already cropped (no detection, no alignment).
+
+        Args:
+            crops: N face crops, each anything :func:`load_image` accepts.
+            batch_size: faces per forward pass.
+
+        Returns:
+            float32 ``(N, num_classes)``, rows summing to 1, columns in :attr:`labels` order;
+            ``(0, num_classes)`` for no crops.
+
+        Raises:
+            InvalidImageError: a crop is not a valid image (message gives its index).
+        """
+        images = [_load_indexed(c, i) for i, c in enumerate(crops)]
+        return self._probabilities(images, batch_size)
+
+    def predict(
+        self,
+        image: ImageInput,
+        *,
+        threshold: float | None = None,
+        min_face_size: int | None = None,
+        align: bool | None = None,
+    ) -> list[FaceResult]:
+        """Detect every face in one image and classify them all in one forward pass.
+
+        Args:
+            image: a path, encoded bytes, ``PIL.Image`` or uint8 ``(H, W, 3)`` RGB array.
+            threshold: detection-probability threshold (0..1) for this call.
+            min_face_size: smallest face side in pixels for this call (>= 12).
+            align: override the model config's eye-levelling for this call.
+
+        Returns:
+            One :class:`FaceResult` per face, left to right; empty if there is no face.
+
+        Raises:
+            InvalidImageError: the image is invalid (see :func:`load_image`).
+            ValueError: ``threshold`` or ``min_face_size`` out of range.
+        """
+        return self.predict_batch([image], threshold=threshold, min_face_size=min_face_size, align=align)[0]
+
+    def predict_batch(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        threshold: float | None = None,
+        min_face_size: int | None = None,
+        align: bool | None = None,
+    ) -> list[list[FaceResult]]:
+        """:meth:`predict` for several images; the faces of all of them go through the
+        classifier together.
+
+        All images are validated before any work is done, so a bad one fails fast; callers that
+        must keep going past bad files (the CLI, the app) load each with :func:`load_image` first.
+
+        Returns:
+            One list of :class:`FaceResult` per input image, in input order.
+
+        Raises:
+            InvalidImageError: an image is invalid (message gives its index).
+            ValueError: ``threshold`` or ``min_face_size`` out of range.
+        """
+        pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
+        cfg = self.model.config
+        do_align = cfg.align if align is None else bool(align)
+        detections: list[list[Detection]] = [
+            self.detector.detect(img, threshold=threshold, min_face_size=min_face_size) for img in pil_images
+        ]
+        crops = [
+            crop_face(img, d.box, d.landmarks, margin=cfg.crop_margin, align=do_align)
+            for img, dets in zip(pil_images, detections)
+            for d in dets
+        ]
+        probs = self._probabilities(crops, batch_size=max(1, len(crops)))
+        results, k = [], 0
+        for dets in detections:
+            faces = []
+            for d in dets:
+                row = probs[k]
+                k += 1
+                p = {label: float(v) for label, v in zip(self.labels, row)}
+                faces.append(FaceResult(d.box, d.score, d.landmarks, p, self.labels[int(row.argmax())]))
+            results.append(faces)
+        return results
+
+    def _probabilities(self, crops: Sequence[Image.Image], batch_size: int) -> np.ndarray:
+        n_classes = self.model.config.num_classes
+        if not crops:
+            return np.zeros((0, n_classes), dtype=np.float32)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(crops), batch_size):
+                batch = crops_to_batch(crops[start:start + batch_size], self.model.config).to(self.device)
+                out.append(self.model.probabilities(self.model(batch)).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+
+def load_model(folder: str | os.PathLike, source: str | None = None,
+               device: str | torch.device = "cpu") -> EmotionNet:
+    """Build an :class:`EmotionNet` from a folder holding ``config.json`` + ``model.safetensors``.
+
+    Raises:
+        ModelLoadError: missing/invalid config, missing/invalid weights, or weights that do not
+            match the config.
+    """
+    folder = Path(folder)
+    source = source or str(folder)
+    config = ModelConfig.from_file(folder / CONFIG_NAME)
+    model = EmotionNet(config)
+    load_weights(model, folder / WEIGHTS_NAME, source=source)
+    return model.to(device).eval()
+
+
+def _download(repo_id: str, revision: str | None, cache_dir: Any, local_files_only: bool,
+              token: str | bool | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        path = snapshot_download(
+            repo_id=repo_id,
+            revision=revision,
+            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md"],
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
+    except HFValidationError:
+        raise ModelLoadError(
+            f"'{repo_id}' is neither an existing folder nor a valid Hub repo id ('user/name')"
+        ) from None
+    except Exception as exc:  # network, auth, not found, offline without cache ...
+        raise ModelLoadError(f"cannot get model '{repo_id}' from the Hub: {type(exc).__name__}: {exc}") from None
+    return Path(path)
+
+
+def _load_indexed(image: ImageInput, index: int) -> Image.Image:
+    try:
+        return load_image(image)
+    except InvalidImageError as exc:
+        raise InvalidImageError(f"image {index}: {exc}") from None

@@ -1,0 +1,74 @@
+"""``python -m train --data DIR --out runs/NAME [options]``: fine-tune a backbone on FER+."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fer_core.config import BACKBONES
+
+from .augment import AugmentConfig
+from .labels import LABEL_MODES
+from .loop import TrainConfig, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m train`` argument parser (every :class:`TrainConfig` field is a flag)."""
+    d = TrainConfig(data="", out="")
+    a = AugmentConfig()
+    p = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="FERPlus layout folder, or one with fer2013.csv + fer2013new.csv")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, best/)")
+    p.add_argument("--backbone", default=d.backbone, choices=BACKBONES)
+    p.add_argument("--pretrained", default=d.pretrained, help="imagenet | none | PATH to a state dict")
+    p.add_argument("--label-mode", default=d.label_mode, choices=LABEL_MODES)
+    p.add_argument("--img-size", type=int, default=d.img_size, help="network input side, pixels")
+    p.add_argument("--color-mode", default=d.color_mode, choices=("grayscale", "rgb"))
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--optimizer", default=d.optimizer, choices=("adamw", "sgd"))
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--scheduler", default=d.scheduler, choices=("cosine", "onecycle", "plateau"))
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up (cosine)")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--balance", default=d.balance, choices=("none", "loss", "sampler"),
+                   help="class-balanced loss weights or sampler, (1/count)**balance-power")
+    p.add_argument("--balance-power", type=float, default=d.balance_power)
+    p.add_argument("--aug-geometry", default=a.geometry, choices=("crop", "affine", "none"))
+    p.add_argument("--aug-crop-scale", type=float, default=a.crop_scale)
+    p.add_argument("--aug-rotation", type=float, default=a.rotation, help="degrees")
+    p.add_argument("--aug-hflip", type=float, default=a.hflip, help="probability")
+    p.add_argument("--aug-brightness", type=float, default=a.brightness)
+    p.add_argument("--aug-contrast", type=float, default=a.contrast)
+    p.add_argument("--aug-erasing", type=float, default=a.erasing, help="probability")
+    p.add_argument("--no-tta-flip", dest="tta_flip", action="store_false",
+                   help="do not average with the mirrored face at validation")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--limit-train", type=int, default=None, help="use only the first N train images")
+    p.add_argument("--limit-valid", type=int, default=None, help="use only the first N valid images")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, train, print the best epoch; exit status 1 with a message on bad input."""
+    args = vars(build_parser().parse_args(argv))
+    aug = AugmentConfig(**{k[4:]: args.pop(k) for k in list(args) if k.startswith("aug_")})
+    cfg = TrainConfig(**args, augment=aug)
+    try:
+        train(cfg)
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
