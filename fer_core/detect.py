@@ -26,6 +26,9 @@ DEFAULT_MAX_SIDE: int = 1280
 MIN_FACE_DIVISOR: int = 15
 MIN_FACE_FLOOR: int = 20
 
+#: Faces whose box's longer side is below this fraction of the minimum face size are dropped.
+MIN_FACE_TOLERANCE: float = 0.8
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -54,7 +57,8 @@ class FaceDetector:
     Args:
         threshold: minimum detection probability (0..1) of a returned face.
         min_face_size: smallest face side searched for, in pixels of the input image; ``None``
-            adapts it to the image (:func:`adaptive_min_face_size`). Larger is faster.
+            adapts it to the image (:func:`adaptive_min_face_size`). Larger is faster. Boxes whose
+            longer side is under ``0.8 * min_face_size`` are dropped.
         max_side: images whose longer side exceeds this are downscaled for detection.
         device: torch device for MTCNN.
 
@@ -121,8 +125,8 @@ class FaceDetector:
                 continue
             x1, y1 = max(0.0, float(box[0])), max(0.0, float(box[1]))
             x2, y2 = min(float(width), float(box[2])), min(float(height), float(box[3]))
-            if x2 - x1 < 1 or y2 - y1 < 1:
-                continue
+            if max(x2 - x1, y2 - y1) < MIN_FACE_TOLERANCE * min_face:
+                continue  # MTCNN's pyramid can still regress smaller boxes: enforce the minimum
             found.append(Detection((x1, y1, x2, y2), float(prob), pts.reshape(5, 2)))
         found.sort(key=lambda d: d.box[0] + d.box[2])
         return found

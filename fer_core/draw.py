@@ -49,7 +49,7 @@ def annotate(image: Image.Image, faces: Sequence[FaceResult]) -> Image.Image:
     font = ImageFont.load_default(size=max(12, round(15 * scale)))
     for i, face in enumerate(faces, start=1):
         color = label_color(face.label)
-        x1, y1, x2, y2 = face.box
+        x1, y1, x2, y2 = (round(v) for v in face.box)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=width)
         text = f"{i} {face.label} {face.confidence:.0%}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)

@@ -1,0 +1,81 @@
+"""Real MTCNN (facenet-pytorch with the installed torch) on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fer_core.detect import FaceDetector, adaptive_min_face_size
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def test_mtcnn_loads_and_runs_with_installed_torch(detector, astronaut):
+    from packaging.version import Version
+
+    # facenet-pytorch 2.6.0 pins torch<2.3; the project installs it --no-deps on a newer torch
+    assert Version(torch.__version__.split("+")[0]) >= Version("2.3")
+    assert sum(p.numel() for p in detector.mtcnn.parameters()) > 400_000  # pnet+rnet+onet weights
+    boxes, probs, points = detector.mtcnn.detect(Image.fromarray(astronaut), landmarks=True)
+    assert boxes.shape == (1, 4) and points.shape == (1, 5, 2) and 0.99 < float(probs[0]) <= 1.0
+
+
+def test_astronaut_one_face_at_the_right_place(detector, astronaut):
+    faces = detector.detect(Image.fromarray(astronaut))
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces[0].box
+    assert abs(x1 - 180) < 12 and abs(y1 - 63) < 12 and abs(x2 - 268) < 12 and abs(y2 - 173) < 12
+    assert faces[0].score > 0.99
+    lm = faces[0].landmarks
+    assert lm.shape == (5, 2) and lm.dtype == np.float32
+    assert lm[0, 0] < lm[1, 0]  # left eye left of right eye
+    assert (lm[:, 0] > x1).all() and (lm[:, 0] < x2).all()
+
+
+def test_multi_face_canvas_counts_and_positions(detector, canvas):
+    image, tiles = canvas
+    faces = detector.detect(image)
+    assert len(faces) == len(tiles)
+    centres_x = [(f.box[0] + f.box[2]) / 2 for f in faces]
+    assert centres_x == sorted(centres_x)  # left to right
+    for tile in tiles:  # each tile holds exactly one detected face centre
+        inside = [f for f in faces if tile[0] < (f.box[0] + f.box[2]) / 2 < tile[2]
+                  and tile[1] < (f.box[1] + f.box[3]) / 2 < tile[3]]
+        assert len(inside) == 1
+
+
+def test_large_image_is_downscaled_and_boxes_mapped_back(detector, astronaut):
+    big = Image.fromarray(astronaut).resize((2048, 2048), Image.Resampling.BICUBIC)
+    faces = detector.detect(big)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces[0].box
+    assert abs(x1 - 4 * 180) < 48 and abs(y2 - 4 * 173) < 48
+
+
+def test_threshold_and_min_face_size(detector, astronaut):
+    img = Image.fromarray(astronaut)
+    everything = detector.detect(img, threshold=0.0)
+    default = detector.detect(img)
+    assert [f.box for f in everything if f.score >= 0.9] == [f.box for f in default]
+    assert detector.detect(img, min_face_size=200) == []  # the face is ~90 px
+    with pytest.raises(ValueError):
+        detector.detect(img, threshold=1.5)
+    with pytest.raises(ValueError):
+        detector.detect(img, min_face_size=5)
+
+
+def test_no_face_and_tiny_images(detector):
+    rng = np.random.default_rng(0)
+    assert detector.detect(Image.new("RGB", (640, 480), (200, 200, 200))) == []
+    assert detector.detect(Image.fromarray(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8))) == []
+    assert detector.detect(Image.new("RGB", (1, 1))) == []
+
+
+def test_adaptive_min_face_size():
+    assert adaptive_min_face_size(640, 480) == 32
+    assert adaptive_min_face_size(100, 100) == 20

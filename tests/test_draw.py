@@ -1,0 +1,40 @@
+"""annotate() and probability_figure() draw what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageColor
+
+from fer_core.draw import annotate, label_color, probability_figure
+
+
+def test_annotate_draws_boxes_in_label_colours(recognizer, canvas):
+    image, _ = canvas
+    faces = recognizer.predict(image)
+    out = annotate(image, faces)
+    assert out.size == image.size and out.mode == "RGB"
+    arr = np.asarray(out)
+    for f in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
+        colour = ImageColor.getrgb(label_color(f.label))
+        left_edge = arr[(y1 + y2) // 2, x1]  # middle of the left edge
+        assert tuple(left_edge) == colour
+    assert np.array_equal(np.asarray(image), np.asarray(canvas[0]))  # input untouched
+
+
+def test_annotate_with_no_faces_is_a_copy():
+    img = Image.new("RGB", (50, 40), (1, 2, 3))
+    assert np.array_equal(np.asarray(annotate(img, [])), np.asarray(img))
+
+
+def test_probability_figure_has_one_panel_per_face(recognizer, canvas, tmp_path):
+    faces = recognizer.predict(canvas[0])
+    fig = probability_figure(faces)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == len(faces)
+    assert [ax.get_title().split(":")[0] for ax in visible] == [f"Face {i}" for i in range(1, len(faces) + 1)]
+    assert len(visible[0].patches) == 8
+    fig.savefig(tmp_path / "bars.png")
+    assert Image.open(tmp_path / "bars.png").size[0] > 300
+    empty = probability_figure([])
+    assert "No face" in empty.texts[0].get_text()

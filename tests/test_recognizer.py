@@ -1,0 +1,92 @@
+"""EmotionRecognizer end to end: real MTCNN, real model, probability invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core import LABELS, EmotionRecognizer, FaceResult, InvalidImageError
+from fer_core.recognizer import DEFAULT_MODEL_DIR
+
+
+def check_face(face: FaceResult, labels):
+    assert isinstance(face, FaceResult)
+    assert list(face.probs) == list(labels)
+    assert abs(sum(face.probs.values()) - 1) < 1e-4
+    assert all(0 <= v <= 1 for v in face.probs.values())
+    assert face.label == max(face.probs, key=face.probs.get)
+    assert face.landmarks.shape == (5, 2)
+    x1, y1, x2, y2 = face.box
+    assert x2 > x1 and y2 > y1
+
+
+def test_labels(recognizer):
+    assert recognizer.labels == list(LABELS)
+
+
+def test_predict_astronaut(recognizer, astronaut, tmp_path):
+    path = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut).save(path, quality=95)
+    for source in (astronaut, Image.fromarray(astronaut), path, str(path)):
+        faces = recognizer.predict(source)
+        assert len(faces) == 1
+        check_face(faces[0], recognizer.labels)
+        assert abs(faces[0].box[0] - 180) < 15
+    d = faces[0].to_dict()
+    assert set(d) == {"box", "score", "landmarks", "label", "probs"} and len(d["landmarks"]) == 5
+
+
+def test_predict_canvas_six_faces(recognizer, canvas):
+    image, tiles = canvas
+    faces = recognizer.predict(image)
+    assert len(faces) == len(tiles)
+    for f in faces:
+        check_face(f, recognizer.labels)
+
+
+def test_predict_batch_matches_predict(recognizer, astronaut, canvas):
+    batch = recognizer.predict_batch([astronaut, canvas[0], Image.new("RGB", (200, 200))])
+    assert [len(r) for r in batch] == [1, 6, 0]
+    single = recognizer.predict(canvas[0])
+    for a, b in zip(batch[1], single):
+        assert a.box == b.box
+        assert np.allclose(list(a.probs.values()), list(b.probs.values()), atol=1e-5)
+
+
+def test_no_face_is_empty_list(recognizer):
+    assert recognizer.predict(Image.new("RGB", (640, 480), (30, 120, 200))) == []
+    assert recognizer.predict(np.zeros((1, 1, 3), np.uint8)) == []
+
+
+def test_bad_image_in_batch_names_its_index(recognizer, astronaut):
+    with pytest.raises(InvalidImageError, match="image 1: .*not a recognised image"):
+        recognizer.predict_batch([astronaut, b"garbage"])
+
+
+def test_classify_crops(recognizer, ferplus):
+    folder = ferplus / "FER2013Valid"
+    crops = [Image.open(folder / n) for n in ["fer0028642.png", "fer0028652.png", "fer0028643.png"]]
+    probs = recognizer.classify_crops(crops)
+    assert probs.shape == (3, 8) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert recognizer.classify_crops([]).shape == (0, 8)
+    # the same crop gives the same row whatever it is batched with
+    assert np.allclose(recognizer.classify_crops(crops[:1])[0], probs[0], atol=1e-5)
+
+
+def test_alignment_switch_changes_only_the_crop(recognizer, astronaut):
+    tilted = Image.fromarray(astronaut).rotate(25, resample=Image.Resampling.BICUBIC, center=(224, 118))
+    a = recognizer.predict(tilted, align=True)
+    b = recognizer.predict(tilted, align=False)
+    assert len(a) == len(b) == 1 and a[0].box == b[0].box
+    assert list(a[0].probs.values()) != list(b[0].probs.values())  # a different crop went in
+
+
+def test_bundled_default_model_says_astronaut_is_happy(astronaut):
+    if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        pytest.skip("no bundled default model yet")
+    rec = EmotionRecognizer.from_pretrained()
+    faces = rec.predict(astronaut)
+    assert len(faces) == 1 and faces[0].label == "happiness"
+    assert rec.config.recipe.get("label_mode")  # a trained model carries its recipe
