@@ -32,7 +32,7 @@ def test_path_bytes_pil_and_array_agree(tmp_path, astronaut):
 def test_every_mode_becomes_rgb(mode, astronaut):
     src = Image.fromarray(astronaut)
     if mode == "I;16":
-        src = Image.fromarray((np.asarray(src.convert("L"), dtype=np.uint16) * 257))
+        src = Image.fromarray(np.asarray(src.convert("L"), dtype=np.uint16) * 257)
         assert src.mode.startswith("I;16")
     else:
         src = src.convert(mode)

@@ -27,7 +27,8 @@ def test_round_trip_tensors_identical(random_model_dir, tmp_path):
     model.save_pretrained(tmp_path / "again")
     saved = json.loads((tmp_path / "again" / "config.json").read_text())
     assert saved["temperature"] == 1.7 and saved["labels"] == list(LABELS) and saved["num_classes"] == 8
-    a, b = load_file(str(random_model_dir / "model.safetensors")), load_file(str(tmp_path / "again" / "model.safetensors"))
+    a = load_file(str(random_model_dir / "model.safetensors"))
+    b = load_file(str(tmp_path / "again" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     again = load_model(tmp_path / "again")
     assert again.config.temperature == 1.7
