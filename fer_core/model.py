@@ -54,7 +54,7 @@ def build_backbone(backbone: str, num_classes: int, dropout: float) -> nn.Module
 class EmotionNet(
     nn.Module,
     PyTorchModelHubMixin,
-    library_name="fer_core",
+    library_name="pytorch",
     pipeline_tag="image-classification",
     tags=["facial-expression-recognition", "fer", "ferplus"],
     license="mit",

@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aug-brightness", type=float, default=a.brightness)
     p.add_argument("--aug-contrast", type=float, default=a.contrast)
     p.add_argument("--aug-erasing", type=float, default=a.erasing, help="probability")
-    p.add_argument("--no-tta-flip", dest="tta_flip", action="store_false",
-                   help="do not average with the mirrored face at validation")
+    p.add_argument("--tta-flip", action="store_true",
+                   help="average with the mirrored face at validation (fer_core does not do this at inference)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")

@@ -58,7 +58,7 @@ class TrainConfig:
     balance: str = "none"
     balance_power: float = 0.5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    tta_flip: bool = True
+    tta_flip: bool = False
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -214,7 +214,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         start_epoch, best, history = ckpt["epoch"], ckpt["best"], ckpt["history"]
         elapsed = history[-1]["elapsed_s"] if history else 0.0
         print(f"resumed from {ckpt_path} at epoch {start_epoch}")
-    (out / "args.json").write_text(json.dumps({**cfg.to_dict(), "init": init, "device": str(device)}, indent=2))
+    (out / "args.json").write_text(json.dumps({**cfg.to_dict(), "init": init, "device": str(device),
+                                               "n_train": len(train_set), "n_valid": len(valid_set)}, indent=2))
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()

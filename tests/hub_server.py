@@ -1,0 +1,73 @@
+"""A real Hub-API server for tests: olah serving local git repos (offline mirror mode)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+GIT = ["git", "-c", "user.name=fer-tests", "-c", "user.email=tests@localhost", "-c", "init.defaultBranch=main"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def make_git_repo(mirrors: Path, repo_id: str, files: list[Path]) -> str:
+    """Commit ``files`` into ``mirrors/models/<repo_id>`` as a git repo; returns the commit hash."""
+    repo = mirrors / "models" / repo_id
+    repo.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, repo / f.name)
+    subprocess.run([*GIT, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "model"], cwd=repo, check=True)
+    return subprocess.run([*GIT, "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@contextmanager
+def olah_server(workdir: Path, mirrors: Path) -> Iterator[str]:
+    """Run ``olah-cli`` on a free loopback port serving ``mirrors``; yields its base URL."""
+    port = free_port()
+    config = workdir / "olah.toml"
+    config.write_text(
+        "[basic]\n"
+        f'host = "127.0.0.1"\nport = {port}\n'
+        f'repos-path = "{workdir / "repos"}"\n'
+        f'mirrors-path = ["{mirrors}"]\n'
+        "[accessibility]\noffline = true\n"
+    )
+    olah = Path(sys.executable).with_name("olah-cli")
+    log = (workdir / "olah.log").open("w")
+    proc = subprocess.Popen([str(olah), "-c", str(config)], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

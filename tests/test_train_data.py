@@ -1,0 +1,62 @@
+"""Reading FER+ in both forms: the FERPlus folder layout and the raw Kaggle CSV pair."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from fer_core.labels import VOTE_COLUMNS
+from train.data import load_split, read_raw_csv
+
+USAGES = ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]
+
+
+def write_raw_pair(folder, n=6, drop_name_row=4):
+    rng = np.random.default_rng(1)
+    pixels = [rng.integers(0, 256, 48 * 48) for _ in range(n)]
+    votes = [[i % 8 + 2 if j == i % 8 else 0 for j in range(10)] for i in range(n)]
+    with (folder / "fer2013.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for i in range(n):
+            w.writerow([0, " ".join(map(str, pixels[i])), USAGES[i]])
+    with (folder / "fer2013new.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Usage", "Image name", *VOTE_COLUMNS])
+        for i in range(n):
+            name = "" if i == drop_name_row else f"fer{i:07d}.png"
+            w.writerow([USAGES[i], name, *votes[i]])
+    return pixels, votes
+
+
+def test_raw_csv_pair(tmp_path):
+    pixels, votes = write_raw_pair(tmp_path)
+    train = load_split(tmp_path, "train")
+    assert train.names == ["fer0000000.png", "fer0000001.png"]  # row 4 has no FER+ name: skipped
+    assert np.array_equal(train.images[1], np.asarray(pixels[1], dtype=np.uint8).reshape(48, 48))
+    assert train.votes[1].tolist() == votes[1]
+    valid = load_split(tmp_path, "valid")
+    assert valid.names == ["fer0000002.png", "fer0000005.png"]
+    assert len(load_split(tmp_path, "test")) == 1
+
+
+def test_raw_csv_mismatch(tmp_path):
+    write_raw_pair(tmp_path)
+    lines = (tmp_path / "fer2013new.csv").read_text().splitlines()
+    (tmp_path / "fer2013new.csv").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ValueError, match="rows"):
+        read_raw_csv(tmp_path / "fer2013.csv", tmp_path / "fer2013new.csv", "train")
+
+
+def test_ferplus_layout(ferplus):
+    split = load_split(ferplus, "train", limit=50)
+    assert len(split) == 50 and split.images.dtype == np.uint8 and split.votes.shape == (50, 10)
+    assert split.names[0] == "fer0000000.png"
+    assert split.votes[0].tolist() == [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]
+
+
+def test_missing_split(tmp_path):
+    with pytest.raises(FileNotFoundError, match="label.csv"):
+        load_split(tmp_path, "test")

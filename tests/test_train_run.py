@@ -1,0 +1,134 @@
+"""Tiny real training runs on FER+ crops from ../shared: every label mode, resume, export, evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+from fer_core.recognizer import load_model
+from tests.conftest import ROOT, SHARED, require_shared
+from train.__main__ import main as train_main
+
+TORCH_HOME = SHARED / "weights" / "torch"
+TINY = ["--limit-train", "192", "--limit-valid", "128", "--img-size", "64", "--batch-size", "32",
+        "--threads", "2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_home():
+    require_shared(TORCH_HOME / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth")
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(TORCH_HOME)
+    yield
+    if old is None:
+        os.environ.pop("TORCH_HOME")
+    else:
+        os.environ["TORCH_HOME"] = old
+
+
+@pytest.mark.parametrize("mode", ["majority", "probability", "crossentropy", "multi_target"])
+def test_each_label_mode_updates_weights(tmp_path, ferplus, mode, capsys):
+    out = tmp_path / mode
+    assert train_main(["--data", str(ferplus), "--out", str(out), "--label-mode", mode, "--epochs", "1", *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "train 192 images -> " in printed and "valid 128 -> " in printed
+    args = json.loads((out / "args.json").read_text())
+    assert f"train 192 images -> {args['n_train']} kept ({mode})" in printed
+    assert "img/s" in printed
+    trained = load_file(str(out / "best" / "model.safetensors"))
+    import torchvision
+
+    imagenet = torchvision.models.mobilenet_v2(weights="IMAGENET1K_V1").state_dict()
+    key = "features.0.0.weight"
+    assert not torch.equal(trained[f"net.{key}"], imagenet[key])  # it learned
+    assert torch.allclose(trained[f"net.{key}"], imagenet[key], atol=0.5)  # from ImageNet, not random
+    row = json.loads((out / "metrics.json").read_text())[0]
+    assert 0 <= row["valid_acc"] <= 1 and row["train_loss"] > 0
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path, ferplus, capsys):
+    out = tmp_path / "run"
+    base = ["--data", str(ferplus), "--out", str(out), *TINY]
+    assert train_main([*base, "--epochs", "1"]) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert train_main([*base, "--epochs", "2", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "resumed from" in printed and "epoch 2/2" in printed and "epoch 1/2:" not in printed
+    history = json.loads((out / "metrics.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2] and history[0] == first[0]
+
+
+def test_missing_pretrained_weights_name_the_fix(tmp_path, ferplus, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    code = train_main(["--data", str(ferplus), "--out", str(tmp_path / "x"), "--backbone", "resnet18",
+                       "--epochs", "1", *TINY])
+    assert code == 1
+    assert "--pretrained none" in capsys.readouterr().err
+
+
+def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
+    from tests.hub_server import make_git_repo, olah_server
+    from train.export import export
+    from train.push import files_to_upload
+
+    run = tmp_path / "run"
+    assert train_main(["--data", str(ferplus), "--out", str(run), "--epochs", "1", *TINY]) == 0
+    out = tmp_path / "export"
+    report = export(run, out, crop_margin=0.0, limit=300, repo_id="fer-tests/tiny")
+    for name in ("config.json", "model.safetensors", "README.md", "confusion_matrix.png", "reliability.png",
+                 "curves.png", "report.json"):
+        assert (out / name).is_file(), name
+    assert 0 <= report["accuracy"] <= 1 and 0 <= report["uar"] <= 1 and report["temperature"] > 0
+    assert report["ece_after"] <= report["ece_before"] + 1e-6  # fitted T never hurts NLL-wise much
+    config = json.loads((out / "config.json").read_text())
+    assert config["temperature"] == report["temperature"] and config["crop_margin"] == 0.0
+    exported = load_file(str(out / "model.safetensors"))
+    best = load_file(str(run / "best" / "model.safetensors"))
+    assert all(torch.equal(exported[k], best[k]) for k in best)
+    # the card's model-index carries the evaluation's numbers
+    card = ModelCard.load(out / "README.md")
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results["accuracy"] == round(report["accuracy"], 4)
+    assert results["f1"] == round(report["macro_f1"], 4)
+    assert card.data.pipeline_tag == "image-classification" and card.data.license == "mit"
+    assert "not a medical device" in card.text.lower()
+    assert [p.name for p in files_to_upload(out)] == sorted(
+        ["README.md", "config.json", "confusion_matrix.png", "curves.png", "model.safetensors",
+         "reliability.png", "report.json"])
+
+    # pull it back through a real Hub-API server (olah serving a git repo of the export)
+    mirrors = tmp_path / "mirrors"
+    commit = make_git_repo(mirrors, "fer-tests/tiny", [out / "config.json", out / "model.safetensors",
+                                                         out / "README.md"])
+    pulled = tmp_path / "pulled.safetensors"
+    code = ("import sys; from safetensors.torch import save_file; from fer_core import EmotionRecognizer; "
+            "r = EmotionRecognizer.from_pretrained('fer-tests/tiny'); print(r.revision); "
+            "save_file(r.model.state_dict(), sys.argv[1])")
+    with olah_server(tmp_path, mirrors) as url:
+        env = {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_XET": "1"}
+        proc = subprocess.run([sys.executable, "-c", code, str(pulled)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == commit
+    got = load_file(str(pulled))
+    assert got.keys() == exported.keys() and all(torch.equal(got[k], exported[k]) for k in got)
+    # ... and offline, from the cache alone
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.run([sys.executable, "-c", code, str(pulled)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_model(out).config.temperature == report["temperature"]
+
+
+def test_evaluate_cli_on_test_split_needs_data(tmp_path, random_model_dir):
+    from train.evaluate import main as eval_main
+
+    assert eval_main(["--model", str(random_model_dir), "--data", str(tmp_path), "--split", "test"]) == 1

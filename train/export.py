@@ -1,0 +1,149 @@
+"""``python -m train.export --run runs/NAME --out DIR``: a run's best model -> a Hub-ready folder.
+
+Writes ``config.json`` (with the temperature fitted on Valid), ``model.safetensors``, the plots
+(confusion matrix, reliability diagram, learning curves), ``report.json`` and ``README.md``: the
+model card rendered from the top-level ``model_card.md`` template with the measured numbers and Hub
+metadata (``ModelCardData`` with a model-index of ``EvalResult``s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from fer_core.errors import ModelLoadError
+
+from .data import load_split
+from .evaluate import evaluate
+from .labels import vote_distribution
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+
+
+def card_data(report: dict[str, Any], model_name: str) -> ModelCardData:
+    """Hub metadata with a model-index of the evaluation's numbers."""
+    common = dict(task_type="image-classification", task_name="Facial expression recognition",
+                  dataset_type="ferplus", dataset_name="FER+ (majority protocol)",
+                  dataset_split="validation" if report["split"] == "valid" else report["split"])
+    results = [
+        EvalResult(metric_type="accuracy", metric_value=round(report["accuracy"], 4), **common),
+        EvalResult(metric_type="f1", metric_name="macro-F1", metric_value=round(report["macro_f1"], 4),
+                   metric_args={"average": "macro"}, **common),
+        EvalResult(metric_type="recall", metric_name="UAR (mean per-class recall)",
+                   metric_value=round(report["uar"], 4), metric_args={"average": "macro"}, **common),
+        EvalResult(metric_type="ece", metric_name="ECE after temperature scaling",
+                   metric_value=round(report["ece_after"], 4), **common),
+    ]
+    return ModelCardData(
+        model_name=model_name, license="mit", library_name="pytorch", pipeline_tag="image-classification",
+        tags=["facial-expression-recognition", "emotion-recognition", "ferplus", "fer_core", "safetensors"],
+        datasets=["ferplus"], metrics=["accuracy", "f1", "recall"], eval_results=results,
+    )
+
+
+def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_id: str,
+                model_name: str) -> ModelCard:
+    """Render ``model_card.md`` for an exported folder."""
+    config = json.loads((model_dir / "config.json").read_text())
+    recipe = config.get("recipe", {})
+    history = json.loads((run / "metrics.json").read_text()) if run and (run / "metrics.json").is_file() else []
+    names = config["labels"]
+    per_class = [{"name": n, **report["per_class"][n]} for n in names]
+    args = json.loads((run / "args.json").read_text()) if run and (run / "args.json").is_file() else {}
+    n_train = args.get("n_train")
+    if n_train is None and args.get("data"):  # runs from before args.json recorded it
+        votes = load_split(args["data"], "train", limit=args.get("limit_train")).votes
+        n_train = sum(vote_distribution(v, args.get("label_mode", "majority")) is not None for v in votes)
+    aug = recipe.get("augment", {})
+    return ModelCard.from_template(
+        card_data(report, model_name), template_path=str(TEMPLATE),
+        model_name=model_name, repo_id=repo_id, labels=names, backbone=config["backbone"],
+        init=recipe.get("init", "unknown init"), split_name="Valid" if report["split"] == "valid" else "Test",
+        per_class=per_class, recipe={**{k: "?" for k in ("optimizer", "lr", "weight_decay", "scheduler",
+                                                         "batch_size", "epochs", "best_epoch", "balance",
+                                                         "seed", "hardware")}, **recipe},
+        label_mode=recipe.get("label_mode", "?"), color_mode=config["color_mode"],
+        native_size=config.get("native_size"), input_size=config["input_size"],
+        augment=", ".join(f"{k}={v}" for k, v in aug.items()) or "none",
+        train_minutes=round(history[-1]["elapsed_s"] / 60, 1) if history else "?",
+        n_train=n_train if n_train is not None else "?", has_curves=(model_dir / "curves.png").is_file(),
+        **{k: report[k] for k in ("accuracy", "uar", "macro_f1", "ece_before", "ece_after", "temperature",
+                                  "n_images")},
+    )
+
+
+def export(run: str | Path, out: str | Path, data: str | Path | None = None, repo_id: str = "fer-core/ferplus",
+           model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None
+           ) -> dict[str, Any]:
+    """Export ``run/best`` to ``out`` with evaluation on Valid, plots and model card.
+
+    Args:
+        run: a ``python -m train`` run folder (with ``best/``, ``metrics.json``, ``args.json``).
+        out: destination folder (created; existing files overwritten).
+        data: FER+ folder for the evaluation (default: the run's ``--data``).
+        repo_id: the Hub repo id shown in the card's usage snippet.
+        model_name: card title (default: ``ferplus-<backbone>``).
+        crop_margin: override the crop margin stored in ``config.json``.
+        limit: evaluate on the first N Valid images only (tests).
+
+    Returns:
+        The Valid evaluation report.
+
+    Raises:
+        FileNotFoundError: the run has no ``best/`` model or the data is missing.
+    """
+    run, out = Path(run), Path(out)
+    best = run / "best"
+    if not (best / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{best}/model.safetensors not found: is {run} a finished training run?")
+    args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
+    data = data or args.get("data")
+    if not data:
+        raise FileNotFoundError("no --data given and the run's args.json names none")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(best / name, out / name)
+    config = json.loads((out / "config.json").read_text())
+    if crop_margin is not None:
+        config["crop_margin"] = crop_margin
+    config["recipe"]["train_minutes"] = None
+    if (run / "metrics.json").is_file():
+        config["recipe"]["train_minutes"] = round(json.loads((run / "metrics.json").read_text())[-1]["elapsed_s"] / 60, 1)
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    report = evaluate(out, data, "valid", out_dir=out, write_temperature=True,
+                      metrics_file=run / "metrics.json", limit=limit)
+    name = model_name or f"ferplus-{config['backbone']}"
+    render_card(out, report, run, repo_id, name).save(out / "README.md")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m train.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="training run folder")
+    p.add_argument("--out", required=True, help="export folder")
+    p.add_argument("--data", default=None, help="FER+ folder for evaluation (default: the run's)")
+    p.add_argument("--repo-id", default="fer-core/ferplus", help="repo id shown in the card")
+    p.add_argument("--model-name", default=None)
+    p.add_argument("--crop-margin", type=float, default=None, help="override config.json's crop_margin")
+    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N Valid images")
+    args = p.parse_args(argv)
+    try:
+        r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit)
+    except (FileNotFoundError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported to {args.out}: valid accuracy {r['accuracy']:.4f}, UAR {r['uar']:.4f}, "
+          f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} (T={r['temperature']:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
