@@ -112,9 +112,9 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     config = json.loads((out / "config.json").read_text())
     if crop_margin is not None:
         config["crop_margin"] = crop_margin
-    config["recipe"]["train_minutes"] = None
     if (run / "metrics.json").is_file():
-        config["recipe"]["train_minutes"] = round(json.loads((run / "metrics.json").read_text())[-1]["elapsed_s"] / 60, 1)
+        history = json.loads((run / "metrics.json").read_text())
+        config["recipe"]["train_minutes"] = round(history[-1]["elapsed_s"] / 60, 1)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     report = evaluate(out, data, "valid", out_dir=out, write_temperature=True,
                       metrics_file=run / "metrics.json", limit=limit)
