@@ -6,6 +6,7 @@ Networks", IEEE SPL 2016; implementation and weights from facenet-pytorch (times
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,8 @@ def adaptive_min_face_size(width: int, height: int) -> int:
 class FaceDetector:
     """MTCNN face detector that returns every face above a probability threshold.
 
+    Thread-safe: concurrent :meth:`detect` calls are serialised.
+
     Args:
         threshold: minimum detection probability (0..1) of a returned face.
         min_face_size: smallest face side searched for, in pixels of the input image; ``None``
@@ -81,6 +84,7 @@ class FaceDetector:
         self.max_side = int(max_side)
         self.mtcnn = MTCNN(keep_all=True, device=device)
         self.mtcnn.eval()
+        self._lock = threading.Lock()  # MTCNN's min_face_size is per-call state on a shared object
 
     def detect(
         self,
@@ -111,8 +115,8 @@ class FaceDetector:
             small = image.resize(size, Image.Resampling.BILINEAR)
         if min(small.size) < 12:  # below MTCNN's 12-pixel P-Net window: nothing can be found
             return []
-        self.mtcnn.min_face_size = max(12, int(round(min_face * scale)))
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
+            self.mtcnn.min_face_size = max(12, int(round(min_face * scale)))
             boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
         if boxes is None:
             return []

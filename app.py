@@ -1,0 +1,33 @@
+"""Gradio Space: facial expression recognition on photos, a live webcam and batches of files.
+
+``python app.py`` serves the UI, the gradio_client API and the REST routes on
+``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default 0.0.0.0:7860). The model comes from
+``FER_MODEL`` (Hub repo id or folder; ``FER_MODEL_REVISION``) or is the bundled default.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+from fastapi import FastAPI
+
+from app_ui.blocks import build_blocks
+from app_ui.rest import build_router
+from app_ui.service import MAX_UPLOAD_BYTES, FERService
+
+
+def create_app(service: FERService | None = None) -> FastAPI:
+    """The FastAPI app: REST routes plus the Gradio UI mounted at ``/``."""
+    service = service or FERService.from_env()
+    api = FastAPI(title="Facial expression recognition", docs_url="/docs",
+                  description="Faces, boxes and FER+ emotion probabilities. The UI is at /.")
+    api.include_router(build_router(service))
+    return gr.mount_gradio_app(api, build_blocks(service), path="/", max_file_size=MAX_UPLOAD_BYTES)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(create_app(), host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

@@ -1,0 +1,169 @@
+"""What the Space does, independent of Gradio: load the model once, run images, shape results.
+
+Both the Gradio UI (:mod:`app_ui.blocks`) and the plain-HTTP routes (:mod:`app_ui.rest`) call
+this, so they return the same JSON for the same image.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from fer_core import EmotionRecognizer, FaceResult, InvalidImageError, load_image
+from fer_core.detect import DEFAULT_THRESHOLD
+
+#: Largest accepted upload, bytes (``FER_MAX_UPLOAD_MB``, default 20 MB).
+MAX_UPLOAD_BYTES: int = int(float(os.environ.get("FER_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
+
+
+@dataclass
+class Settings:
+    """Detection controls shared by all tabs and endpoints.
+
+    Attributes:
+        threshold: detection probability threshold, 0..1.
+        min_face_size: smallest face in pixels, or ``None``/0 for the adaptive default.
+        align: level the eyes before classifying.
+    """
+
+    threshold: float = DEFAULT_THRESHOLD
+    min_face_size: int | None = None
+    align: bool = True
+
+    @classmethod
+    def parse(cls, threshold: float | None, min_face_size: float | None, align: bool | None) -> Settings:
+        """Settings from UI/API values (``None`` or 0 meaning the default).
+
+        Raises:
+            ValueError: a value is out of range (threshold outside 0..1, face size 1..11).
+        """
+        s = cls(
+            DEFAULT_THRESHOLD if threshold is None else float(threshold),
+            int(min_face_size) if min_face_size else None,
+            True if align is None else bool(align),
+        )
+        if not 0 <= s.threshold <= 1:
+            raise ValueError(f"detection threshold must be between 0 and 1, got {s.threshold}")
+        if s.min_face_size is not None and s.min_face_size < 12:
+            raise ValueError(f"minimum face size must be at least 12 pixels, got {s.min_face_size}")
+        return s
+
+
+class FERService:
+    """The loaded model plus everything the app does with it.
+
+    Args:
+        recognizer: the loaded recognizer.
+        model_id: what was asked for (``FER_MODEL`` or ``"bundled default"``).
+    """
+
+    def __init__(self, recognizer: EmotionRecognizer, model_id: str) -> None:
+        self.recognizer = recognizer
+        self.model_id = model_id
+
+    @classmethod
+    def from_env(cls) -> FERService:
+        """Load the model named by ``FER_MODEL`` (Hub repo id or folder; ``FER_MODEL_REVISION`` pins
+        a revision), or the bundled default when unset.
+
+        Raises:
+            fer_core.ModelLoadError: the model cannot be loaded.
+        """
+        model = os.environ.get("FER_MODEL") or None
+        revision = os.environ.get("FER_MODEL_REVISION") or None
+        rec = EmotionRecognizer.from_pretrained(model, revision=revision)
+        return cls(rec, model or "bundled default")
+
+    def info(self) -> dict[str, Any]:
+        """Model id, resolved revision, labels and key config values (the ``/labels`` answer)."""
+        cfg = self.recognizer.config
+        return {
+            "model": self.model_id,
+            "revision": self.recognizer.revision,
+            "labels": self.recognizer.labels,
+            "backbone": cfg.backbone,
+            "input_size": cfg.input_size,
+            "temperature": cfg.temperature,
+        }
+
+    def predict(self, image: Any, settings: Settings) -> tuple[Image.Image, list[FaceResult]]:
+        """Load one image and find and classify its faces.
+
+        Returns:
+            The oriented RGB image and its faces (left to right).
+
+        Raises:
+            InvalidImageError: the image is invalid. ValueError: bad settings.
+        """
+        pil = load_image(image)
+        faces = self.recognizer.predict(pil, threshold=settings.threshold,
+                                        min_face_size=settings.min_face_size, align=settings.align)
+        return pil, faces
+
+    def predict_many(self, items: list[tuple[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+        """Several named images; a bad one gets an ``error`` entry and the rest still run.
+
+        Args:
+            items: ``(name, image)`` pairs (image: path, bytes, PIL...).
+
+        Returns:
+            One dict per item, in order: ``{"file", "faces": [...]}`` or ``{"file", "error"}``;
+            successful entries also carry the oriented image under the private key ``_image``.
+        """
+        results: list[dict[str, Any]] = []
+        good: list[tuple[int, Image.Image]] = []
+        for name, image in items:
+            try:
+                good.append((len(results), load_image(image)))
+                results.append({"file": name})
+            except InvalidImageError as exc:
+                reason = str(exc).split(": ", 1)[-1]  # drop the temp path / byte count prefix
+                results.append({"file": name, "error": reason})
+        if good:
+            batches = self.recognizer.predict_batch([img for _, img in good], threshold=settings.threshold,
+                                                    min_face_size=settings.min_face_size, align=settings.align)
+            for (index, img), faces in zip(good, batches):
+                results[index]["faces"] = [f.to_dict() for f in faces]
+                results[index]["_image"] = img
+                results[index]["_faces"] = faces
+        return results
+
+
+def public(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``results`` without the private ``_``-prefixed keys (what the APIs return)."""
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+
+
+def faces_table(faces: list[FaceResult]) -> list[list[Any]]:
+    """Rows ``[face number, box "x1,y1,x2,y2", top emotion, confidence %]`` for the UI table."""
+    return [[i, ", ".join(f"{v:.0f}" for v in f.box), f.label, round(100 * f.confidence, 1)]
+            for i, f in enumerate(faces, start=1)]
+
+
+def results_csv(results: list[dict[str, Any]], labels: list[str]) -> str:
+    """CSV text, one row per face: file, face, x1..y2, score, the probabilities, error."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["file", "face", "x1", "y1", "x2", "y2", "score", "label", *labels, "error"])
+    for r in results:
+        if "error" in r:
+            writer.writerow([r["file"], "", "", "", "", "", "", "", *[""] * len(labels), r["error"]])
+        for i, f in enumerate(r.get("faces", []), start=1):
+            writer.writerow([r["file"], i, *f["box"], f["score"], f["label"], *[f["probs"][k] for k in labels], ""])
+    return buf.getvalue()
+
+
+def write_downloads(results: list[dict[str, Any]], labels: list[str], folder: Path) -> tuple[Path, Path]:
+    """Write ``faces.csv`` and ``faces.json`` for a batch into ``folder``; returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = folder / "faces.csv", folder / "faces.json"
+    csv_path.write_text(results_csv(results, labels))
+    json_path.write_text(json.dumps(public(results), indent=2))
+    return csv_path, json_path
