@@ -1,0 +1,142 @@
+"""The real app server: gradio_client endpoints, REST routes, bad uploads, Hub-pulled model."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from tests.app_server import app_server
+from tests.conftest import ROOT
+
+ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+UPLOAD_LIMIT_MB = 2
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_dir):
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with app_server(log, FER_MODEL=str(model_dir), FER_MAX_UPLOAD_MB=str(UPLOAD_LIMIT_MB)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def canvas_file(canvas, tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "six_faces.png"
+    canvas[0].save(path)
+    return path
+
+
+def check_faces(faces, n):
+    assert len(faces) == n
+    for f in faces:
+        assert math.isclose(sum(f["probs"].values()), 1.0, abs_tol=1e-3)
+        assert f["label"] == max(f["probs"], key=f["probs"].get)
+        assert len(f["box"]) == 4 and f["box"][2] > f["box"][0]
+
+
+def test_client_api_lists_named_endpoints(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    named = api["named_endpoints"]
+    assert {"/predict", "/predict_batch", "/labels"} <= set(named)
+    assert [p["parameter_name"] for p in named["/predict"]["parameters"]] == [
+        "image", "detection_threshold", "min_face_size", "align"]
+
+
+def test_predict_astronaut_and_canvas(client, canvas_file):
+    check_faces(client.predict(handle_file(str(ASTRONAUT)), api_name="/predict"), 1)
+    check_faces(client.predict(handle_file(str(canvas_file)), 0.9, 0, True, api_name="/predict"), 6)
+
+
+def test_labels_endpoint(client, model_dir):
+    info = client.predict(api_name="/labels")
+    assert info["labels"][:2] == ["neutral", "happiness"] and len(info["labels"]) == 8
+    assert info["model"] == str(model_dir)
+
+
+def test_predict_batch_keeps_going_past_a_bad_file(client, canvas_file, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    results = client.predict([handle_file(str(ASTRONAUT)), handle_file(str(bad)), handle_file(str(canvas_file))],
+                             api_name="/predict_batch")
+    assert [r["file"] for r in results] == ["astronaut.jpg", "notes.jpg", "six_faces.png"]
+    assert "not a recognised image" in results[1]["error"]
+    check_faces(results[0]["faces"], 1)
+    check_faces(results[2]["faces"], 6)
+
+
+def test_client_bad_image_is_a_clear_error_then_recovers(client, tmp_path):
+    bad = tmp_path / "broken.png"
+    data = io.BytesIO()
+    Image.new("RGB", (300, 300), (10, 200, 30)).save(data, "PNG")
+    bad.write_bytes(data.getvalue()[:200])
+    with pytest.raises(Exception, match="broken.png.*(truncated or corrupt|not a recognised)"):
+        client.predict(handle_file(str(bad)), api_name="/predict")
+    check_faces(client.predict(handle_file(str(ASTRONAUT)), api_name="/predict"), 1)
+
+
+def test_rest_routes(server, canvas_file):
+    assert httpx.get(f"{server}/health").json()["status"] == "ok"
+    labels = httpx.get(f"{server}/api/labels").json()
+    assert len(labels["labels"]) == 8
+    r = httpx.post(f"{server}/api/predict", files={"file": ("astro.jpg", ASTRONAUT.read_bytes(), "image/jpeg")})
+    assert r.status_code == 200
+    check_faces(r.json()["faces"], 1)
+    files = [("files", ("a.jpg", ASTRONAUT.read_bytes(), "image/jpeg")),
+             ("files", ("bad.png", b"\x89PNG\r\n\x1a\n broken", "image/png")),
+             ("files", ("six.png", canvas_file.read_bytes(), "image/png"))]
+    r = httpx.post(f"{server}/api/predict/batch", files=files, timeout=60)
+    results = r.json()["results"]
+    assert r.status_code == 200 and "error" in results[1]
+    check_faces(results[0]["faces"], 1)
+    check_faces(results[2]["faces"], 6)
+    spec = httpx.get(f"{server}/openapi.json").json()
+    assert {"/health", "/api/labels", "/api/predict", "/api/predict/batch"} <= set(spec["paths"])
+    assert httpx.get(f"{server}/docs").status_code == 200
+
+
+def test_rest_bad_inputs_then_valid_request(server):
+    r = httpx.post(f"{server}/api/predict", files={"file": ("x.txt", b"hello", "text/plain")})
+    assert r.status_code == 400 and "not a recognised image" in r.json()["detail"]
+    jpeg = ASTRONAUT.read_bytes()
+    r = httpx.post(f"{server}/api/predict", files={"file": ("cut.jpg", jpeg[: len(jpeg) // 2], "image/jpeg")})
+    assert r.status_code == 400 and "truncated or corrupt" in r.json()["detail"]
+    big = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(big).save(buf, "PNG")
+    assert buf.tell() > UPLOAD_LIMIT_MB * 1024 * 1024
+    r = httpx.post(f"{server}/api/predict", files={"file": ("big.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 413 and f"{UPLOAD_LIMIT_MB} MB" in r.json()["detail"]
+    r = httpx.post(f"{server}/api/predict", params={"threshold": 3}, files={"file": ("a.jpg", jpeg, "image/jpeg")})
+    assert r.status_code == 422
+    r = httpx.post(f"{server}/api/predict", files={"file": ("a.jpg", jpeg, "image/jpeg")})
+    assert r.status_code == 200 and len(r.json()["faces"]) == 1
+
+
+def test_app_pulls_its_model_from_a_hub_server(tmp_path, model_dir):
+    from tests.hub_server import make_git_repo, olah_server
+
+    commit = make_git_repo(tmp_path / "mirrors", "fer-tests/app-model",
+                           [model_dir / "config.json", model_dir / "model.safetensors"])
+    with olah_server(tmp_path, tmp_path / "mirrors") as hub:
+        env = {"FER_MODEL": "fer-tests/app-model", "HF_ENDPOINT": hub, "HF_HOME": str(tmp_path / "hf"),
+               "HF_HUB_DISABLE_XET": "1"}
+        with app_server(tmp_path / "app.log", **env) as url:
+            info = httpx.get(f"{url}/api/labels").json()
+            assert info["model"] == "fer-tests/app-model" and info["revision"] == commit
+            r = httpx.post(f"{url}/api/predict", files={"file": ("a.jpg", ASTRONAUT.read_bytes(), "image/jpeg")})
+            check_faces(r.json()["faces"], 1)
+    shutil.rmtree(tmp_path / "hf", ignore_errors=True)
+    assert json.loads((model_dir / "config.json").read_text())["labels"] == info["labels"]
