@@ -165,7 +165,8 @@ def build_blocks(service: FERService) -> gr.Blocks:
                 live_state = gr.State(None)
                 cam.stream(live, [cam, live_state, threshold, min_face, align],
                            [live_out, live_bars, live_status, live_state], stream_every=STREAM_EVERY,
-                           concurrency_limit=2, time_limit=3600, api_visibility="private")
+                           concurrency_limit=2, time_limit=3600, show_progress="hidden",
+                           api_visibility="private")
             with gr.Tab("Batch"):
                 files = gr.File(file_count="multiple", type="filepath", label="Images")
                 go = gr.Button("Analyse all", variant="primary")

@@ -97,7 +97,7 @@ class FERService:
         """Load one image and find and classify its faces.
 
         Returns:
-            The oriented RGB image and its faces (left to right).
+            The oriented RGB image and its faces (reading order).
 
         Raises:
             InvalidImageError: the image is invalid. ValueError: bad settings.

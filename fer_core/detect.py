@@ -100,7 +100,7 @@ class FaceDetector:
             min_face_size: overrides the detector's minimum face size (pixels) for this call.
 
         Returns:
-            Detections sorted left to right (by box centre x), possibly empty.
+            Detections in reading order (:func:`reading_order`), possibly empty.
         """
         threshold = self.threshold if threshold is None else float(threshold)
         min_face = self.min_face_size if min_face_size is None else min_face_size
@@ -132,8 +132,28 @@ class FaceDetector:
             if max(x2 - x1, y2 - y1) < MIN_FACE_TOLERANCE * min_face:
                 continue  # MTCNN's pyramid can still regress smaller boxes: enforce the minimum
             found.append(Detection((x1, y1, x2, y2), float(prob), pts.reshape(5, 2)))
-        found.sort(key=lambda d: d.box[0] + d.box[2])
-        return found
+        return reading_order(found)
+
+
+def reading_order(faces: list[Detection]) -> list[Detection]:
+    """Sort faces as text is read: rows top to bottom, left to right within a row.
+
+    A face joins the current row when its box centre is less than half the median face height
+    below the row's first face; otherwise it starts a new row.
+    """
+    if len(faces) < 2:
+        return list(faces)
+    heights = sorted(f.box[3] - f.box[1] for f in faces)
+    tolerance = 0.5 * heights[len(heights) // 2]
+    by_y = sorted(faces, key=lambda f: f.box[1] + f.box[3])
+    rows: list[list[Detection]] = []
+    for f in by_y:
+        cy = (f.box[1] + f.box[3]) / 2
+        if rows and cy - (rows[-1][0].box[1] + rows[-1][0].box[3]) / 2 < tolerance:
+            rows[-1].append(f)
+        else:
+            rows.append([f])
+    return [f for row in rows for f in sorted(row, key=lambda f: f.box[0] + f.box[2])]
 
 
 def check_detection_params(threshold: float, min_face_size: int | None) -> None:

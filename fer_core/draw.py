@@ -32,7 +32,7 @@ def annotate(image: Image.Image, faces: Sequence[FaceResult]) -> Image.Image:
     """Draw numbered boxes with ``"1 happiness 87%"`` tags on a copy of ``image``.
 
     Line width and font size scale with the image. Face numbers start at 1 in ``faces`` order
-    (left to right for :meth:`EmotionRecognizer.predict`), matching :func:`probability_figure`.
+    (reading order for :meth:`EmotionRecognizer.predict`), matching :func:`probability_figure`.
 
     Args:
         image: the image the boxes refer to (PIL, any mode; use the oriented image from

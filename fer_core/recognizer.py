@@ -180,7 +180,8 @@ class EmotionRecognizer:
             align: override the model config's eye-levelling for this call.
 
         Returns:
-            One :class:`FaceResult` per face, left to right; empty if there is no face.
+            One :class:`FaceResult` per face, in reading order (rows top to bottom, left to right); empty if
+            there is no face.
 
         Raises:
             InvalidImageError: the image is invalid (see :func:`load_image`).

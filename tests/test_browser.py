@@ -1,0 +1,90 @@
+"""The Space in a real browser: Debian Chromium driven by Playwright (screenshots in test-artifacts/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.app_server import app_server
+from tests.browser import CHROMIUM, FLAGS, write_y4m
+from tests.conftest import ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_dir):
+    with app_server(tmp_path_factory.mktemp("app") / "app.log", FER_MODEL=str(model_dir)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: `make test` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+    ARTIFACTS.mkdir(exist_ok=True)
+
+
+def open_page(playwright, url, extra_flags=(), **context):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, *extra_flags])
+    page = browser.new_context(viewport={"width": 1280, "height": 1300}, **context).new_page()
+    page.goto(url)
+    return browser, page
+
+
+@pytest.mark.parametrize("which, n_faces", [("astronaut", 1), ("canvas", 6)])
+def test_upload_shows_boxes_bars_and_table(playwright, server, canvas, tmp_path, which, n_faces):
+    path = ASTRONAUT
+    if which == "canvas":
+        path = tmp_path / "six_faces.png"
+        canvas[0].save(path)
+    browser, page = open_page(playwright, server)
+    try:
+        page.locator("input[type=file]").first.set_input_files(str(path))
+        page.wait_for_selector("#annotated img", timeout=60_000)
+        page.wait_for_function(f"document.querySelectorAll('#faces-table [role=row]').length == {n_faces + 1}",
+                               timeout=60_000)
+        assert f"{n_faces} face" in page.locator("#notice").inner_text()
+        assert page.locator("#bars img, #bars svg").count() >= 1  # the per-face bar panels
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"image_tab_{which}.png"), full_page=True)
+    finally:
+        browser.close()
+
+
+def test_no_face_notice(playwright, server, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (400, 300), (200, 180, 160)).save(blank)
+    browser, page = open_page(playwright, server)
+    try:
+        page.locator("input[type=file]").first.set_input_files(str(blank))
+        page.wait_for_function("document.querySelector('#notice').innerText.includes('No face')", timeout=60_000)
+    finally:
+        browser.close()
+
+
+def test_live_tab_with_fake_camera(playwright, server, tmp_path):
+    clip = write_y4m(Image.open(ASTRONAUT), tmp_path / "face.y4m")
+    flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+             f"--use-file-for-fake-video-capture={clip}"]
+    browser, page = open_page(playwright, server, flags, permissions=["camera"])
+    try:
+        page.get_by_role("tab", name="Live webcam").click()
+        page.get_by_role("button", name="Click to Access Webcam").click()
+        page.locator("button:visible", has_text="Record").click()
+        page.wait_for_selector("#live-out img", timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('#live-bars .face-bars').length == 1", timeout=60_000)
+        page.wait_for_function("document.querySelector('#live-status').innerText.includes('frames/s shown')",
+                               timeout=60_000)
+        assert "ms/frame" in page.locator("#live-status").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "live_tab.png"), full_page=True)
+    finally:
+        browser.close()
