@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # The one install script (Makefile and Dockerfile): pinned requirements, then facenet-pytorch
 # without its stale torch<2.3 pin. Usage: scripts/install.sh [--dev]   (uses the current `python`)
+#   --dev  also the test/lint requirements and, when missing, Debian's chromium for browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -r requirements.txt
 if [ "${1:-}" = "--dev" ]; then
   python -m pip install --quiet -r requirements-dev.txt
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "browser tests need Debian's chromium: sudo apt-get install -y chromium" >&2
+    fi
+  fi
 fi
 python -m pip install --quiet --no-deps facenet-pytorch==2.6.0

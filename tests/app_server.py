@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.hub_server import free_port
+from tests.hub_server import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +42,4 @@ def app_server(log_path: Path, timeout: float = 180.0, **env: str) -> Iterator[s
                 time.sleep(0.5)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)

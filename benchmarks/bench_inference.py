@@ -1,0 +1,57 @@
+"""Inference speed and memory on this CPU: ``python benchmarks/bench_inference.py [--model DIR]``.
+
+Prints medians over repeated runs with 2 torch threads: MTCNN on a 640x480 one-face frame,
+classification per face at batch 1 and 8, end-to-end ``predict`` on the 640x480 frame and on a
+1200x630 six-face photo, and peak RSS. Targets: 640x480 end to end <= 40 ms, classification
+<= 3 ms/face at batch 8, peak RSS <= 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import frame_640x480, median_ms, photo_1200x630  # noqa: E402
+from fer_core import EmotionRecognizer  # noqa: E402
+from fer_core.align import crop_face  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default=None, help="model folder or Hub id (default: bundled)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=30)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rec = EmotionRecognizer.from_pretrained(args.model)
+    frame, photo = frame_640x480(), photo_1200x630()
+    n = args.repeats
+
+    faces = rec.predict(photo)
+    assert len(rec.predict(frame)) == 1 and len(faces) == 6, "benchmark images must give 1 and 6 faces"
+    crops = [crop_face(photo, f.box, f.landmarks, rec.config.crop_margin) for f in faces]
+    crops8 = (crops * 2)[:8]
+
+    rows = [
+        ("MTCNN detection, 640x480 frame, 1 face", median_ms(lambda: rec.detector.detect(frame), n), "ms"),
+        ("classification, batch 1", median_ms(lambda: rec.classify_crops(crops8[:1]), n), "ms/face"),
+        ("classification, batch 8", median_ms(lambda: rec.classify_crops(crops8), n) / 8, "ms/face"),
+        ("predict end to end, 640x480, 1 face", median_ms(lambda: rec.predict(frame), n), "ms"),
+        ("predict end to end, 1200x630, 6 faces", median_ms(lambda: rec.predict(photo), n), "ms"),
+    ]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"model: {rec.source} ({rec.config.backbone}, {rec.config.input_size}px); torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; median of {n} runs")
+    for name, value, unit in rows:
+        print(f"{name:45s} {value:8.1f} {unit}")
+    print(f"{'peak RSS':45s} {peak_mb:8.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

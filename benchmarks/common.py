@@ -1,0 +1,46 @@
+"""Test images for the benchmarks: a 640x480 one-face frame and a 1200x630 six-face photo."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
+ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+SIX_FACES = ["fer0028642.png", "fer0028652.png", "fer0028643.png", "fer0028671.png", "fer0028657.png",
+             "fer0028672.png"]
+
+
+def frame_640x480() -> Image.Image:
+    """The astronaut photo scaled to 480x480 and centred on a 640x480 grey frame (one ~85 px face)."""
+    frame = Image.new("RGB", (640, 480), (120, 120, 120))
+    frame.paste(Image.open(ASTRONAUT).convert("RGB").resize((480, 480)), (80, 0))
+    return frame
+
+
+def photo_1200x630() -> Image.Image:
+    """Six FER+ Valid faces (upscaled to 200 px) in a 3x2 grid on a 1200x630 grey canvas."""
+    folder = SHARED / "data" / "ferplus" / "FER2013Valid"
+    canvas = Image.new("RGB", (1200, 630), (128, 128, 128))
+    for i, name in enumerate(SIX_FACES):
+        face = Image.open(folder / name).convert("RGB").resize((200, 200), Image.Resampling.BICUBIC)
+        canvas.paste(face, (100 + (i % 3) * 370, 60 + (i // 3) * 310))
+    return canvas
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
