@@ -77,8 +77,8 @@ def build_blocks(service: FERService) -> gr.Blocks:
             return None, "", "", state
         start = time.perf_counter()
         pil = Image.fromarray(frame)
-        faces = service.recognizer.predict(pil, threshold=threshold, min_face_size=int(min_face) or None,
-                                           align=align)
+        s = settings(threshold, min_face, align)
+        faces = service.recognizer.predict(pil, threshold=s.threshold, min_face_size=s.min_face_size, align=s.align)
         faces = state["tracker"].update(faces)
         out = annotate(pil, faces)
         ms = (time.perf_counter() - start) * 1000
