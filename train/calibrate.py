@@ -85,7 +85,8 @@ def reliability_diagram(ax: Axes, probs: np.ndarray, labels: np.ndarray, title: 
     centres = (edges[:-1] + edges[1:]) / 2
     mask = counts > 0
     ax.bar(centres[mask], acc[mask], width=1 / n_bins, edgecolor="black", color="#4c72b0", label="accuracy")
-    ax.bar(centres[mask], (conf - acc)[mask], bottom=acc[mask], width=1 / n_bins, color="#dd8452",
+    ax.bar(centres[mask], np.abs(conf - acc)[mask], bottom=np.minimum(acc, conf)[mask], width=1 / n_bins,
+           color="#dd8452",
            alpha=0.5, edgecolor="#dd8452", label="gap to confidence")
     ax.plot([0, 1], [0, 1], "k--", lw=1)
     ax.set_xlim(0, 1)
