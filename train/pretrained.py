@@ -57,6 +57,8 @@ def load_pretrained(model: EmotionNet, pretrained: str) -> str:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        if state and all(k.startswith("net.") for k in state):  # an EmotionNet export: head included
+            state = {k[4:]: v for k, v in state.items()}
         source = str(path)
     own = model.net.state_dict()
     usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
