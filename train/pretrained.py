@@ -16,15 +16,15 @@ from fer_core.model import EmotionNet
 
 
 def load_pretrained(model: EmotionNet, pretrained: str) -> str:
-    """Initialise ``model``'s backbone (not its head) from ImageNet weights or a file.
+    """Initialise ``model`` from ImageNet weights (backbone only) or a file.
 
     Args:
         model: a freshly built :class:`EmotionNet`.
         pretrained: ``"imagenet"`` (torchvision's ``IMAGENET1K_V1`` weights of the backbone, the
             one entry every backbone has), a torchvision weights name such as ``"IMAGENET1K_V2"``,
-            ``"none"``
-            (keep the random init), or a path to a ``.safetensors`` / torchvision ``.pth`` state
-            dict of the same torchvision architecture.
+            ``"none"`` (keep the random init), or a path to a ``.safetensors`` / torchvision
+            ``.pth`` state dict of the same architecture. An EmotionNet ``model.safetensors`` also
+            loads its head when the shape fits, so fine-tuning continues from that model.
 
     Returns:
         A short description of what was loaded (for the recipe and the model card).
