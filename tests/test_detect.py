@@ -81,3 +81,15 @@ def test_no_face_and_tiny_images(detector):
 def test_adaptive_min_face_size():
     assert adaptive_min_face_size(640, 480) == 32
     assert adaptive_min_face_size(100, 100) == 20
+
+
+def test_reading_order_rows_then_columns():
+    from fer_core.detect import Detection, reading_order
+
+    lm = np.zeros((5, 2), np.float32)
+
+    def det(x, y):
+        return Detection((x, y, x + 100, y + 100), 0.99, lm)
+
+    faces = [det(400, 210), det(0, 0), det(200, 20), det(10, 200), det(420, 0)]  # two slightly ragged rows
+    assert [f.box[:2] for f in reading_order(faces)] == [(0, 0), (200, 20), (420, 0), (10, 200), (400, 210)]
