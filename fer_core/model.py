@@ -14,7 +14,7 @@ import torch
 import torchvision
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ModelConfig
@@ -101,6 +101,11 @@ class EmotionNet(
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Any:  # noqa: D102
         self._hub_mixin_config = self.config.to_dict()  # temperature etc. may have changed
         return super().save_pretrained(save_directory, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        # safetensors needs contiguous tensors; channels-last conv weights are not, so copy them
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(Path(save_directory) / WEIGHTS_NAME), metadata={"format": "pt"})
 
     @classmethod
     def _from_pretrained(  # type: ignore[override]
