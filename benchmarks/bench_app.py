@@ -31,7 +31,8 @@ def server_rss_mb(url: str) -> float:
     for proc in psutil.process_iter(["cmdline"]):
         try:
             if proc.info["cmdline"] and "app.py" in " ".join(proc.info["cmdline"]):
-                if any(c.laddr.port == port for c in proc.net_connections(kind="tcp")):
+                connections = getattr(proc, "net_connections", None) or proc.connections
+                if any(c.laddr.port == port for c in connections(kind="tcp")):
                     return proc.memory_info().rss / 1024**2
         except (psutil.AccessDenied, psutil.NoSuchProcess):
             continue

@@ -52,8 +52,8 @@ class ModelConfig:
             "On Calibration of Modern Neural Networks"); probabilities are ``softmax(logits / T)``.
         crop_margin: extra border around the detector's box, as a fraction of the box's longer
             side, added before cropping (0.2 = 20 % larger square crop). The default 0.0 matches
-            FER2013's tight crops: on 277 FER+ Valid faces MTCNN found, the crop side was a median
-            0.95x (IQR 0.86-1.06) of MTCNN's longer box side (``benchmarks/bench_crop_margin.py``).
+            FER2013's tight crops: on 276 FER+ Valid faces MTCNN found, the crop side was a median
+            0.94x (IQR 0.86-1.05) of MTCNN's longer box side (``benchmarks/bench_crop_margin.py``).
         align: rotate each face so its eyes are level before cropping.
         dropout: dropout probability before the classification head (0..1).
         recipe: free-form summary of how the model was trained (for the model card).

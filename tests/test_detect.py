@@ -79,7 +79,7 @@ def test_no_face_and_tiny_images(detector):
 
 
 def test_adaptive_min_face_size():
-    assert adaptive_min_face_size(640, 480) == 32
+    assert adaptive_min_face_size(640, 480) == 40
     assert adaptive_min_face_size(100, 100) == 20
 
 
