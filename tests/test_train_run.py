@@ -111,7 +111,7 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     pulled = tmp_path / "pulled.safetensors"
     code = ("import sys; from safetensors.torch import save_file; from fer_core import EmotionRecognizer; "
             "r = EmotionRecognizer.from_pretrained('fer-tests/tiny'); print(r.revision); "
-            "save_file(r.model.state_dict(), sys.argv[1])")
+            "save_file({k: v.contiguous() for k, v in r.model.state_dict().items()}, sys.argv[1])")
     with olah_server(tmp_path, mirrors) as url:
         env = {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_XET": "1"}
         proc = subprocess.run([sys.executable, "-c", code, str(pulled)], cwd=ROOT, env=env,
