@@ -19,7 +19,8 @@ SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
 FERPLUS = SHARED / "data" / "ferplus"
 
 #: FER+ Valid crops MTCNN finds when upscaled to 160x160 on a grey canvas (checked one by one;
-#: see compose_canvas). Labels by majority vote: happiness x4, neutral x2.
+#: see compose_canvas). Majority labels, in reading order: happiness, neutral, happiness, neutral,
+#: happiness, neutral.
 CANVAS_CROPS = ["fer0028642.png", "fer0028652.png", "fer0028643.png",
                 "fer0028671.png", "fer0028657.png", "fer0028672.png"]
 TILE, GAP = 160, 40

@@ -90,3 +90,14 @@ def test_bundled_default_model_says_astronaut_is_happy(astronaut):
     faces = rec.predict(astronaut)
     assert len(faces) == 1 and faces[0].label == "happiness"
     assert rec.config.recipe.get("label_mode")  # a trained model carries its recipe
+
+
+def test_bundled_default_model_agrees_with_ferplus_votes_on_the_canvas(canvas, ferplus_votes):
+    if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        pytest.skip("no bundled default model yet")
+    from tests.conftest import CANVAS_CROPS
+    from train.labels import majority_label
+
+    faces = EmotionRecognizer.from_pretrained().predict(canvas[0])
+    expected = [LABELS[majority_label(ferplus_votes[name])] for name in CANVAS_CROPS]
+    assert [f.label for f in faces] == expected  # through detection, alignment and cropping
