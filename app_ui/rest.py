@@ -34,6 +34,13 @@ def _check_length(request: Request, files: int = 1) -> None:
         raise HTTPException(413, f"request larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB per file")
 
 
+def _settings(threshold: float, min_face_size: int, align: bool) -> Settings:
+    try:
+        return Settings.parse(threshold, min_face_size, align)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
 def build_router(service: FERService) -> APIRouter:
     """The REST routes bound to ``service``."""
     router = APIRouter()
@@ -56,7 +63,7 @@ def build_router(service: FERService) -> APIRouter:
         ``probs`` (label -> probability) and ``landmarks``."""
         _check_length(request)
         data = await _read_limited(file)
-        settings = Settings.parse(threshold, min_face_size, align)
+        settings = _settings(threshold, min_face_size, align)
         try:
             _, faces = await run_in_threadpool(service.predict, data, settings)
         except InvalidImageError as exc:
@@ -70,7 +77,7 @@ def build_router(service: FERService) -> APIRouter:
         """Several images; a bad file gets an ``error`` entry and the others are still processed."""
         _check_length(request, files=max(1, len(files)))
         items = [(f.filename or f"file{i}", await _read_limited(f)) for i, f in enumerate(files)]
-        settings = Settings.parse(threshold, min_face_size, align)
+        settings = _settings(threshold, min_face_size, align)
         results = await run_in_threadpool(service.predict_many, items, settings)
         return {"results": public(results)}
 
