@@ -133,8 +133,8 @@ def test_app_pulls_its_model_from_a_hub_server(tmp_path, model_dir):
     commit = make_git_repo(tmp_path / "mirrors", "fer-tests/app-model",
                            [model_dir / "config.json", model_dir / "model.safetensors"])
     with olah_server(tmp_path, tmp_path / "mirrors") as hub:
-        env = {"FER_MODEL": "fer-tests/app-model", "HF_ENDPOINT": hub, "HF_HOME": str(tmp_path / "hf"),
-               "HF_HUB_DISABLE_XET": "1"}
+        env = {"FER_MODEL": "fer-tests/app-model", "FER_MODEL_REVISION": commit, "HF_ENDPOINT": hub,
+               "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1"}
         with app_server(tmp_path / "app.log", **env) as url:
             info = httpx.get(f"{url}/api/labels").json()
             assert info["model"] == "fer-tests/app-model" and info["revision"] == commit
