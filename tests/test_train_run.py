@@ -104,6 +104,12 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
         ["README.md", "config.json", "confusion_matrix.png", "curves.png", "model.safetensors",
          "reliability.png", "report.json"])
 
+    # a run continued from another one records that earlier stage in config.json and the card
+    export(run, tmp_path / "export2", crop_margin=0.0, limit=100, previous_run=run)
+    recipe = json.loads((tmp_path / "export2" / "config.json").read_text())["recipe"]
+    assert "1 epochs from torchvision" in recipe["previous_stage"] and "IMAGENET1K_V1" in recipe["base_init"]
+    assert "Initialised from an earlier stage" in (tmp_path / "export2" / "README.md").read_text()
+
     # pull it back through a real Hub-API server (olah serving a git repo of the export)
     mirrors = tmp_path / "mirrors"
     commit = make_git_repo(mirrors, "fer-tests/tiny", [out / "config.json", out / "model.safetensors",

@@ -64,23 +64,35 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
     return ModelCard.from_template(
         card_data(report, model_name), template_path=str(TEMPLATE),
         model_name=model_name, repo_id=repo_id, labels=names, backbone=config["backbone"],
-        init=recipe.get("init", "unknown init"), split_name="Valid" if report["split"] == "valid" else "Test",
+        init=recipe.get("base_init") or recipe.get("init", "unknown init"),
+        split_name="Valid" if report["split"] == "valid" else "Test",
         per_class=per_class, recipe={**{k: "?" for k in ("optimizer", "lr", "weight_decay", "scheduler",
                                                          "batch_size", "epochs", "best_epoch", "balance",
                                                          "seed", "hardware")}, **recipe},
         label_mode=recipe.get("label_mode", "?"), color_mode=config["color_mode"],
         native_size=config.get("native_size"), input_size=config["input_size"],
         augment=", ".join(f"{k}={v}" for k, v in aug.items()) or "none",
-        train_minutes=round(history[-1]["elapsed_s"] / 60, 1) if history else "?",
+        train_minutes=recipe.get("train_minutes") or (round(history[-1]["elapsed_s"] / 60, 1) if history else "?"),
         n_train=n_train if n_train is not None else "?", has_curves=(model_dir / "curves.png").is_file(),
         **{k: report[k] for k in ("accuracy", "uar", "macro_f1", "ece_before", "ece_after", "temperature",
                                   "n_images")},
     )
 
 
+def previous_stage(run: Path) -> tuple[str, float, str]:
+    """One-line summary of an earlier run this one continued from, its training minutes, and the
+    initialisation it started from."""
+    recipe = json.loads((run / "best" / "config.json").read_text()).get("recipe", {})
+    minutes = json.loads((run / "metrics.json").read_text())[-1]["elapsed_s"] / 60
+    text = (f"{recipe.get('epochs')} epochs from {recipe.get('init')}, {recipe.get('optimizer')} lr "
+            f"{recipe.get('lr')}, {recipe.get('scheduler')}, label mode {recipe.get('label_mode')}, "
+            f"{minutes:.0f} min")
+    return text, minutes, recipe.get("base_init") or recipe.get("init", "?")
+
+
 def export(run: str | Path, out: str | Path, data: str | Path | None = None, repo_id: str = "fer-core/ferplus",
-           model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None
-           ) -> dict[str, Any]:
+           model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
+           previous_run: str | Path | None = None) -> dict[str, Any]:
     """Export ``run/best`` to ``out`` with evaluation on Valid, plots and model card.
 
     Args:
@@ -91,6 +103,8 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         model_name: card title (default: ``ferplus-<backbone>``).
         crop_margin: override the crop margin stored in ``config.json``.
         limit: evaluate on the first N Valid images only (tests).
+        previous_run: the run whose model ``run`` was initialised from (``--pretrained``); its
+            recipe and time are recorded as an earlier stage and its minutes added to the total.
 
     Returns:
         The Valid evaluation report.
@@ -115,6 +129,11 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     if (run / "metrics.json").is_file():
         history = json.loads((run / "metrics.json").read_text())
         config["recipe"]["train_minutes"] = round(history[-1]["elapsed_s"] / 60, 1)
+    if previous_run is not None:
+        text, minutes, base_init = previous_stage(Path(previous_run))
+        config["recipe"]["previous_stage"] = text
+        config["recipe"]["base_init"] = base_init
+        config["recipe"]["train_minutes"] = round(config["recipe"].get("train_minutes", 0) + minutes, 1)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     report = evaluate(out, data, "valid", out_dir=out, write_temperature=True,
                       metrics_file=run / "metrics.json", limit=limit)
@@ -134,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-name", default=None)
     p.add_argument("--crop-margin", type=float, default=None, help="override config.json's crop_margin")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N Valid images")
+    p.add_argument("--previous-run", default=None, help="the run this one continued from (--pretrained)")
     args = p.parse_args(argv)
     try:
-        r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit)
+        r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
+                   args.previous_run)
     except (FileNotFoundError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
