@@ -18,10 +18,12 @@ from PIL import Image
 from fer_core import FaceResult, InvalidImageError
 from fer_core.draw import annotate, label_color, probability_figure
 
-from .service import FERService, Settings, faces_table, public, write_downloads
+from .service import FERService, Settings, batch_folder, faces_table, public, write_downloads
 from .tracking import FaceTracker
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
+#: Where the batch tab writes its CSV/JSON downloads (pruned after an hour).
+BATCH_ROOT = Path(tempfile.gettempdir()) / "fer_batches"
 #: Seconds between webcam frames sent to the server (at most 10 frames/s per viewer).
 STREAM_EVERY = 0.1
 
@@ -104,7 +106,7 @@ def build_blocks(service: FERService) -> gr.Blocks:
             caption = f"{r['file']}: " + (", ".join(f"{i} {f.label} {f.confidence:.0%}"
                                                      for i, f in enumerate(r["_faces"], 1)) or "no face")
             gallery.append((annotate(r["_image"], r["_faces"]), caption))
-        csv_path, json_path = write_downloads(results, labels, Path(tempfile.mkdtemp(prefix="fer_batch_")))
+        csv_path, json_path = write_downloads(results, labels, batch_folder(BATCH_ROOT))
         summary = f"**{len(results) - len(problems)} of {len(results)} files processed, {n_faces} faces.**"
         if problems:
             summary += "\n\nNot processed:\n" + "\n".join(problems)
@@ -172,7 +174,8 @@ def build_blocks(service: FERService) -> gr.Blocks:
                 go = gr.Button("Analyse all", variant="primary")
                 batch_notice = gr.Markdown(elem_id="batch-notice")
                 gallery = gr.Gallery(label="Annotated", columns=3, elem_id="gallery")
-                downloads = gr.File(label="Download every face (CSV, JSON)", file_count="multiple")
+                downloads = gr.File(label="Download every face (CSV, JSON)", file_count="multiple",
+                                    elem_id="downloads")
                 go.click(batch, [files, threshold, min_face, align], [gallery, downloads, batch_notice],
                          api_visibility="private")
         with gr.Row(visible=False):

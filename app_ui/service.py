@@ -10,6 +10,9 @@ import csv
 import io
 import json
 import os
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +161,17 @@ def results_csv(results: list[dict[str, Any]], labels: list[str]) -> str:
         for i, f in enumerate(r.get("faces", []), start=1):
             writer.writerow([r["file"], i, *f["box"], f["score"], f["label"], *[f["probs"][k] for k in labels], ""])
     return buf.getvalue()
+
+
+def batch_folder(root: Path, max_age_s: float = 3600.0) -> Path:
+    """A new folder under ``root`` for one batch's downloads; folders older than ``max_age_s``
+    seconds (Gradio has copied their files to its own cache long before) are removed first."""
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        if old.is_dir() and now - old.stat().st_mtime > max_age_s:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=root))
 
 
 def write_downloads(results: list[dict[str, Any]], labels: list[str], folder: Path) -> tuple[Path, Path]:

@@ -88,3 +88,26 @@ def test_live_tab_with_fake_camera(playwright, server, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "live_tab.png"), full_page=True)
     finally:
         browser.close()
+
+
+def test_batch_tab_gallery_downloads_and_bad_file(playwright, server, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"not an image")
+    browser, page = open_page(playwright, server)
+    try:
+        page.get_by_role("tab", name="Batch").click()
+        inputs = page.locator("input[type=file]")
+        inputs.nth(inputs.count() - 1).set_input_files([str(ASTRONAUT), str(bad)])
+        page.get_by_role("button", name="Analyse all").click()
+        page.wait_for_function("document.querySelector('#batch-notice').innerText.includes('1 of 2 files')",
+                               timeout=60_000)
+        notice = page.locator("#batch-notice").inner_text()
+        assert "notes.png" in notice and "not a recognised image" in notice
+        assert page.locator("#gallery img").count() >= 1
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "batch_tab.png"), full_page=True)
+        page.wait_for_function("document.querySelector('#downloads').innerText.includes('.csv')", timeout=30_000)
+        text = page.locator("#downloads").inner_text()  # Gradio shows stem and extension apart
+        assert "faces" in text and ".json" in text
+    finally:
+        browser.close()

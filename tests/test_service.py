@@ -1,0 +1,41 @@
+"""app_ui.service helpers: settings parsing, the CSV of a batch, pruning of download folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+
+import pytest
+
+from app_ui.service import Settings, batch_folder, results_csv
+from fer_core import LABELS
+
+
+def test_settings_parse():
+    assert Settings.parse(None, 0, None) == Settings(0.9, None, True)
+    assert Settings.parse(0.5, 40, False) == Settings(0.5, 40, False)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Settings.parse(1.5, 0, True)
+    with pytest.raises(ValueError, match="at least 12"):
+        Settings.parse(0.9, 5, True)
+
+
+def test_results_csv_has_a_row_per_face_and_per_error():
+    probs = {k: 1 / 8 for k in LABELS}
+    face = {"box": [1, 2, 3, 4], "score": 0.99, "label": "neutral", "probs": probs}
+    rows = list(csv.reader(io.StringIO(results_csv(
+        [{"file": "a.jpg", "faces": [face, face]}, {"file": "b.txt", "error": "not an image"}], list(LABELS)))))
+    assert rows[0][:8] == ["file", "face", "x1", "y1", "x2", "y2", "score", "label"] and rows[0][-1] == "error"
+    assert [r[:2] for r in rows[1:]] == [["a.jpg", "1"], ["a.jpg", "2"], ["b.txt", ""]]
+    assert rows[3][-1] == "not an image" and len(rows[1]) == len(rows[0])
+
+
+def test_batch_folders_are_pruned(tmp_path):
+    old = batch_folder(tmp_path)
+    (old / "faces.csv").write_text("x")
+    past = time.time() - 7200
+    os.utime(old, (past, past))
+    new = batch_folder(tmp_path)
+    assert new.is_dir() and not old.exists()
