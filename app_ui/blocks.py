@@ -63,13 +63,19 @@ def build_blocks(service: FERService) -> gr.Blocks:
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
 
+    def predict(image: Any, s: Settings) -> tuple[Image.Image, list[FaceResult]]:
+        try:
+            return service.predict(image, s)
+        except InvalidImageError as exc:  # name the upload, not the server's temp path
+            message = str(exc)
+            if isinstance(image, str):
+                message = message.replace(f"'{image}'", Path(image).name)
+            raise gr.Error(message) from None
+
     def analyze(image: str | None, threshold: float, min_face: float, align: bool):
         if image is None:
             raise gr.Error("Upload, paste or take a photo first.")
-        try:
-            pil, faces = service.predict(image, settings(threshold, min_face, align))
-        except InvalidImageError as exc:
-            raise gr.Error(str(exc).replace(f"'{image}'", Path(image).name)) from None
+        pil, faces = predict(image, settings(threshold, min_face, align))
         notice = NO_FACE if not faces else f"**{len(faces)} face{'s' if len(faces) > 1 else ''}** found."
         return annotate(pil, faces), probability_figure(faces, labels), faces_table(faces), notice
 
@@ -78,9 +84,7 @@ def build_blocks(service: FERService) -> gr.Blocks:
         if frame is None:
             return None, "", "", state
         start = time.perf_counter()
-        pil = Image.fromarray(frame)
-        s = settings(threshold, min_face, align)
-        faces = service.recognizer.predict(pil, threshold=s.threshold, min_face_size=s.min_face_size, align=s.align)
+        pil, faces = predict(frame, settings(threshold, min_face, align))
         faces = state["tracker"].update(faces)
         out = annotate(pil, faces)
         ms = (time.perf_counter() - start) * 1000
@@ -117,10 +121,7 @@ def build_blocks(service: FERService) -> gr.Blocks:
         """Faces in one image: box [x1, y1, x2, y2] pixels, score, label, probs, landmarks."""
         if not image:
             raise gr.Error("no image given")
-        try:
-            _, faces = service.predict(image, settings(detection_threshold, min_face_size, align))
-        except InvalidImageError as exc:  # name the upload, not the server's temp path
-            raise gr.Error(str(exc).replace(f"'{image}'", Path(image).name)) from None
+        _, faces = predict(image, settings(detection_threshold, min_face_size, align))
         return [f.to_dict() for f in faces]
 
     def api_predict_batch(images: list[str], detection_threshold: float = 0.9, min_face_size: float = 0,
