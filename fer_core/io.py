@@ -19,6 +19,8 @@ from .errors import InvalidImageError
 #: a decompression bomb is refused without allocating it. 50 MP covers every common camera.
 MAX_IMAGE_PIXELS: int = 50_000_000
 
+ORIENTATION = 0x0112  # EXIF tag
+
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 """Anything :func:`load_image` accepts: a file path, encoded file bytes, a PIL image, or a NumPy
 array ``(H, W, 3)`` uint8 RGB (``(H, W)`` grayscale and ``(H, W, 4)`` RGBA are accepted too)."""
@@ -101,7 +103,8 @@ def load_image(source: ImageInput) -> Image.Image:
             or ``(H, W, 4)`` RGBA).
 
     Returns:
-        ``PIL.Image.Image`` in mode ``"RGB"``, fully decoded, size ``(W, H)`` after orientation.
+        ``PIL.Image.Image`` in mode ``"RGB"``, fully decoded, size ``(W, H)`` after orientation; a
+        PIL input that is already upright RGB is returned as is, not copied.
 
     Raises:
         InvalidImageError: the file does not exist or cannot be read, is not an image, is
@@ -115,7 +118,9 @@ def load_image(source: ImageInput) -> Image.Image:
         _check_size(source.width, source.height, what)
         try:
             source.load()
-            return to_rgb(ImageOps.exif_transpose(source))
+            if source.getexif().get(ORIENTATION, 1) not in (0, 1):
+                source = ImageOps.exif_transpose(source)
+            return to_rgb(source)  # no copy for an upright RGB image (the hot path re-validates)
         except (OSError, ValueError, SyntaxError) as exc:
             raise InvalidImageError(f"{what}: cannot decode image ({exc})") from exc
     if isinstance(source, (str, os.PathLike)):

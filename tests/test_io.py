@@ -123,3 +123,12 @@ def test_bad_arrays(array, reason):
 def test_unsupported_type():
     with pytest.raises(InvalidImageError, match="unsupported input type"):
         load_image(12345)  # type: ignore[arg-type]
+
+
+def test_pil_input_with_exif_orientation_is_rotated_and_upright_rgb_is_not_copied():
+    img = Image.new("RGB", (60, 30))
+    assert load_image(img) is img
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = Image.open(io.BytesIO(encode(img, "JPEG", exif=exif.tobytes())))
+    assert load_image(rotated).size == (30, 60)
