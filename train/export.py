@@ -52,7 +52,6 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
     """Render ``model_card.md`` for an exported folder."""
     config = json.loads((model_dir / "config.json").read_text())
     recipe = config.get("recipe", {})
-    history = json.loads((run / "metrics.json").read_text()) if run and (run / "metrics.json").is_file() else []
     names = config["labels"]
     per_class = [{"name": n, **report["per_class"][n]} for n in names]
     args = json.loads((run / "args.json").read_text()) if run and (run / "args.json").is_file() else {}
@@ -72,7 +71,7 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
         label_mode=recipe.get("label_mode", "?"), color_mode=config["color_mode"],
         native_size=config.get("native_size"), input_size=config["input_size"],
         augment=", ".join(f"{k}={v}" for k, v in aug.items()) or "none",
-        train_minutes=recipe.get("train_minutes") or (round(history[-1]["elapsed_s"] / 60, 1) if history else "?"),
+        train_minutes=recipe.get("train_minutes", "?"),  # set by export() from the run's metrics
         n_train=n_train if n_train is not None else "?", has_curves=(model_dir / "curves.png").is_file(),
         **{k: report[k] for k in ("accuracy", "uar", "macro_f1", "ece_before", "ece_after", "temperature",
                                   "n_images")},
