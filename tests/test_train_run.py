@@ -66,6 +66,32 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, ferplus, capsys):
     assert [r["epoch"] for r in history] == [1, 2] and history[0] == first[0]
 
 
+def test_ema_weights_are_validated_exported_and_resumed(tmp_path, ferplus, capsys):
+    out = tmp_path / "ema"
+    base = ["--data", str(ferplus), "--out", str(out), "--ema-decay", "0.9", *TINY]
+    assert train_main([*base, "--epochs", "1"]) == 0
+    assert "(raw weights acc " in capsys.readouterr().out
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    best = load_file(str(out / "best" / "model.safetensors"))
+    key = "net.features.0.0.weight"
+    assert torch.equal(best[key], ckpt["ema"][f"module.{key}"])  # the average is what gets exported
+    assert not torch.equal(best[key], ckpt["model"][key])  # and it is not the raw weights
+    row = json.loads((out / "metrics.json").read_text())[0]
+    assert 0 <= row["valid_acc_raw"] <= 1
+    assert json.loads((out / "best" / "config.json").read_text())["recipe"]["ema_decay"] == 0.9
+    assert train_main([*base, "--epochs", "2", "--resume"]) == 0
+    resumed = torch.load(out / "last.pt", weights_only=True)
+    assert int(resumed["ema"]["n_averaged"]) == 2 * int(ckpt["ema"]["n_averaged"])  # carried on, not restarted
+    plain = tmp_path / "plain"
+    assert train_main(["--data", str(ferplus), "--out", str(plain), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    code = train_main(["--data", str(ferplus), "--out", str(plain), "--epochs", "2", "--ema-decay", "0.9",
+                       "--resume", *TINY])
+    assert code == 1 and "without EMA weights" in capsys.readouterr().err
+    assert train_main([*base, "--epochs", "1", "--ema-decay", "1.0"]) == 1
+    assert "ema_decay must be in [0, 1)" in capsys.readouterr().err
+
+
 def test_missing_pretrained_weights_name_the_fix(tmp_path, ferplus, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     code = train_main(["--data", str(ferplus), "--out", str(tmp_path / "x"), "--backbone", "resnet18",

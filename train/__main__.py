@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aug-erasing", type=float, default=a.erasing, help="probability")
     p.add_argument("--tta-flip", action="store_true",
                    help="average with the mirrored face at validation (fer_core does not do this at inference)")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                   help="keep an exponential moving average of the weights with this decay per step "
+                        "(e.g. 0.999) and validate/export it; 0 = off")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")

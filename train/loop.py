@@ -6,6 +6,7 @@ Layout of a run folder (``--out``)::
     metrics.csv/json one row per epoch (train/valid loss and accuracy, valid UAR, lr, img/s, time)
     last.pt          full training state after the latest epoch (for --resume)
     best/            config.json + model.safetensors of the epoch with the best valid accuracy
+                     (of the EMA weights when ``--ema-decay`` > 0)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import recall_score
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -59,6 +61,7 @@ class TrainConfig:
     balance_power: float = 0.5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     tta_flip: bool = False
+    ema_decay: float = 0.0
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -197,6 +200,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3, patience=2)
     else:
         raise ValueError(f"scheduler must be cosine, onecycle or plateau, got {cfg.scheduler!r}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    # Exponential moving average of the weights and BatchNorm statistics (Polyak & Juditsky 1992;
+    # as timm's ModelEmaV2); validated and exported in place of the raw weights when enabled.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
+        if cfg.ema_decay > 0 else None
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -207,6 +216,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            if ckpt.get("ema") is None:
+                raise ValueError(f"--resume with --ema-decay: {ckpt_path} was saved without EMA weights")
+            ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["torch_rng"])
@@ -238,6 +251,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             scaler.update()
             if cfg.scheduler != "plateau":
                 scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             n = images.shape[0]
             seen += n
             loss_sum += loss.item() * n
@@ -245,7 +260,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                             ips=f"{seen / (time.time() - t_epoch):.0f}")
         train_time = time.time() - t_epoch
-        logits, labels = predict_logits(model, valid_loader, device, cfg.tta_flip)
+        raw_acc = None
+        if ema is not None:
+            raw_logits, labels = predict_logits(model, valid_loader, device, cfg.tta_flip)
+            raw_acc = float((raw_logits.argmax(1) == labels).mean())
+        evaluated = ema.module if ema is not None else model
+        logits, labels = predict_logits(evaluated, valid_loader, device, cfg.tta_flip)
         valid_loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
         pred = logits.argmax(1)
         valid_acc = float((pred == labels).mean())
@@ -265,17 +285,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "images_per_s": seen / train_time,
             "elapsed_s": elapsed,
         }
+        if raw_acc is not None:
+            row["valid_acc_raw"] = raw_acc
         history.append(row)
         print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-              f"valid loss {valid_loss:.4f} acc {valid_acc:.4f} UAR {uar:.4f} | "
+              f"valid loss {valid_loss:.4f} acc {valid_acc:.4f} UAR {uar:.4f}"
+              + (f" (raw weights acc {raw_acc:.4f})" if raw_acc is not None else "") + " | "
               f"{row['images_per_s']:.0f} img/s, {train_time:.0f}s", flush=True)
         if valid_acc > best["valid_acc"]:
             best = dict(row)
-            model.config.recipe = {**summarise(cfg, init, device), "best_epoch": epoch + 1}
-            model.save_pretrained(out / "best")
+            evaluated.config.recipe = {**summarise(cfg, init, device), "best_epoch": epoch + 1}
+            evaluated.save_pretrained(out / "best")
         _write_metrics(out, history)
         torch.save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+            "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
             "loader_rng": gen.get_state(), "epoch": epoch + 1, "best": best, "history": history,
         }, out / "last.tmp")
@@ -292,6 +316,7 @@ def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, An
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
         "weight_decay": cfg.weight_decay, "scheduler": cfg.scheduler, "img_size": cfg.img_size,
         "balance": cfg.balance, "augment": asdict(cfg.augment), "tta_flip": cfg.tta_flip,
+        "ema_decay": cfg.ema_decay,
         "seed": cfg.seed, "device": str(device),
         "hardware": torch.cuda.get_device_name(0) if device.type == "cuda"
         else f"CPU, {torch.get_num_threads()} threads",
