@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from fer_core.recognizer import load_model
 from tests.conftest import ROOT, SHARED, require_shared
 from train.__main__ import main as train_main
+from train.export import export
 
 TORCH_HOME = SHARED / "weights" / "torch"
 TINY = ["--limit-train", "192", "--limit-valid", "128", "--img-size", "64", "--batch-size", "32",
@@ -82,6 +83,9 @@ def test_ema_weights_are_validated_exported_and_resumed(tmp_path, ferplus, capsy
     assert train_main([*base, "--epochs", "2", "--resume"]) == 0
     resumed = torch.load(out / "last.pt", weights_only=True)
     assert int(resumed["ema"]["n_averaged"]) == 2 * int(ckpt["ema"]["n_averaged"])  # carried on, not restarted
+    export(out, tmp_path / "ema_export", crop_margin=0.0, limit=100)
+    assert "exponential moving average of the training weights (decay\n  0.9 per step" in \
+        (tmp_path / "ema_export" / "README.md").read_text()
     plain = tmp_path / "plain"
     assert train_main(["--data", str(ferplus), "--out", str(plain), "--epochs", "1", *TINY]) == 0
     capsys.readouterr()
@@ -102,7 +106,6 @@ def test_missing_pretrained_weights_name_the_fix(tmp_path, ferplus, capsys, monk
 
 def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     from tests.hub_server import make_git_repo, olah_server
-    from train.export import export
     from train.push import files_to_upload
 
     run = tmp_path / "run"

@@ -154,7 +154,10 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
     a.legend()
     a.set_title("loss")
     b.plot(epochs, [r["train_acc"] for r in history], "o-", label="train accuracy")
-    b.plot(epochs, [r["valid_acc"] for r in history], "o-", label="valid accuracy")
+    ema = all("valid_acc_raw" in r for r in history)
+    b.plot(epochs, [r["valid_acc"] for r in history], "o-", label="valid accuracy" + (" (EMA weights)" if ema else ""))
+    if ema:
+        b.plot(epochs, [r["valid_acc_raw"] for r in history], "o:", label="valid accuracy (raw weights)")
     b.plot(epochs, [r["valid_uar"] for r in history], "o--", label="valid UAR")
     b.set_xlabel("epoch")
     b.legend()
