@@ -67,9 +67,7 @@ def build_blocks(service: FERService) -> gr.Blocks:
         try:
             return service.predict(image, s)
         except InvalidImageError as exc:  # name the upload, not the server's temp path
-            message = str(exc)
-            if isinstance(image, str):
-                message = message.replace(f"'{image}'", Path(image).name)
+            message = f"{Path(image).name}: {exc.reason}" if isinstance(image, str) else str(exc)
             raise gr.Error(message) from None
 
     def analyze(image: str | None, threshold: float, min_face: float, align: bool):

@@ -127,8 +127,7 @@ class FERService:
                 good.append((len(results), load_image(image)))
                 results.append({"file": name})
             except InvalidImageError as exc:
-                reason = str(exc).split(": ", 1)[-1]  # drop the temp path / byte count prefix
-                results.append({"file": name, "error": reason})
+                results.append({"file": name, "error": exc.reason})  # named by "file", not the temp path
         if good:
             batches = self.recognizer.predict_batch([img for _, img in good], threshold=settings.threshold,
                                                     min_face_size=settings.min_face_size, align=settings.align)

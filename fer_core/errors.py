@@ -14,7 +14,24 @@ class FERError(Exception):
 class InvalidImageError(FERError, ValueError):
     """The input is not a usable image: not an image at all, truncated or corrupt, empty, too
     large (more pixels than :data:`fer_core.io.MAX_IMAGE_PIXELS`), or an array of the wrong
-    shape or dtype. The message names the input and the reason."""
+    shape or dtype.
+
+    The message is ``"<source>: <reason>"``; both parts are also attributes, so a caller that
+    knows the input by another name (an upload's original file name rather than the server's
+    temporary path) can show ``reason`` under that name.
+
+    Args:
+        source: how the input was described, e.g. ``"'photo.jpg'"``, ``"<1234 bytes>"``.
+        reason: what is wrong with it, e.g. ``"not a recognised image file"``.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(source, reason)  # both in args, so the error pickles across processes
+        self.source = source
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
 
 
 class ModelLoadError(FERError, RuntimeError):

@@ -36,10 +36,10 @@ def _describe(source: object) -> str:
 
 def _check_size(width: int, height: int, what: str) -> None:
     if width < 1 or height < 1:
-        raise InvalidImageError(f"{what}: image has no pixels ({width}x{height})")
+        raise InvalidImageError(what, f"image has no pixels ({width}x{height})")
     if width * height > MAX_IMAGE_PIXELS:
         raise InvalidImageError(
-            f"{what}: image is {width}x{height} = {width * height:,} pixels, more than the limit of "
+            what, f"image is {width}x{height} = {width * height:,} pixels, more than the limit of "
             f"{MAX_IMAGE_PIXELS:,} (fer_core.io.MAX_IMAGE_PIXELS); downscale it first"
         )
 
@@ -82,11 +82,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def _from_array(array: np.ndarray) -> Image.Image:
     what = f"<ndarray shape={array.shape} dtype={array.dtype}>"
     if array.dtype != np.uint8:
-        raise InvalidImageError(f"{what}: expected dtype uint8 (0..255), got {array.dtype}")
+        raise InvalidImageError(what, f"expected dtype uint8 (0..255), got {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        raise InvalidImageError(f"{what}: expected shape (H, W, 3) RGB, (H, W, 4) RGBA or (H, W)")
+        raise InvalidImageError(what, "expected shape (H, W, 3) RGB, (H, W, 4) RGBA or (H, W)")
     _check_size(array.shape[1], array.shape[0], what)
     return to_rgb(Image.fromarray(np.ascontiguousarray(array)))
 
@@ -122,24 +122,24 @@ def load_image(source: ImageInput) -> Image.Image:
                 source = ImageOps.exif_transpose(source)
             return to_rgb(source)  # no copy for an upright RGB image (the hot path re-validates)
         except (OSError, ValueError, SyntaxError) as exc:
-            raise InvalidImageError(f"{what}: cannot decode image ({exc})") from exc
+            raise InvalidImageError(what, f"cannot decode image ({exc})") from exc
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise InvalidImageError(f"{what}: no such file")
+            raise InvalidImageError(what, "no such file")
         if path.stat().st_size == 0:
-            raise InvalidImageError(f"{what}: file is empty (0 bytes)")
+            raise InvalidImageError(what, "file is empty (0 bytes)")
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise InvalidImageError(f"{what}: cannot read file ({exc.strerror or exc})") from exc
+            raise InvalidImageError(what, f"cannot read file ({exc.strerror or exc})") from exc
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
-            raise InvalidImageError(f"{what}: no data (0 bytes)")
+            raise InvalidImageError(what, "no data (0 bytes)")
     else:
         raise InvalidImageError(
-            f"{what}: unsupported input type; pass a path, bytes, a PIL image or a uint8 NumPy array"
+            what, "unsupported input type; pass a path, bytes, a PIL image or a uint8 NumPy array"
         )
     try:
         with Image.open(_io.BytesIO(data)) as opened:
@@ -151,8 +151,8 @@ def load_image(source: ImageInput) -> Image.Image:
     except InvalidImageError:
         raise
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"{what}: not a recognised image file") from exc
+        raise InvalidImageError(what, "not a recognised image file") from exc
     except Image.DecompressionBombError as exc:  # PIL's own guard, in case it trips first
-        raise InvalidImageError(f"{what}: image too large ({exc})") from exc
+        raise InvalidImageError(what, f"image too large ({exc})") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidImageError(f"{what}: truncated or corrupt image ({exc})") from exc
+        raise InvalidImageError(what, f"truncated or corrupt image ({exc})") from exc

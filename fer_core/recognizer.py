@@ -290,4 +290,4 @@ def _load_indexed(image: ImageInput, index: int) -> Image.Image:
     try:
         return load_image(image)
     except InvalidImageError as exc:
-        raise InvalidImageError(f"image {index}: {exc}") from None
+        raise InvalidImageError(f"image {index}: {exc.source}", exc.reason) from None

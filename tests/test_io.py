@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -87,8 +88,13 @@ def test_zero_byte_and_missing_files(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(InvalidImageError, match="empty"):
         load_image(empty)
-    with pytest.raises(InvalidImageError, match="no such file"):
+    with pytest.raises(InvalidImageError, match="no such file") as info:
         load_image(tmp_path / "missing.png")
+    # the parts travel separately, so an app can name the upload instead of its temp path
+    assert info.value.source == f"'{tmp_path / 'missing.png'}'" and info.value.reason == "no such file"
+    assert str(info.value) == f"{info.value.source}: no such file"
+    again = pickle.loads(pickle.dumps(info.value))
+    assert (again.source, again.reason, str(again)) == (info.value.source, "no such file", str(info.value))
 
 
 def test_truncated_file(tmp_path, astronaut):
