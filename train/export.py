@@ -19,9 +19,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from fer_core.errors import ModelLoadError
 
-from .data import load_split
 from .evaluate import evaluate
-from .labels import vote_distribution
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
 
@@ -55,10 +53,7 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
     names = config["labels"]
     per_class = [{"name": n, **report["per_class"][n]} for n in names]
     args = json.loads((run / "args.json").read_text()) if run and (run / "args.json").is_file() else {}
-    n_train = args.get("n_train")
-    if n_train is None and args.get("data"):  # runs from before args.json recorded it
-        votes = load_split(args["data"], "train", limit=args.get("limit_train")).votes
-        n_train = sum(vote_distribution(v, args.get("label_mode", "majority")) is not None for v in votes)
+    n_train = args.get("n_train")  # recorded by the training loop
     aug = recipe.get("augment", {})
     return ModelCard.from_template(
         card_data(report, model_name), template_path=str(TEMPLATE),
