@@ -129,6 +129,7 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     assert results["f1"] == round(report["macro_f1"], 4)
     assert card.data.pipeline_tag == "image-classification" and card.data.license == "mit"
     assert "not a medical device" in card.text.lower()
+    assert "(0.5 warm-up epochs)" in card.text and "dropout\n  0.2, label smoothing 0.0" in card.text
     assert [p.name for p in files_to_upload(out)] == sorted(
         ["README.md", "config.json", "confusion_matrix.png", "curves.png", "model.safetensors",
          "reliability.png", "report.json"])

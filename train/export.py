@@ -22,6 +22,7 @@ from fer_core.errors import ModelLoadError
 from .evaluate import evaluate
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+RECIPE_FROM_ARGS = ("warmup_epochs", "dropout", "label_smoothing")
 
 
 def card_data(report: dict[str, Any], model_name: str) -> ModelCardData:
@@ -62,7 +63,7 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
         split_name="Valid" if report["split"] == "valid" else "Test",
         per_class=per_class, recipe={**{k: "?" for k in ("optimizer", "lr", "weight_decay", "scheduler",
                                                          "batch_size", "epochs", "best_epoch", "balance",
-                                                         "seed", "hardware")}, **recipe},
+                                                         "seed", "hardware", "dropout", "label_smoothing")}, **recipe},
         label_mode=recipe.get("label_mode", "?"), color_mode=config["color_mode"],
         native_size=config.get("native_size"), input_size=config["input_size"],
         augment=", ".join(f"{k}={v}" for k, v in aug.items()) or "none",
@@ -120,6 +121,9 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     config = json.loads((out / "config.json").read_text())
     if crop_margin is not None:
         config["crop_margin"] = crop_margin
+    for key in RECIPE_FROM_ARGS:  # options that runs from before summarise() recorded them lack
+        if key in args:
+            config["recipe"].setdefault(key, args[key])
     if (run / "metrics.json").is_file():
         history = json.loads((run / "metrics.json").read_text())
         config["recipe"]["train_minutes"] = round(history[-1]["elapsed_s"] / 60, 1)
