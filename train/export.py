@@ -74,11 +74,24 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
     )
 
 
+def train_minutes(run: Path) -> float | None:
+    """Wall-clock training minutes of a run (its last ``metrics.json`` row), ``None`` without one."""
+    if not (run / "metrics.json").is_file():
+        return None
+    return json.loads((run / "metrics.json").read_text())[-1]["elapsed_s"] / 60
+
+
 def previous_stage(run: Path) -> tuple[str, float, str]:
     """One-line summary of an earlier run this one continued from, its training minutes, and the
-    initialisation it started from."""
+    initialisation it started from.
+
+    Raises:
+        FileNotFoundError: the run has no ``best/config.json`` or no ``metrics.json``.
+    """
     recipe = json.loads((run / "best" / "config.json").read_text()).get("recipe", {})
-    minutes = json.loads((run / "metrics.json").read_text())[-1]["elapsed_s"] / 60
+    minutes = train_minutes(run)
+    if minutes is None:
+        raise FileNotFoundError(f"{run}/metrics.json not found: is {run} a finished training run?")
     text = (f"{recipe.get('epochs')} epochs from {recipe.get('init')}, {recipe.get('optimizer')} lr "
             f"{recipe.get('lr')}, {recipe.get('scheduler')}, label mode {recipe.get('label_mode')}, "
             f"{minutes:.0f} min")
@@ -124,9 +137,9 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     for key in RECIPE_FROM_ARGS:  # options that runs from before summarise() recorded them lack
         if key in args:
             config["recipe"].setdefault(key, args[key])
-    if (run / "metrics.json").is_file():
-        history = json.loads((run / "metrics.json").read_text())
-        config["recipe"]["train_minutes"] = round(history[-1]["elapsed_s"] / 60, 1)
+    minutes = train_minutes(run)
+    if minutes is not None:
+        config["recipe"]["train_minutes"] = round(minutes, 1)
     if previous_run is not None:
         text, minutes, base_init = previous_stage(Path(previous_run))
         config["recipe"]["previous_stage"] = text
