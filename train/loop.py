@@ -143,6 +143,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         FileNotFoundError: the data is missing. RuntimeError: pretrained weights unavailable.
         ValueError: an option is invalid.
     """
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -200,8 +202,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3, patience=2)
     else:
         raise ValueError(f"scheduler must be cosine, onecycle or plateau, got {cfg.scheduler!r}")
-    if not 0.0 <= cfg.ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     # Exponential moving average of the weights and BatchNorm statistics (Polyak & Juditsky 1992;
     # as timm's ModelEmaV2); validated and exported in place of the raw weights when enabled.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
