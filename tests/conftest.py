@@ -24,6 +24,9 @@ FERPLUS = SHARED / "data" / "ferplus"
 CANVAS_CROPS = ["fer0028642.png", "fer0028652.png", "fer0028643.png",
                 "fer0028671.png", "fer0028657.png", "fer0028672.png"]
 TILE, GAP = 160, 40
+#: Options of the tiny real training runs (a few hundred FER+ faces, 64 px, 2 threads).
+TINY_RUN = ["--limit-train", "192", "--limit-valid", "128", "--img-size", "64", "--batch-size", "32",
+            "--threads", "2"]
 
 
 def require_shared(path: Path) -> Path:
@@ -39,6 +42,21 @@ def require_shared(path: Path) -> Path:
 def ferplus() -> Path:
     """The FERPlus layout folder (../shared/data/ferplus)."""
     return require_shared(FERPLUS / "FER2013Valid" / "label.csv").parents[1]
+
+
+@pytest.fixture(scope="module")
+def torch_home():
+    """``TORCH_HOME`` pointed at ../shared/weights/torch (torchvision's genuine MobileNetV2 ImageNet
+    file) for the tests of one module, restored afterwards."""
+    home = SHARED / "weights" / "torch"
+    require_shared(home / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth")
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("TORCH_HOME")
+    else:
+        os.environ["TORCH_HOME"] = old
 
 
 @pytest.fixture(scope="session")

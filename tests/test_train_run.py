@@ -13,25 +13,12 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from fer_core.recognizer import load_model
-from tests.conftest import ROOT, SHARED, require_shared
+from tests.conftest import ROOT, TINY_RUN
 from train.__main__ import main as train_main
 from train.export import export
 
-TORCH_HOME = SHARED / "weights" / "torch"
-TINY = ["--limit-train", "192", "--limit-valid", "128", "--img-size", "64", "--batch-size", "32",
-        "--threads", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def torch_home():
-    require_shared(TORCH_HOME / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth")
-    old = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(TORCH_HOME)
-    yield
-    if old is None:
-        os.environ.pop("TORCH_HOME")
-    else:
-        os.environ["TORCH_HOME"] = old
+TINY = TINY_RUN
+pytestmark = pytest.mark.usefixtures("torch_home")
 
 
 @pytest.mark.parametrize("mode", ["majority", "probability", "crossentropy", "multi_target"])

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=float, default=d.ema_decay,
                    help="keep an exponential moving average of the weights with this decay per step "
                         "(e.g. 0.999) and validate/export it; 0 = off")
+    p.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR",
+                   help="knowledge distillation: a trained model folder whose calibrated, flip-averaged "
+                        "probabilities on the training faces are mixed into the targets (repeat for an "
+                        "ensemble; they are averaged)")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight,
+                   help="share of the teachers' probabilities in the target (with --teacher)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")

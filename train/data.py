@@ -159,7 +159,8 @@ class LabelledFaces(Dataset):
         seed: seed of the generator used by the ``probability`` mode's sampling.
 
     Items: ``(image (3, S, S) float32, target (8,) float32, majority label int64)``; the majority
-    label is the argmax of the mode's distribution.
+    label is the argmax of the mode's distribution. After :meth:`set_teacher` the target is mixed
+    with a teacher's probabilities (knowledge distillation).
     """
 
     def __init__(
@@ -180,6 +181,25 @@ class LabelledFaces(Dataset):
         self.mode = mode
         self.transform = transform
         self.rng = np.random.default_rng(seed)
+        self.teacher_probs: np.ndarray | None = None
+        self.teacher_weight = 0.0
+
+    def set_teacher(self, probs: np.ndarray, weight: float) -> None:
+        """Mix teacher probabilities into every target: ``(1 - weight) * target + weight * probs[i]``.
+
+        Args:
+            probs: float32 ``(len(self), 8)`` rows summing to 1, in this dataset's order
+                (e.g. :func:`train.distill.teacher_probabilities` of :attr:`images`).
+            weight: share of the teacher in the target, in ``[0, 1]``.
+
+        Raises:
+            ValueError: wrong shape or weight out of range.
+        """
+        if probs.shape != self.dists.shape:
+            raise ValueError(f"teacher probabilities have shape {probs.shape}, expected {self.dists.shape}")
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"distillation weight must be in [0, 1], got {weight}")
+        self.teacher_probs, self.teacher_weight = probs.astype(np.float32), float(weight)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -192,4 +212,6 @@ class LabelledFaces(Dataset):
         image = Image.fromarray(self.images[index], mode="L")
         dist = self.dists[index]
         target = training_target(dist, self.mode, self.rng)
+        if self.teacher_probs is not None:
+            target = (1.0 - self.teacher_weight) * target + self.teacher_weight * self.teacher_probs[index]
         return self.transform(image), torch.from_numpy(target), int(dist.argmax())

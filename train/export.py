@@ -98,6 +98,27 @@ def previous_stage(run: Path) -> tuple[str, float, str]:
     return text, minutes, recipe.get("base_init") or recipe.get("init", "?")
 
 
+def teacher_summary(folder: str | Path) -> tuple[str, float | None, Path | None]:
+    """One-line description of a distillation teacher (its folder, backbone, input size, epochs and
+    best Valid accuracy when its run's ``metrics.json`` is found beside it), its run's training
+    minutes, and that run folder.
+
+    Raises:
+        FileNotFoundError: the teacher has no ``config.json``.
+    """
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    recipe = config.get("recipe", {})
+    text = f"`{folder}` ({config['backbone']}, {config['input_size']} px, {recipe.get('epochs', '?')} epochs"
+    run = folder.parent if (folder.parent / "metrics.json").is_file() else None
+    minutes = None
+    if run is not None:
+        history = json.loads((run / "metrics.json").read_text())
+        text += f", Valid accuracy {max(row['valid_acc'] for row in history):.4f}"
+        minutes = train_minutes(run)
+    return text + ")", minutes, run
+
+
 def export(run: str | Path, out: str | Path, data: str | Path | None = None, repo_id: str = "fer-core/ferplus",
            model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
            previous_run: str | Path | None = None) -> dict[str, Any]:
@@ -113,6 +134,8 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         limit: evaluate on the first N Valid images only (tests).
         previous_run: the run whose model ``run`` was initialised from (``--pretrained``); its
             recipe and time are recorded as an earlier stage and its minutes added to the total.
+            The training minutes of distillation teachers' runs (found beside their folders) are
+            added too, each run once.
 
     Returns:
         The Valid evaluation report.
@@ -145,6 +168,16 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         config["recipe"]["previous_stage"] = text
         config["recipe"]["base_init"] = base_init
         config["recipe"]["train_minutes"] = round(config["recipe"].get("train_minutes", 0) + minutes, 1)
+    counted = {run.resolve()} | ({Path(previous_run).resolve()} if previous_run is not None else set())
+    summaries = []
+    for teacher in config["recipe"].get("teachers", []):
+        text, minutes, teacher_run = teacher_summary(teacher)
+        summaries.append(text)
+        if minutes is not None and teacher_run.resolve() not in counted:  # each run's time once
+            counted.add(teacher_run.resolve())
+            config["recipe"]["train_minutes"] = round(config["recipe"].get("train_minutes", 0) + minutes, 1)
+    if summaries:
+        config["recipe"]["teacher_summaries"] = summaries
     (out / "config.json").write_text(json.dumps(config, indent=2))
     report = evaluate(out, data, "valid", out_dir=out, write_temperature=True,
                       metrics_file=run / "metrics.json", limit=limit)

@@ -33,6 +33,7 @@ from fer_core.model import EmotionNet
 
 from .augment import AugmentConfig, eval_transform, train_transform
 from .data import LabelledFaces, load_split
+from .distill import cached_teacher_probabilities
 from .pretrained import load_pretrained
 
 
@@ -62,6 +63,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     tta_flip: bool = False
     ema_decay: float = 0.0
+    teacher: list[str] = field(default_factory=list)
+    distill_weight: float = 0.5
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -145,6 +148,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.teacher and cfg.label_mode == "multi_target":
+        raise ValueError("knowledge distillation (--teacher) needs a probability-target label mode, not multi_target")
+    if not 0.0 <= cfg.distill_weight <= 1.0:
+        raise ValueError(f"distill_weight must be in [0, 1], got {cfg.distill_weight}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -165,6 +172,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     print(f"data: train {len(train_split)} images -> {len(train_set)} kept ({cfg.label_mode}); "
           f"valid {len(valid_split)} -> {len(valid_set)} kept (majority); read in {time.time() - t0:.1f}s")
     print("train class counts: " + ", ".join(f"{n}={c}" for n, c in zip(model_config.labels, counts)))
+    if cfg.teacher:
+        t_teacher = time.time()
+        train_set.set_teacher(cached_teacher_probabilities(out, cfg.teacher, train_set.images), cfg.distill_weight)
+        print(f"distillation: {len(cfg.teacher)} teacher(s), weight {cfg.distill_weight}; "
+              f"teacher probabilities ready in {time.time() - t_teacher:.0f}s", flush=True)
 
     weight = class_weights(counts, cfg.balance_power).to(device) if cfg.balance == "loss" else None
     sampler = None
@@ -318,6 +330,7 @@ def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, An
         "dropout": cfg.dropout, "label_smoothing": cfg.label_smoothing, "img_size": cfg.img_size,
         "balance": cfg.balance, "augment": asdict(cfg.augment), "tta_flip": cfg.tta_flip,
         "ema_decay": cfg.ema_decay,
+        "teachers": list(cfg.teacher), "distill_weight": cfg.distill_weight if cfg.teacher else 0.0,
         "seed": cfg.seed, "device": str(device),
         "hardware": torch.cuda.get_device_name(0) if device.type == "cuda"
         else f"CPU, {torch.get_num_threads()} threads",
