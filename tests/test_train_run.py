@@ -118,14 +118,18 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     assert "not a medical device" in card.text.lower()
     assert "(0.5 warm-up epochs)" in card.text and "dropout\n  0.2, label smoothing 0.0" in card.text
     assert [p.name for p in files_to_upload(out)] == sorted(
-        ["README.md", "config.json", "confusion_matrix.png", "curves.png", "model.safetensors",
+        ["README.md", "config.json", "confusion_matrix.png", "curves.png", "metrics.json", "model.safetensors",
          "reliability.png", "report.json"])
+    assert json.loads((out / "metrics.json").read_text()) == [
+        {**row, "stage_epoch": row["epoch"], "stage": "run"} for row in json.loads((run / "metrics.json").read_text())]
 
     # a run continued from another one records that earlier stage in config.json and the card
     export(run, tmp_path / "export2", crop_margin=0.0, limit=100, previous_run=run)
     recipe = json.loads((tmp_path / "export2" / "config.json").read_text())["recipe"]
     assert "1 epochs from torchvision" in recipe["previous_stage"] and "IMAGENET1K_V1" in recipe["base_init"]
     assert "Initialised from an earlier stage" in (tmp_path / "export2" / "README.md").read_text()
+    staged = json.loads((tmp_path / "export2" / "metrics.json").read_text())  # both stages' curves
+    assert [(r["epoch"], r["stage_epoch"]) for r in staged] == [(1, 1), (2, 1)]
 
     # pull it back through a real Hub-API server (olah serving a git repo of the export)
     mirrors = tmp_path / "mirrors"

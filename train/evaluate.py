@@ -143,7 +143,15 @@ def _plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
-    """Training/validation loss and accuracy per epoch (from a run's ``metrics.json``) as a PNG."""
+    """Training/validation loss and accuracy per epoch as a PNG.
+
+    Args:
+        history: a run's ``metrics.json`` rows (``epoch``, ``train_loss``, ``valid_loss``,
+            ``train_acc``, ``valid_acc``, ``valid_uar``; optional ``valid_acc_raw`` for EMA runs,
+            plotted where present). Rows of a multi-stage export carry a ``stage`` name; a dotted
+            vertical line marks where each later stage starts.
+        path: PNG to write.
+    """
     epochs = [r["epoch"] for r in history]
     fig = Figure(figsize=(10, 4), layout="constrained")
     a, b = fig.subplots(1, 2)
@@ -151,17 +159,24 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
     a.plot(epochs, [r["valid_loss"] for r in history], "o-", label="valid (majority)")
     a.set_xlabel("epoch")
     a.set_ylabel("cross-entropy")
-    a.legend()
     a.set_title("loss")
     b.plot(epochs, [r["train_acc"] for r in history], "o-", label="train accuracy")
-    ema = all("valid_acc_raw" in r for r in history)
+    ema = any("valid_acc_raw" in r for r in history)
     b.plot(epochs, [r["valid_acc"] for r in history], "o-", label="valid accuracy" + (" (EMA weights)" if ema else ""))
     if ema:
-        b.plot(epochs, [r["valid_acc_raw"] for r in history], "o:", label="valid accuracy (raw weights)")
+        b.plot(epochs, [r.get("valid_acc_raw", np.nan) for r in history], "o:", label="valid accuracy (raw weights)")
     b.plot(epochs, [r["valid_uar"] for r in history], "o--", label="valid UAR")
     b.set_xlabel("epoch")
-    b.legend()
     b.set_title("accuracy")
+    for prev, row in zip(history, history[1:]):
+        if row.get("stage") != prev.get("stage"):
+            for ax in (a, b):
+                ax.axvline(row["epoch"] - 0.5, color="grey", linestyle=":")
+            for ax in (a, b):
+                ax.annotate(row["stage"], (row["epoch"] - 0.5, 0.98), xycoords=("data", "axes fraction"),
+                            rotation=90, color="grey", fontsize=8, ha="right", va="top")
+    a.legend()
+    b.legend()
     fig.savefig(path, dpi=110)
 
 

@@ -1,7 +1,8 @@
 """``python -m train.export --run runs/NAME --out DIR``: a run's best model -> a Hub-ready folder.
 
 Writes ``config.json`` (with the temperature fitted on Valid), ``model.safetensors``, the plots
-(confusion matrix, reliability diagram, learning curves), ``report.json`` and ``README.md``: the
+(confusion matrix, reliability diagram, learning curves of every stage), ``metrics.json`` (the
+per-epoch numbers behind the curves), ``report.json`` and ``README.md``: the
 model card rendered from the top-level ``model_card.md`` template with the measured numbers and Hub
 metadata (``ModelCardData`` with a model-index of ``EvalResult``s).
 """
@@ -98,6 +99,25 @@ def previous_stage(run: Path) -> tuple[str, float, str]:
     return text, minutes, recipe.get("base_init") or recipe.get("init", "?")
 
 
+def stage_history(run: Path, previous_run: str | Path | None = None) -> list[dict[str, Any]]:
+    """The per-epoch metrics of ``run``, after those of the run it continued from when given, with
+    epochs numbered on through both and each row's ``stage`` set to its run folder's name.
+
+    Raises:
+        FileNotFoundError: a run has no ``metrics.json``.
+    """
+    stages = ([Path(previous_run)] if previous_run is not None else []) + [Path(run)]
+    history: list[dict[str, Any]] = []
+    for stage in stages:
+        if not (stage / "metrics.json").is_file():
+            raise FileNotFoundError(f"{stage}/metrics.json not found: is {stage} a finished training run?")
+        offset = len(history)
+        for row in json.loads((stage / "metrics.json").read_text()):
+            history.append({**row, "epoch": offset + row["epoch"], "stage_epoch": row["epoch"],
+                            "stage": stage.name})
+    return history
+
+
 def teacher_summary(folder: str | Path) -> tuple[str, float | None, Path | None]:
     """One-line description of a distillation teacher (its folder, backbone, input size, epochs and
     best Valid accuracy when its run's ``metrics.json`` is found beside it), its run's training
@@ -179,8 +199,13 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     if summaries:
         config["recipe"]["teacher_summaries"] = summaries
     (out / "config.json").write_text(json.dumps(config, indent=2))
-    report = evaluate(out, data, "valid", out_dir=out, write_temperature=True,
-                      metrics_file=run / "metrics.json", limit=limit)
+    metrics_file = None
+    if (run / "metrics.json").is_file():
+        history = stage_history(run, previous_run)
+        metrics_file = out / "metrics.json"
+        metrics_file.write_text(json.dumps(history, indent=2))
+    report = evaluate(out, data, "valid", out_dir=out, write_temperature=True, metrics_file=metrics_file,
+                      limit=limit)
     name = model_name or f"ferplus-{config['backbone']}"
     render_card(out, report, run, repo_id, name).save(out / "README.md")
     return report

@@ -17,7 +17,7 @@ from fer_core.config import ModelConfig
 from fer_core.errors import ModelLoadError
 
 #: Files of an exported folder that are uploaded (checkpoints and other stray files are not).
-UPLOAD_PATTERNS = ["config.json", "model.safetensors", "README.md", "*.png", "report.json"]
+UPLOAD_PATTERNS = ["config.json", "model.safetensors", "README.md", "*.png", "report.json", "metrics.json"]
 
 
 def files_to_upload(model_dir: Path) -> list[Path]:
