@@ -104,3 +104,6 @@ def test_distillation_rejects_multi_target_and_bad_weights(tmp_path, ferplus, mo
     assert "not multi_target" in capsys.readouterr().err
     assert train_main([*base, "--distill-weight", "1.5"]) == 1
     assert "distill_weight must be in [0, 1]" in capsys.readouterr().err
+    missing = tmp_path / "no_such_model"
+    assert train_main([*base, "--teacher", str(missing)]) == 1
+    assert str(missing) in capsys.readouterr().err

@@ -172,7 +172,6 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
         if row.get("stage") != prev.get("stage"):
             for ax in (a, b):
                 ax.axvline(row["epoch"] - 0.5, color="grey", linestyle=":")
-            for ax in (a, b):
                 ax.annotate(row["stage"], (row["epoch"] - 0.5, 0.98), xycoords=("data", "axes fraction"),
                             rotation=90, color="grey", fontsize=8, ha="right", va="top")
     a.legend()
