@@ -50,8 +50,7 @@ def teacher_probabilities(teachers: Sequence[str | Path], images: np.ndarray, ba
         raise ValueError("knowledge distillation needs at least one teacher model folder")
     total = np.zeros((len(images), len(LABELS)), np.float64)
     for folder in teachers:
-        model = load_model(folder)
-        model.eval()
+        model = load_model(folder)  # in eval mode
         cfg = model.config
         if list(cfg.labels) != list(LABELS):
             raise ValueError(f"teacher {folder} predicts {cfg.labels}, not the FER+ labels {list(LABELS)}")

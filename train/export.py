@@ -180,24 +180,23 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     for key in RECIPE_FROM_ARGS:  # options that runs from before summarise() recorded them lack
         if key in args:
             config["recipe"].setdefault(key, args[key])
-    minutes = train_minutes(run)
-    if minutes is not None:
-        config["recipe"]["train_minutes"] = round(minutes, 1)
+    minutes_of = {run.resolve(): train_minutes(run)}  # every run that went into the model, once each
     if previous_run is not None:
         text, minutes, base_init = previous_stage(Path(previous_run))
         config["recipe"]["previous_stage"] = text
         config["recipe"]["base_init"] = base_init
-        config["recipe"]["train_minutes"] = round(config["recipe"].get("train_minutes", 0) + minutes, 1)
-    counted = {run.resolve()} | ({Path(previous_run).resolve()} if previous_run is not None else set())
+        minutes_of[Path(previous_run).resolve()] = minutes
     summaries = []
     for teacher in config["recipe"].get("teachers", []):
         text, minutes, teacher_run = teacher_summary(teacher)
         summaries.append(text)
-        if minutes is not None and teacher_run.resolve() not in counted:  # each run's time once
-            counted.add(teacher_run.resolve())
-            config["recipe"]["train_minutes"] = round(config["recipe"].get("train_minutes", 0) + minutes, 1)
+        if teacher_run is not None:
+            minutes_of.setdefault(teacher_run.resolve(), minutes)
     if summaries:
         config["recipe"]["teacher_summaries"] = summaries
+    known = [m for m in minutes_of.values() if m is not None]
+    if known:
+        config["recipe"]["train_minutes"] = round(sum(known), 1)
     (out / "config.json").write_text(json.dumps(config, indent=2))
     metrics_file = None
     if (run / "metrics.json").is_file():
