@@ -22,7 +22,7 @@ from .config import ModelConfig
 from .detect import DEFAULT_THRESHOLD, Detection, FaceDetector
 from .errors import InvalidImageError, ModelLoadError
 from .io import ImageInput, load_image
-from .model import CONFIG_NAME, WEIGHTS_NAME, EmotionNet, load_weights
+from .model import CONFIG_NAME, WEIGHTS_NAME, EmotionNet, fuse_batchnorm, load_weights
 from .preprocess import crops_to_batch
 
 #: Folder of the trained default model shipped inside the package.
@@ -70,8 +70,12 @@ class EmotionRecognizer:
     Build it with :meth:`from_pretrained`; then :meth:`predict` one image, :meth:`predict_batch`
     several, or :meth:`classify_crops` for faces that are already cropped.
 
+    Classification runs a copy of ``model`` with its BatchNorms folded into the convolutions
+    (:func:`~fer_core.model.fuse_batchnorm`), made once here: changing ``model``'s weights
+    afterwards does not reach it; build a new recognizer instead.
+
     Args:
-        model: a loaded :class:`EmotionNet` (eval mode).
+        model: a loaded :class:`EmotionNet`; it is switched to eval mode.
         detector: the face detector; default ``FaceDetector()`` (threshold 0.9, adaptive min size).
         device: torch device for the classifier.
         source: where the model came from (folder or repo id), for display.
@@ -89,6 +93,8 @@ class EmotionRecognizer:
         self.device = torch.device(device)
         # channels-last memory format: about 1.8x faster convolutions on CPU (bench_inference.py)
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        # BatchNorm folded into the convolutions: same logits, 1.5-1.6x faster forward pass
+        self._net = fuse_batchnorm(self.model).to(memory_format=torch.channels_last)
         self.detector = detector if detector is not None else FaceDetector(device=self.device)
         self.source = source
         self.revision = revision
@@ -243,7 +249,7 @@ class EmotionRecognizer:
             for start in range(0, len(crops), batch_size):
                 batch = crops_to_batch(crops[start:start + batch_size], self.model.config)
                 batch = batch.to(self.device, memory_format=torch.channels_last)
-                out.append(self.model.probabilities(self.model(batch)).cpu().numpy())
+                out.append(self.model.probabilities(self._net(batch)).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
 

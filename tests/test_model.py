@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from fer_core import LABELS, ModelLoadError
 from fer_core.config import ModelConfig
-from fer_core.model import EmotionNet
+from fer_core.model import EmotionNet, fuse_batchnorm
 from fer_core.recognizer import EmotionRecognizer, load_model
 
 
@@ -142,3 +142,35 @@ def test_other_backbones_build(backbone):
     model = EmotionNet(ModelConfig(backbone=backbone, input_size=64)).eval()
     with torch.inference_mode():
         assert model(torch.randn(2, 3, 64, 64)).shape == (2, 8)
+
+
+@pytest.mark.parametrize(
+    "backbone", ["mobilenet_v2", "mobilenet_v3_small", "resnet18", "efficientnet_b0", "convnext_tiny"]
+)
+def test_fused_batchnorm_gives_the_same_logits(backbone):
+    torch.manual_seed(0)
+    model = EmotionNet(ModelConfig(backbone=backbone, input_size=64))
+    with torch.no_grad():  # trained-looking BatchNorm statistics, not the identity of a fresh init
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse_batchnorm(model)
+    assert not fused.training
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        want, got = model(x), fused(x)
+    assert got.shape == (3, 8)
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+    after = model.state_dict()  # the model itself is untouched
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_fuse_batchnorm_refuses_training_mode():
+    with pytest.raises(ValueError, match="eval mode"):
+        fuse_batchnorm(EmotionNet(ModelConfig(input_size=32)).train())

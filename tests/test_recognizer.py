@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fer_core import LABELS, EmotionRecognizer, FaceResult, InvalidImageError
+from fer_core.preprocess import crops_to_batch
 from fer_core.recognizer import DEFAULT_MODEL_DIR
 
 
@@ -73,6 +75,11 @@ def test_classify_crops(recognizer, ferplus):
     assert recognizer.classify_crops([]).shape == (0, 8)
     # the same crop gives the same row whatever it is batched with
     assert np.allclose(recognizer.classify_crops(crops[:1])[0], probs[0], atol=1e-5)
+    # the BatchNorm-folded network the recognizer runs gives the trained model's own probabilities
+    model = recognizer.model
+    with torch.inference_mode():
+        want = model.probabilities(model(crops_to_batch(crops, model.config))).numpy()
+    assert np.abs(probs - want).max() < 1e-5
 
 
 def test_alignment_switch_changes_only_the_crop(recognizer, astronaut):
