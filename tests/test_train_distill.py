@@ -14,7 +14,7 @@ from fer_core.recognizer import EmotionRecognizer, load_model
 from tests.conftest import TINY_RUN as TINY
 from train.__main__ import main as train_main
 from train.data import LabelledFaces, load_split
-from train.distill import CACHE_NAME, teacher_probabilities
+from train.distill import CACHE_NAME, teacher_pass_seconds, teacher_probabilities
 from train.export import export
 from train.labels import vote_distribution
 
@@ -87,6 +87,8 @@ def test_distilled_run_caches_teachers_records_them_and_resumes(tmp_path, ferplu
     n_train = json.loads((out / "args.json").read_text())["n_train"]
     with np.load(cache) as cached:
         assert cached["probs"].shape == (n_train, 8)
+    seconds = teacher_pass_seconds(out)
+    assert seconds is not None and seconds > 0
     stamp = cache.stat().st_mtime_ns
     recipe = json.loads((out / "best" / "config.json").read_text())["recipe"]
     assert recipe["teachers"] == [str(model_dir)] and recipe["distill_weight"] == 0.6
@@ -95,6 +97,10 @@ def test_distilled_run_caches_teachers_records_them_and_resumes(tmp_path, ferplu
     export(out, tmp_path / "export", crop_margin=0.0, limit=100)
     card = (tmp_path / "export" / "README.md").read_text()
     assert "Knowledge distillation" in card and str(model_dir) in card
+    # the training time counts the run and the teacher pass (the bundled teacher has no run beside it)
+    run_minutes = json.loads((out / "metrics.json").read_text())[-1]["elapsed_s"] / 60
+    exported = json.loads((tmp_path / "export" / "config.json").read_text())["recipe"]
+    assert exported["train_minutes"] == round(run_minutes + seconds / 60, 1)
 
 
 def test_distillation_rejects_multi_target_and_bad_weights(tmp_path, ferplus, model_dir, capsys):

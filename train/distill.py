@@ -15,6 +15,7 @@ recompute them.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def teacher_probabilities(teachers: Sequence[str | Path], images: np.ndarray, ba
 def cached_teacher_probabilities(run: str | Path, teachers: Sequence[str | Path], images: np.ndarray
                                  ) -> np.ndarray:
     """:func:`teacher_probabilities`, read from ``run/teacher_probs.npz`` when that file was made
-    for the same teachers and the same number of faces, else computed and written there.
+    for the same teachers and the same number of faces, else computed and written there with the
+    wall-clock seconds the computation took (see :func:`teacher_pass_seconds`).
 
     Returns / raises: as :func:`teacher_probabilities`.
     """
@@ -75,8 +77,19 @@ def cached_teacher_probabilities(run: str | Path, teachers: Sequence[str | Path]
         with np.load(path) as cached:
             if str(cached["teachers"]) == key and cached["probs"].shape == (len(images), len(LABELS)):
                 return cached["probs"]
+    start = time.time()
     probs = teacher_probabilities(teachers, images)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, probs=probs, teachers=np.array(key))
+    np.savez(tmp, probs=probs, teachers=np.array(key), seconds=np.array(time.time() - start))
     tmp.replace(path)
     return probs
+
+
+def teacher_pass_seconds(run: str | Path) -> float | None:
+    """Wall-clock seconds it took to compute ``run/teacher_probs.npz``; ``None`` when the run has no
+    such file or the file does not record it (files written before it was recorded)."""
+    path = Path(run) / CACHE_NAME
+    if not path.is_file():
+        return None
+    with np.load(path) as cached:
+        return float(cached["seconds"]) if "seconds" in cached.files else None

@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from fer_core.errors import ModelLoadError
 
+from .distill import CACHE_NAME, teacher_pass_seconds
 from .evaluate import evaluate
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
@@ -155,7 +156,8 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         previous_run: the run whose model ``run`` was initialised from (``--pretrained``); its
             recipe and time are recorded as an earlier stage and its minutes added to the total.
             The training minutes of distillation teachers' runs (found beside their folders) are
-            added too, each run once.
+            added too, each run once, and so is the time it took to compute the teachers'
+            probabilities when ``teacher_probs.npz`` records it.
 
     Returns:
         The Valid evaluation report.
@@ -194,6 +196,9 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
             minutes_of.setdefault(teacher_run.resolve(), minutes)
     if summaries:
         config["recipe"]["teacher_summaries"] = summaries
+        seconds = teacher_pass_seconds(run)
+        if seconds is not None:  # computing the teachers' probabilities is part of the training time
+            minutes_of[(run / CACHE_NAME).resolve()] = seconds / 60
     known = [m for m in minutes_of.values() if m is not None]
     if known:
         config["recipe"]["train_minutes"] = round(sum(known), 1)
