@@ -150,10 +150,11 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
     into that convolution's weight and bias (Jacob et al. 2018, "Quantization and Training of
     Neural Networks for Efficient Integer-Arithmetic-Only Inference", section 3.2). The copy
     computes the same logits (to float32 rounding, about 1e-6) with one memory pass fewer per
-    BatchNorm: a MobileNetV2 forward pass of 8 faces is 1.5-1.6x faster on a 2-core CPU
-    (``benchmarks/bench_inference.py``). Uses ``torch.fx``'s conv/BN fusion, which traces the
-    network symbolically; ``model`` itself is left untouched (its ``state_dict`` keeps the
-    BatchNorm entries, so saving still writes the original layout).
+    BatchNorm: a MobileNetV2 forward pass of 8 faces is about 1.6x faster (1.5-1.8x measured
+    back to back at 96-128 px) on a 2-core CPU (``benchmarks/bench_inference.py``). Uses
+    ``torch.fx``'s conv/BN fusion, which traces the network symbolically; ``model`` itself is
+    left untouched (its ``state_dict`` keeps the BatchNorm entries, so saving still writes the
+    original layout).
 
     Args:
         model: any ``nn.Module`` mapping float32 ``(N, 3, H, W)`` to logits, e.g.

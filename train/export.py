@@ -182,7 +182,7 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     for key in RECIPE_FROM_ARGS:  # options that runs from before summarise() recorded them lack
         if key in args:
             config["recipe"].setdefault(key, args[key])
-    minutes_of = {run.resolve(): train_minutes(run)}  # every run that went into the model, once each
+    minutes_of = {run.resolve(): train_minutes(run)}  # all the work that went into the model, once each
     if previous_run is not None:
         text, minutes, base_init = previous_stage(Path(previous_run))
         config["recipe"]["previous_stage"] = text
