@@ -2,11 +2,11 @@
 
 Offline distillation (Hinton, Vinyals & Dean 2015, "Distilling the knowledge in a neural network",
 arXiv:1503.02531) from an ensemble: every teacher classifies every kept training face once, before
-training, through the inference path's :func:`fer_core.preprocess.crops_to_batch` with its own
-input size and colour mode, averaged with the mirrored face; its calibrated probabilities
-(``softmax(logits / T)``, T from its ``config.json``) are averaged over the teachers. The training
-loop then mixes them into each face's target: ``(1 - w) * label-mode target + w * teacher
-probabilities``.
+training, through the inference path (:func:`fer_core.preprocess.crops_to_batch` with its own
+input size and colour mode, and the BatchNorm-folded network), averaged with the mirrored face;
+its calibrated probabilities (``softmax(logits / T)``, T from its ``config.json``) are averaged
+over the teachers. The training loop then mixes them into each face's target: ``(1 - w) *
+label-mode target + w * teacher probabilities``.
 
 The probabilities are cached in the run folder (``teacher_probs.npz``) so ``--resume`` does not
 recompute them.
@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from fer_core.labels import LABELS
+from fer_core.model import fuse_batchnorm
 from fer_core.preprocess import crops_to_batch
 from fer_core.recognizer import load_model
 
@@ -55,10 +56,11 @@ def teacher_probabilities(teachers: Sequence[str | Path], images: np.ndarray, ba
         cfg = model.config
         if list(cfg.labels) != list(LABELS):
             raise ValueError(f"teacher {folder} predicts {cfg.labels}, not the FER+ labels {list(LABELS)}")
+        net = fuse_batchnorm(model).to(memory_format=torch.channels_last)  # what EmotionRecognizer runs
         for start in range(0, len(images), batch_size):
             faces = [Image.fromarray(face, mode="L") for face in images[start:start + batch_size]]
             batch = crops_to_batch(faces, cfg).contiguous(memory_format=torch.channels_last)
-            logits = (model(batch) + model(torch.flip(batch, dims=[3]))) / 2
+            logits = (net(batch) + net(torch.flip(batch, dims=[3]))) / 2
             total[start:start + len(batch)] += model.probabilities(logits).numpy()
     return (total / len(teachers)).astype(np.float32)
 
