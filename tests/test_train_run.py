@@ -11,11 +11,16 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
+from sklearn.metrics import confusion_matrix
+from torch.utils.data import DataLoader
 
 from fer_core.recognizer import load_model
 from tests.conftest import ROOT, TINY_RUN
 from train.__main__ import main as train_main
+from train.augment import eval_transform
+from train.data import LabelledFaces, load_split
 from train.export import export
+from train.loop import predict_logits
 
 TINY = TINY_RUN
 pytestmark = pytest.mark.usefixtures("torch_home")
@@ -104,6 +109,12 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
         assert (out / name).is_file(), name
     assert 0 <= report["accuracy"] <= 1 and 0 <= report["uar"] <= 1 and report["temperature"] > 0
     assert report["ece_after"] <= report["ece_before"] + 1e-6  # fitted T never hurts NLL-wise much
+    # evaluation runs the BatchNorm-folded network, as fer_core does: same predictions as the plain one
+    plain_logits, labels = predict_logits(
+        load_model(out), DataLoader(LabelledFaces(load_split(ferplus, "valid", limit=300), "majority",
+                                                  eval_transform(load_model(out).config)), batch_size=64),
+        torch.device("cpu"), tta_flip=False)
+    assert report["confusion_matrix"] == confusion_matrix(labels, plain_logits.argmax(1), labels=range(8)).tolist()
     config = json.loads((out / "config.json").read_text())
     assert config["temperature"] == report["temperature"] and config["crop_margin"] == 0.0
     exported = load_file(str(out / "model.safetensors"))

@@ -30,6 +30,7 @@ from sklearn.metrics import (
 from torch.utils.data import DataLoader
 
 from fer_core.errors import ModelLoadError
+from fer_core.model import fuse_batchnorm
 from fer_core.recognizer import load_model
 
 from .augment import eval_transform
@@ -75,7 +76,9 @@ def evaluate(
     cfg = model.config
     faces = LabelledFaces(load_split(data, split, limit=limit), "majority", eval_transform(cfg))
     loader = DataLoader(faces, batch_size=256)
-    logits, labels = predict_logits(model, loader, torch.device("cpu"), tta_flip)
+    # Measure the network fer_core runs: BatchNorm folded into the convolutions (same logits to
+    # about 1e-6, about 1.6x faster on CPU).
+    logits, labels = predict_logits(fuse_batchnorm(model), loader, torch.device("cpu"), tta_flip)
     logits = logits.astype(np.float64)
     k = list(range(cfg.num_classes))
 

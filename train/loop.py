@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import recall_score
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
@@ -110,10 +111,14 @@ def class_weights(counts: np.ndarray, power: float) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_logits(model: EmotionNet, loader: DataLoader, device: torch.device, tta_flip: bool
+def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device, tta_flip: bool
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` float32 and majority labels ``(N,)`` int64 for a loader; with
-    ``tta_flip`` the logits of the image and its mirror are averaged."""
+    ``tta_flip`` the logits of the image and its mirror are averaged.
+
+    ``model`` is an :class:`EmotionNet` or its :func:`fer_core.model.fuse_batchnorm` copy; it is
+    switched to eval mode.
+    """
     model.eval()
     all_logits, all_labels = [], []
     for images, _, labels in loader:
