@@ -110,10 +110,9 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     assert 0 <= report["accuracy"] <= 1 and 0 <= report["uar"] <= 1 and report["temperature"] > 0
     assert report["ece_after"] <= report["ece_before"] + 1e-6  # fitted T never hurts NLL-wise much
     # evaluation runs the BatchNorm-folded network, as fer_core does: same predictions as the plain one
-    plain_logits, labels = predict_logits(
-        load_model(out), DataLoader(LabelledFaces(load_split(ferplus, "valid", limit=300), "majority",
-                                                  eval_transform(load_model(out).config)), batch_size=64),
-        torch.device("cpu"), tta_flip=False)
+    plain = load_model(out)
+    faces = LabelledFaces(load_split(ferplus, "valid", limit=300), "majority", eval_transform(plain.config))
+    plain_logits, labels = predict_logits(plain, DataLoader(faces, batch_size=64), torch.device("cpu"), tta_flip=False)
     assert report["confusion_matrix"] == confusion_matrix(labels, plain_logits.argmax(1), labels=range(8)).tolist()
     config = json.loads((out / "config.json").read_text())
     assert config["temperature"] == report["temperature"] and config["crop_margin"] == 0.0
