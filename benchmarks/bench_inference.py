@@ -3,8 +3,8 @@
 Prints medians over repeated runs with 2 torch threads: MTCNN on a 640x480 one-face frame,
 classification per face at batch 1 and 8 (and the network's forward pass alone, batch 8, with
 and without the BatchNorm folding that the recognizer does), end-to-end ``predict`` on the
-640x480 frame and on a 1200x630 six-face photo, and peak RSS. Targets: 640x480 end to end <= 40 ms, classification
-<= 3 ms/face at batch 8, peak RSS <= 1.5 GB.
+640x480 frame and on a 1200x630 six-face photo, and peak RSS. Targets: 640x480 end to end
+<= 40 ms, classification <= 3 ms/face at batch 8, peak RSS <= 1.5 GB.
 """
 
 from __future__ import annotations
