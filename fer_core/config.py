@@ -28,10 +28,27 @@ BACKBONES: tuple[str, ...] = (
     "efficientnet_b0",
     "efficientnet_b1",
     "convnext_tiny",
+    "dlib_resnet",
 )
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: dlib's face-recognition ResNet (:mod:`fer_core.dlib_resnet`) takes RGB ``(x - DLIB_MEAN_RGB) / 256``
+#: for pixels ``x`` in 0..255 (the means stored in dlib_face_recognition_resnet_model_v1.dat).
+DLIB_MEAN_RGB: tuple[float, float, float] = (122.782, 117.001, 104.298)
+DLIB_PIXEL_SCALE: float = 256.0
+#: Smallest input side of ``dlib_resnet``: its unpadded stride-2 convolutions need a 3x3 input at
+#: the last level (at 103 px and below one gets 2x2).
+DLIB_MIN_INPUT_SIZE: int = 104
+
+
+def backbone_normalization(backbone: str) -> tuple[list[float], list[float]]:
+    """The per-channel ``mean`` and ``std`` (for pixels scaled to [0, 1]) a backbone's pretrained
+    weights expect: dlib's for ``dlib_resnet``, ImageNet's for the torchvision backbones."""
+    if backbone == "dlib_resnet":
+        return [m / 255.0 for m in DLIB_MEAN_RGB], [DLIB_PIXEL_SCALE / 255.0] * 3
+    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 @dataclass
@@ -39,7 +56,8 @@ class ModelConfig:
     """Architecture and preprocessing of one emotion model, as stored in ``config.json``.
 
     Attributes:
-        backbone: torchvision model name, one of :data:`BACKBONES`.
+        backbone: one of :data:`BACKBONES`: a torchvision model name, or ``dlib_resnet`` (dlib's
+            face-recognition ResNet, :mod:`fer_core.dlib_resnet`; ``input_size`` >= 104).
         labels: class names in output order (default: the 8 FER+ labels).
         input_size: side of the square network input, pixels (16..1024).
         color_mode: ``"grayscale"`` (crop converted to gray, replicated to 3 channels, as FER+
@@ -103,6 +121,8 @@ class ModelConfig:
             raise bad("labels", "a list of at least 2 distinct non-empty strings")
         if not isinstance(self.input_size, int) or not 16 <= self.input_size <= 1024:
             raise bad("input_size", "an integer from 16 to 1024")
+        if self.backbone == "dlib_resnet" and self.input_size < DLIB_MIN_INPUT_SIZE:
+            raise bad("input_size", f"at least {DLIB_MIN_INPUT_SIZE} for backbone dlib_resnet")
         if self.color_mode not in ("grayscale", "rgb"):
             raise bad("color_mode", "'grayscale' or 'rgb'")
         if self.native_size is not None and (

@@ -19,6 +19,7 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse as fx_fuse
 
 from .config import ModelConfig
+from .dlib_resnet import DlibResNet
 from .errors import ModelLoadError
 
 CONFIG_NAME = "config.json"
@@ -26,20 +27,25 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def build_backbone(backbone: str, num_classes: int, dropout: float) -> nn.Module:
-    """Build a randomly initialised torchvision classifier with a ``num_classes`` head.
+    """Build a randomly initialised classifier with a ``num_classes`` head.
 
-    The backbone's last ``nn.Linear`` is replaced (``fc`` for ResNets, ``classifier[-1]`` for
-    MobileNet, EfficientNet and ConvNeXt) and its dropout set to ``dropout``.
+    ``backbone`` is a torchvision model name or ``dlib_resnet``
+    (:class:`~fer_core.dlib_resnet.DlibResNet`). The backbone's last ``nn.Linear`` is replaced
+    (``fc`` for ResNets and dlib's ResNet, whose ``fc`` is its 128-D descriptor layer,
+    ``classifier[-1]`` for MobileNet, EfficientNet and ConvNeXt) and its dropout set to ``dropout``.
 
     Args:
-        backbone: a torchvision model name from :data:`fer_core.config.BACKBONES`.
+        backbone: a name from :data:`fer_core.config.BACKBONES`.
         num_classes: output size of the new head.
         dropout: dropout probability before the head.
 
     Returns:
         ``nn.Module`` mapping float32 ``(N, 3, H, W)`` to logits ``(N, num_classes)``.
     """
-    net = torchvision.models.get_model(backbone, weights=None)
+    if backbone == "dlib_resnet":
+        net: nn.Module = DlibResNet()
+    else:
+        net = torchvision.models.get_model(backbone, weights=None)
     if hasattr(net, "fc") and isinstance(net.fc, nn.Linear):
         net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(net.fc.in_features, num_classes))
     else:

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="FERPlus layout folder, or one with fer2013.csv + fer2013new.csv")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, best/)")
     p.add_argument("--backbone", default=d.backbone, choices=BACKBONES)
-    p.add_argument("--pretrained", default=d.pretrained, help="imagenet | none | PATH to a state dict")
+    p.add_argument("--pretrained", default=d.pretrained,
+                   help="imagenet | dlib-face (with --backbone dlib_resnet) | none | PATH to a state dict")
     p.add_argument("--label-mode", default=d.label_mode, choices=LABEL_MODES)
     p.add_argument("--img-size", type=int, default=d.img_size, help="network input side, pixels")
     p.add_argument("--color-mode", default=d.color_mode, choices=("grayscale", "rgb"))
