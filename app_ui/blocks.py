@@ -56,10 +56,11 @@ def build_blocks(service: FERService) -> gr.Blocks:
     info = service.info()
     labels = info["labels"]
     revision = info["revision"] or "n/a (local folder)"
+    default_balanced = bool(info["balanced_default"])
 
-    def settings(threshold: float, min_face: float, align: bool) -> Settings:
+    def settings(threshold: float, min_face: float, align: bool, balanced: bool | None = None) -> Settings:
         try:
-            return Settings.parse(threshold, min_face, align)
+            return service.settings(threshold, min_face, align, balanced)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
 
@@ -70,19 +71,19 @@ def build_blocks(service: FERService) -> gr.Blocks:
             message = f"{Path(image).name}: {exc.reason}" if isinstance(image, str) else str(exc)
             raise gr.Error(message) from None
 
-    def analyze(image: str | None, threshold: float, min_face: float, align: bool):
+    def analyze(image: str | None, threshold: float, min_face: float, align: bool, balanced: bool):
         if image is None:
             raise gr.Error("Upload, paste or take a photo first.")
-        pil, faces = predict(image, settings(threshold, min_face, align))
+        pil, faces = predict(image, settings(threshold, min_face, align, balanced))
         notice = NO_FACE if not faces else f"**{len(faces)} face{'s' if len(faces) > 1 else ''}** found."
         return annotate(pil, faces), probability_figure(faces, labels), faces_table(faces), notice
 
-    def live(frame, state: dict | None, threshold: float, min_face: float, align: bool):
+    def live(frame, state: dict | None, threshold: float, min_face: float, align: bool, balanced: bool):
         state = state or {"tracker": FaceTracker(labels), "ms": None, "last": None}
         if frame is None:
             return None, "", "", state
         start = time.perf_counter()
-        pil, faces = predict(frame, settings(threshold, min_face, align))
+        pil, faces = predict(frame, settings(threshold, min_face, align, balanced))
         faces = state["tracker"].update(faces)
         out = annotate(pil, faces)
         ms = (time.perf_counter() - start) * 1000
@@ -93,11 +94,11 @@ def build_blocks(service: FERService) -> gr.Blocks:
         status = f"processing {state['ms']:.0f} ms/frame (≈{1000 / state['ms']:.0f} fps capacity){shown}"
         return out, bars_html(faces, labels), status, state
 
-    def batch(files: list[str] | None, threshold: float, min_face: float, align: bool):
+    def batch(files: list[str] | None, threshold: float, min_face: float, align: bool, balanced: bool):
         if not files:
             raise gr.Error("Choose one or more image files.")
         items = [(Path(f).name, f) for f in files]
-        results = service.predict_many(items, settings(threshold, min_face, align))
+        results = service.predict_many(items, settings(threshold, min_face, align, balanced))
         gallery, problems, n_faces = [], [], 0
         for r in results:
             if "error" in r:
@@ -115,18 +116,18 @@ def build_blocks(service: FERService) -> gr.Blocks:
         return gallery, [str(csv_path), str(json_path)], summary
 
     def api_predict(image: str, detection_threshold: float = 0.9, min_face_size: float = 0,
-                    align: bool = True) -> list[dict[str, Any]]:
+                    align: bool = True, balanced: bool = default_balanced) -> list[dict[str, Any]]:
         """Faces in one image: box [x1, y1, x2, y2] pixels, score, label, probs, landmarks."""
         if not image:
             raise gr.Error("no image given")
-        _, faces = predict(image, settings(detection_threshold, min_face_size, align))
+        _, faces = predict(image, settings(detection_threshold, min_face_size, align, balanced))
         return [f.to_dict() for f in faces]
 
     def api_predict_batch(images: list[str], detection_threshold: float = 0.9, min_face_size: float = 0,
-                          align: bool = True) -> list[dict[str, Any]]:
+                          align: bool = True, balanced: bool = default_balanced) -> list[dict[str, Any]]:
         """One entry per file: {file, faces} or {file, error}; bad files do not stop the others."""
         items = [(Path(f).name, f) for f in images or []]
-        return public(service.predict_many(items, settings(detection_threshold, min_face_size, align)))
+        return public(service.predict_many(items, settings(detection_threshold, min_face_size, align, balanced)))
 
     def api_labels() -> dict[str, Any]:
         """Labels in output order, model id and revision."""
@@ -143,6 +144,10 @@ def build_blocks(service: FERService) -> gr.Blocks:
             threshold = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label="Detection threshold")
             min_face = gr.Number(value=0, minimum=0, precision=0, label="Minimum face size (px, 0 = auto)")
             align = gr.Checkbox(value=True, label="Align faces (level the eyes)")
+            balanced = gr.Checkbox(value=default_balanced, interactive=info["balanced_available"],
+                                   label="Balanced decisions (correct for rare expressions)", elem_id="balanced",
+                                   info="Divide by how common each expression was in training, so fear, "
+                                        "disgust and contempt are not out-voted by neutral")
         with gr.Tabs():
             with gr.Tab("Image"):
                 with gr.Row():
@@ -155,7 +160,7 @@ def build_blocks(service: FERService) -> gr.Blocks:
                                      label="Faces", elem_id="faces-table")
                 gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("*.jpg"))], inputs=[image_in])
                 for trigger in (run.click, image_in.upload):
-                    trigger(analyze, [image_in, threshold, min_face, align], [image_out, bars, table, notice],
+                    trigger(analyze, [image_in, threshold, min_face, align, balanced], [image_out, bars, table, notice],
                             api_visibility="private")
             with gr.Tab("Live webcam"):
                 with gr.Row():
@@ -164,7 +169,7 @@ def build_blocks(service: FERService) -> gr.Blocks:
                 live_status = gr.Markdown(elem_id="live-status")
                 live_bars = gr.HTML(elem_id="live-bars")
                 live_state = gr.State(None)
-                cam.stream(live, [cam, live_state, threshold, min_face, align],
+                cam.stream(live, [cam, live_state, threshold, min_face, align, balanced],
                            [live_out, live_bars, live_status, live_state], stream_every=STREAM_EVERY,
                            concurrency_limit=2, time_limit=3600, show_progress="hidden",
                            api_visibility="private")
@@ -175,7 +180,7 @@ def build_blocks(service: FERService) -> gr.Blocks:
                 gallery = gr.Gallery(label="Annotated", columns=3, elem_id="gallery")
                 downloads = gr.File(label="Download every face (CSV, JSON)", file_count="multiple",
                                     elem_id="downloads")
-                go.click(batch, [files, threshold, min_face, align], [gallery, downloads, batch_notice],
+                go.click(batch, [files, threshold, min_face, align, balanced], [gallery, downloads, batch_notice],
                          api_visibility="private")
         with gr.Row(visible=False):
             a_image = gr.File(type="filepath", label="image")
@@ -183,10 +188,12 @@ def build_blocks(service: FERService) -> gr.Blocks:
             a_threshold = gr.Number(value=0.9, label="detection_threshold")
             a_min_face = gr.Number(value=0, label="min_face_size")
             a_align = gr.Checkbox(value=True, label="align")
+            a_balanced = gr.Checkbox(value=default_balanced, label="balanced")
             a_out = gr.JSON(label="result")
             a_button = gr.Button()
-        a_button.click(api_predict, [a_image, a_threshold, a_min_face, a_align], a_out, api_name="predict")
-        a_button.click(api_predict_batch, [a_images, a_threshold, a_min_face, a_align], a_out,
+        a_button.click(api_predict, [a_image, a_threshold, a_min_face, a_align, a_balanced], a_out,
+                       api_name="predict")
+        a_button.click(api_predict_batch, [a_images, a_threshold, a_min_face, a_align, a_balanced], a_out,
                        api_name="predict_batch")
         a_button.click(api_labels, None, a_out, api_name="labels")
     return demo

@@ -1,7 +1,8 @@
 """Plain-HTTP routes for ``curl`` users, on the same FastAPI app as the Gradio UI.
 
 ``GET /health``, ``GET /api/labels``, ``POST /api/predict`` (multipart ``file``),
-``POST /api/predict/batch`` (multipart ``files``); OpenAPI docs at ``/docs``. Uploads larger than
+``POST /api/predict/batch`` (multipart ``files``), each with ``threshold``, ``min_face_size``,
+``align`` and ``balanced`` query parameters; OpenAPI docs at ``/docs``. Uploads larger than
 :data:`app_ui.service.MAX_UPLOAD_BYTES` get 413, invalid images 400, bad settings 422.
 """
 
@@ -19,6 +20,8 @@ from .service import MAX_UPLOAD_BYTES, FERService, Settings, public
 Threshold = Annotated[float, Query(ge=0, le=1, description="detection probability threshold")]
 MinFace = Annotated[int, Query(ge=0, description="smallest face in pixels; 0 = adaptive")]
 Align = Annotated[bool, Query(description="level the eyes before classifying")]
+Balanced = Annotated[bool | None, Query(description="balanced (prior-corrected) decisions; omit for the "
+                                                    "model's default")]
 
 
 async def _read_limited(upload: UploadFile) -> bytes:
@@ -34,9 +37,10 @@ def _check_length(request: Request, files: int = 1) -> None:
         raise HTTPException(413, f"request larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB per file")
 
 
-def _settings(threshold: float, min_face_size: int, align: bool) -> Settings:
+def _settings(service: FERService, threshold: float, min_face_size: int, align: bool,
+              balanced: bool | None) -> Settings:
     try:
-        return Settings.parse(threshold, min_face_size, align)
+        return service.settings(threshold, min_face_size, align, balanced)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -57,13 +61,13 @@ def build_router(service: FERService) -> APIRouter:
 
     @router.post("/api/predict", tags=["predict"])
     async def predict(request: Request, file: Annotated[UploadFile, File(description="an image file")],
-                      threshold: Threshold = 0.9, min_face_size: MinFace = 0, align: Align = True
-                      ) -> dict[str, Any]:
+                      threshold: Threshold = 0.9, min_face_size: MinFace = 0, align: Align = True,
+                      balanced: Balanced = None) -> dict[str, Any]:
         """Faces in one image: each with ``box`` [x1, y1, x2, y2] pixels, ``score``, ``label``,
         ``probs`` (label -> probability) and ``landmarks``."""
         _check_length(request)
         data = await _read_limited(file)
-        settings = _settings(threshold, min_face_size, align)
+        settings = _settings(service, threshold, min_face_size, align, balanced)
         try:
             _, faces = await run_in_threadpool(service.predict, data, settings)
         except InvalidImageError as exc:
@@ -72,12 +76,12 @@ def build_router(service: FERService) -> APIRouter:
 
     @router.post("/api/predict/batch", tags=["predict"])
     async def predict_batch(request: Request, files: Annotated[list[UploadFile], File(description="image files")],
-                            threshold: Threshold = 0.9, min_face_size: MinFace = 0, align: Align = True
-                            ) -> dict[str, Any]:
+                            threshold: Threshold = 0.9, min_face_size: MinFace = 0, align: Align = True,
+                            balanced: Balanced = None) -> dict[str, Any]:
         """Several images; a bad file gets an ``error`` entry and the others are still processed."""
         _check_length(request, files=max(1, len(files)))
         items = [(f.filename or f"file{i}", await _read_limited(f)) for i, f in enumerate(files)]
-        settings = _settings(threshold, min_face_size, align)
+        settings = _settings(service, threshold, min_face_size, align, balanced)
         results = await run_in_threadpool(service.predict_many, items, settings)
         return {"results": public(results)}
 

@@ -34,14 +34,17 @@ class Settings:
         threshold: detection probability threshold, 0..1.
         min_face_size: smallest face in pixels, or ``None``/0 for the adaptive default.
         align: level the eyes before classifying.
+        balanced: balanced (prior-corrected) decisions; ``None`` for the model's default.
     """
 
     threshold: float = DEFAULT_THRESHOLD
     min_face_size: int | None = None
     align: bool = True
+    balanced: bool | None = None
 
     @classmethod
-    def parse(cls, threshold: float | None, min_face_size: float | None, align: bool | None) -> Settings:
+    def parse(cls, threshold: float | None, min_face_size: float | None, align: bool | None,
+              balanced: bool | None = None) -> Settings:
         """Settings from UI/API values (``None`` or 0 meaning the default).
 
         Raises:
@@ -51,6 +54,7 @@ class Settings:
             DEFAULT_THRESHOLD if threshold is None else float(threshold),
             int(min_face_size) if min_face_size else None,
             True if align is None else bool(align),
+            None if balanced is None else bool(balanced),
         )
         if not 0 <= s.threshold <= 1:
             raise ValueError(f"detection threshold must be between 0 and 1, got {s.threshold}")
@@ -94,7 +98,23 @@ class FERService:
             "backbone": cfg.backbone,
             "input_size": cfg.input_size,
             "temperature": cfg.temperature,
+            "balanced_default": cfg.balanced,
+            "balanced_available": cfg.prior is not None,
+            "tau": cfg.tau,
         }
+
+    def settings(self, threshold: float | None, min_face_size: float | None, align: bool | None,
+                 balanced: bool | None = None) -> Settings:
+        """:meth:`Settings.parse`, also checking that this model can make balanced decisions.
+
+        Raises:
+            ValueError: a value is out of range, or ``balanced`` is asked of a model without a
+                class prior in its ``config.json``.
+        """
+        s = Settings.parse(threshold, min_face_size, align, balanced)
+        if s.balanced and self.recognizer.config.prior is None:
+            raise ValueError("balanced decisions need the class prior, and this model's config.json has none")
+        return s
 
     def predict(self, image: Any, settings: Settings) -> tuple[Image.Image, list[FaceResult]]:
         """Load one image and find and classify its faces.
@@ -106,8 +126,8 @@ class FERService:
             InvalidImageError: the image is invalid. ValueError: bad settings.
         """
         pil = load_image(image)
-        faces = self.recognizer.predict(pil, threshold=settings.threshold,
-                                        min_face_size=settings.min_face_size, align=settings.align)
+        faces = self.recognizer.predict(pil, threshold=settings.threshold, min_face_size=settings.min_face_size,
+                                        align=settings.align, balanced=settings.balanced)
         return pil, faces
 
     def predict_many(self, items: list[tuple[str, Any]], settings: Settings) -> list[dict[str, Any]]:
@@ -130,7 +150,8 @@ class FERService:
                 results.append({"file": name, "error": exc.reason})  # named by "file", not the temp path
         if good:
             batches = self.recognizer.predict_batch([img for _, img in good], threshold=settings.threshold,
-                                                    min_face_size=settings.min_face_size, align=settings.align)
+                                                    min_face_size=settings.min_face_size, align=settings.align,
+                                                    balanced=settings.balanced)
             for (index, img), faces in zip(good, batches):
                 results[index]["faces"] = [f.to_dict() for f in faces]
                 results[index]["_image"] = img

@@ -1,4 +1,5 @@
-"""``python -m fer_core IMAGE_OR_DIR... [--json] [--model ID_OR_DIR] [--crops] [--annotate OUT_DIR]``.
+"""``python -m fer_core IMAGE_OR_DIR... [--json] [--model ID_OR_DIR] [--crops] [--annotate OUT_DIR]
+[--balanced | --no-balanced]``.
 
 One line per face by default; ``--json`` prints one JSON document (a list with one entry per
 file). A bad file is reported on stderr with the reason and the rest are still processed; the
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-face-size", type=int, default=None, help="smallest face, pixels")
     p.add_argument("--no-align", dest="align", action="store_const", const=False, default=None,
                    help="do not level the eyes before classifying")
+    p.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
+                   help="balanced decisions: correct the probabilities for how common each expression was in "
+                        "training (default: the model's own setting, config.json 'balanced')")
     return p
 
 
@@ -55,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except FERError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.balanced and rec.config.prior is None:
+        print("error: --balanced needs the class prior, and this model's config.json has none", file=sys.stderr)
+        return 1
     out_dir = Path(args.annotate) if args.annotate else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             image = load_image(path)
             if args.crops:
-                row = rec.classify_crops([image])[0]
+                row = rec.classify_crops([image], balanced=args.balanced)[0]
                 probs = {k: float(v) for k, v in zip(rec.labels, row)}
                 label = max(probs, key=probs.get)
                 doc = {"file": str(path), "label": label, "probs": {k: round(v, 6) for k, v in probs.items()}}
                 lines = [f"{path}\t{label}\t{probs[label]:.3f}"]
             else:
                 faces = rec.predict(image, threshold=args.threshold, min_face_size=args.min_face_size,
-                                    align=args.align)
+                                    align=args.align, balanced=args.balanced)
                 doc = {"file": str(path), "faces": [f.to_dict() for f in faces]}
                 lines = [
                     f"{path}\tface {i}\t{f.label}\t{f.confidence:.3f}\tbox=" + ",".join(f"{v:.0f}" for v in f.box)

@@ -74,6 +74,15 @@ class ModelConfig:
             0.94x (IQR 0.86-1.05) of MTCNN's longer box side (``benchmarks/bench_crop_margin.py``).
         align: rotate each face so its eyes are level before cropping.
         dropout: dropout probability before the classification head (0..1).
+        prior: the training set's class frequencies in ``labels`` order (positive, summing to 1),
+            or ``None``; needed for balanced decisions.
+        tau: strength of the balanced (logit-adjusted) operating point, ``>= 0``: balanced
+            probabilities are ``softmax(logits / temperature - tau * log(prior))``, i.e. the
+            calibrated probabilities divided by ``prior ** tau`` and renormalised (post-hoc logit
+            adjustment, Menon et al. 2021, "Long-tail learning via logit adjustment", ICLR; ``tau
+            = 1`` targets the balanced error, 0 is the plain argmax).
+        balanced: the model's default operating point: ``True`` reports balanced probabilities
+            unless a caller asks otherwise (needs ``prior``).
         recipe: free-form summary of how the model was trained (for the model card).
     """
 
@@ -88,6 +97,9 @@ class ModelConfig:
     crop_margin: float = 0.0
     align: bool = True
     dropout: float = 0.2
+    prior: list[float] | None = None
+    tau: float = 1.0
+    balanced: bool = False
     recipe: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -148,6 +160,19 @@ class ModelConfig:
             raise bad("align", "true or false")
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise bad("dropout", "a number in [0, 1)")
+        if self.prior is not None and (
+            not isinstance(self.prior, list)
+            or len(self.prior) != len(self.labels)
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in self.prior)
+            or abs(sum(self.prior) - 1.0) > 1e-3
+        ):
+            raise bad("prior", f"null or {len(self.labels)} positive numbers summing to 1")
+        if not isinstance(self.tau, (int, float)) or not math.isfinite(self.tau) or not 0 <= self.tau <= 5:
+            raise bad("tau", "a number from 0 to 5")
+        if not isinstance(self.balanced, bool):
+            raise bad("balanced", "true or false")
+        if self.balanced and self.prior is None:
+            raise bad("balanced", "false when there is no 'prior'")
         if not isinstance(self.recipe, dict):
             raise bad("recipe", "an object")
 

@@ -100,10 +100,29 @@ class EmotionNet(
         """
         return self.net(x)
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated probabilities ``softmax(logits / temperature)``, shape ``(N, num_classes)``,
-        rows summing to 1."""
-        return torch.softmax(logits.float() / self.config.temperature, dim=-1)
+    def probabilities(self, logits: torch.Tensor, balanced: bool | None = None) -> torch.Tensor:
+        """Calibrated probabilities, float32 ``(N, num_classes)``, rows summing to 1.
+
+        Plain: ``softmax(logits / temperature)``. Balanced: ``softmax(logits / temperature - tau *
+        log(prior))``, the plain probabilities divided by ``prior ** tau`` and renormalised, so
+        rare classes (disgust, contempt, fear) are no longer out-voted by the training prior (post-hoc
+        logit adjustment, Menon et al. 2021, ICLR).
+
+        Args:
+            logits: float ``(N, num_classes)``.
+            balanced: ``None`` for the model's default (``config.balanced``).
+
+        Raises:
+            ValueError: balanced probabilities asked of a model without ``prior`` in its config.
+        """
+        cfg = self.config
+        scaled = logits.float() / cfg.temperature
+        if cfg.balanced if balanced is None else balanced:
+            if cfg.prior is None:
+                raise ValueError("balanced decisions need the class prior, and this model's config.json has none")
+            log_prior = torch.log(torch.tensor(cfg.prior, dtype=torch.float32, device=scaled.device))
+            scaled = scaled - cfg.tau * log_prior
+        return torch.softmax(scaled, dim=-1)
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Any:  # noqa: D102
         self._hub_mixin_config = self.config.to_dict()  # temperature etc. may have changed

@@ -153,12 +153,15 @@ class EmotionRecognizer:
         """The model's :class:`ModelConfig` (from its ``config.json``)."""
         return self.model.config
 
-    def classify_crops(self, crops: Sequence[ImageInput], *, batch_size: int = 64) -> np.ndarray:
+    def classify_crops(self, crops: Sequence[ImageInput], *, batch_size: int = 64,
+                       balanced: bool | None = None) -> np.ndarray:
         """Emotion probabilities of faces that are already cropped (no detection, no alignment).
 
         Args:
             crops: N face crops, each anything :func:`load_image` accepts.
             batch_size: faces per forward pass.
+            balanced: balanced (prior-corrected) instead of plain probabilities; ``None`` for the
+                model's default (see :meth:`EmotionNet.probabilities`).
 
         Returns:
             float32 ``(N, num_classes)``, rows summing to 1, columns in :attr:`labels` order;
@@ -166,9 +169,10 @@ class EmotionRecognizer:
 
         Raises:
             InvalidImageError: a crop is not a valid image (message gives its index).
+            ValueError: ``balanced=True`` for a model without a class prior.
         """
         images = [_load_indexed(c, i) for i, c in enumerate(crops)]
-        return self._probabilities(images, batch_size)
+        return self._probabilities(images, batch_size, balanced)
 
     def predict(
         self,
@@ -177,6 +181,7 @@ class EmotionRecognizer:
         threshold: float | None = None,
         min_face_size: int | None = None,
         align: bool | None = None,
+        balanced: bool | None = None,
     ) -> list[FaceResult]:
         """Detect every face in one image and classify them all in one forward pass.
 
@@ -185,6 +190,9 @@ class EmotionRecognizer:
             threshold: detection-probability threshold (0..1) for this call.
             min_face_size: smallest face side in pixels for this call (>= 12).
             align: override the model config's eye-levelling for this call.
+            balanced: balanced (prior-corrected) probabilities and labels instead of plain ones;
+                ``None`` for the model's default, ``config.balanced`` (see
+                :meth:`EmotionNet.probabilities`).
 
         Returns:
             One :class:`FaceResult` per face, in reading order (rows top to bottom, left to right); empty if
@@ -192,9 +200,11 @@ class EmotionRecognizer:
 
         Raises:
             InvalidImageError: the image is invalid (see :func:`load_image`).
-            ValueError: ``threshold`` or ``min_face_size`` out of range.
+            ValueError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
+                model without a class prior.
         """
-        return self.predict_batch([image], threshold=threshold, min_face_size=min_face_size, align=align)[0]
+        return self.predict_batch([image], threshold=threshold, min_face_size=min_face_size, align=align,
+                                  balanced=balanced)[0]
 
     def predict_batch(
         self,
@@ -203,6 +213,7 @@ class EmotionRecognizer:
         threshold: float | None = None,
         min_face_size: int | None = None,
         align: bool | None = None,
+        balanced: bool | None = None,
     ) -> list[list[FaceResult]]:
         """:meth:`predict` for several images; the faces of all of them go through the
         classifier together.
@@ -215,8 +226,11 @@ class EmotionRecognizer:
 
         Raises:
             InvalidImageError: an image is invalid (message gives its index).
-            ValueError: ``threshold`` or ``min_face_size`` out of range.
+            ValueError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
+                model without a class prior.
         """
+        if balanced and self.model.config.prior is None:  # before any detection work
+            raise ValueError("balanced decisions need the class prior, and this model's config.json has none")
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
         cfg = self.model.config
         do_align = cfg.align if align is None else bool(align)
@@ -228,7 +242,7 @@ class EmotionRecognizer:
             for img, dets in zip(pil_images, detections)
             for d in dets
         ]
-        probs = self._probabilities(crops, batch_size=max(1, len(crops)))
+        probs = self._probabilities(crops, max(1, len(crops)), balanced)
         results, k = [], 0
         for dets in detections:
             faces = []
@@ -240,7 +254,7 @@ class EmotionRecognizer:
             results.append(faces)
         return results
 
-    def _probabilities(self, crops: Sequence[Image.Image], batch_size: int) -> np.ndarray:
+    def _probabilities(self, crops: Sequence[Image.Image], batch_size: int, balanced: bool | None) -> np.ndarray:
         n_classes = self.model.config.num_classes
         if not crops:
             return np.zeros((0, n_classes), dtype=np.float32)
@@ -249,7 +263,7 @@ class EmotionRecognizer:
             for start in range(0, len(crops), batch_size):
                 batch = crops_to_batch(crops[start:start + batch_size], self.model.config)
                 batch = batch.to(self.device, memory_format=torch.channels_last)
-                out.append(self.model.probabilities(self._net(batch)).cpu().numpy())
+                out.append(self.model.probabilities(self._net(batch), balanced).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
 

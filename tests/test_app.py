@@ -52,7 +52,7 @@ def test_client_api_lists_named_endpoints(client):
     named = api["named_endpoints"]
     assert {"/predict", "/predict_batch", "/labels"} <= set(named)
     assert [p["parameter_name"] for p in named["/predict"]["parameters"]] == [
-        "image", "detection_threshold", "min_face_size", "align"]
+        "image", "detection_threshold", "min_face_size", "align", "balanced"]
 
 
 def test_predict_astronaut_and_canvas(client, canvas_file):

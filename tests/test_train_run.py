@@ -116,6 +116,12 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     assert report["confusion_matrix"] == confusion_matrix(labels, plain_logits.argmax(1), labels=range(8)).tolist()
     config = json.loads((out / "config.json").read_text())
     assert config["temperature"] == report["temperature"] and config["crop_margin"] == 0.0
+    # the training prior travels in config.json; the report has both operating points
+    assert len(config["prior"]) == 8 and abs(sum(config["prior"]) - 1) < 1e-6 and min(config["prior"]) > 0
+    assert [r["tau"] for r in report["tau_sweep"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert report["tau_sweep"][0]["accuracy"] == report["accuracy"] and report["tau_sweep"][0]["uar"] == report["uar"]
+    assert report["balanced"]["tau"] == config["tau"] == 1.0 and not config["balanced"]
+    assert sum(map(sum, report["balanced"]["confusion_matrix"])) == report["n_images"]
     exported = load_file(str(out / "model.safetensors"))
     best = load_file(str(run / "best" / "model.safetensors"))
     assert all(torch.equal(exported[k], best[k]) for k in best)
@@ -126,6 +132,7 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     assert results["f1"] == round(report["macro_f1"], 4)
     assert card.data.pipeline_tag == "image-classification" and card.data.license == "mit"
     assert "not a medical device" in card.text.lower()
+    assert "Two operating points" in card.text and "Default in this model: plain" in card.text
     assert "(0.5 warm-up epochs)" in card.text and "dropout\n  0.2, label smoothing 0.0" in card.text
     assert [p.name for p in files_to_upload(out)] == sorted(
         ["README.md", "config.json", "confusion_matrix.png", "curves.png", "metrics.json", "model.safetensors",

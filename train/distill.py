@@ -61,7 +61,7 @@ def teacher_probabilities(teachers: Sequence[str | Path], images: np.ndarray, ba
             faces = [Image.fromarray(face, mode="L") for face in images[start:start + batch_size]]
             batch = crops_to_batch(faces, cfg).contiguous(memory_format=torch.channels_last)
             logits = (net(batch) + net(torch.flip(batch, dims=[3]))) / 2
-            total[start:start + len(batch)] += model.probabilities(logits).numpy()
+            total[start:start + len(batch)] += model.probabilities(logits, balanced=False).numpy()
     return (total / len(teachers)).astype(np.float32)
 
 

@@ -1,7 +1,8 @@
 """``python -m train.evaluate --model DIR --data DIR --split valid|test``: metrics, plots, calibration.
 
 Always the FER+ majority protocol. Writes to ``--out`` (default ``MODEL/eval_SPLIT``):
-``report.json``, ``confusion_matrix.png`` (row-normalised), ``reliability.png`` (before and after
+``report.json`` (with the balanced operating point and a sweep of its strength ``tau`` when the
+config has a class prior), ``confusion_matrix.png`` (row-normalised), ``reliability.png`` (before and after
 temperature scaling) and, when the run's ``metrics.json`` is found, ``curves.png``. On ``valid``
 the temperature is fitted and, with ``--write-temperature`` (default on valid), stored in the
 model's ``config.json``; on ``test`` the stored temperature is applied.
@@ -115,6 +116,13 @@ def evaluate(
         "nll_before": float(log_loss(labels, before, labels=k)),
         "nll_after": float(log_loss(labels, after, labels=k)),
     }
+    if cfg.prior is not None:
+        report["balanced"] = balanced_operating_point(logits / temperature, labels, cfg.prior, cfg.tau, cfg.labels)
+        report["tau_sweep"] = [
+            {k: v for k, v in balanced_operating_point(logits / temperature, labels, cfg.prior, tau, cfg.labels).items()
+             if k in ("tau", "accuracy", "uar", "macro_f1")}
+            for tau in TAU_SWEEP
+        ]
     (out / "report.json").write_text(json.dumps(report, indent=2))
     _plot_confusion(labels, pred, cfg.labels, out / "confusion_matrix.png", split)
     _plot_reliability(before, after, labels, temperature, out / "reliability.png")
@@ -124,6 +132,39 @@ def evaluate(
     if metrics_file is not None and Path(metrics_file).is_file():
         plot_curves(json.loads(Path(metrics_file).read_text()), out / "curves.png")
     return report
+
+
+#: The logit-adjustment strengths every evaluation reports (``tau_sweep`` in report.json).
+TAU_SWEEP: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def balanced_operating_point(scaled_logits: np.ndarray, labels: np.ndarray, prior: list[float], tau: float,
+                             names: list[str]) -> dict[str, Any]:
+    """Metrics of the balanced decisions ``argmax(logits / T - tau * log(prior))`` (post-hoc logit
+    adjustment, Menon et al. 2021, ICLR), as :meth:`fer_core.model.EmotionNet.probabilities` makes them.
+
+    Args:
+        scaled_logits: float ``(N, C)`` logits already divided by the temperature.
+        labels: int ``(N,)`` majority labels.
+        prior: the ``C`` training class frequencies.
+        tau: adjustment strength (0 = the plain argmax).
+        names: the ``C`` label names.
+
+    Returns:
+        ``tau``, ``accuracy``, ``uar``, ``macro_f1``, ``recall`` (name -> recall) and
+        ``confusion_matrix`` (list of lists).
+    """
+    k = list(range(len(names)))
+    pred = (scaled_logits - tau * np.log(np.asarray(prior, dtype=np.float64))).argmax(1)
+    recall = classification_report(labels, pred, labels=k, target_names=names, output_dict=True, zero_division=0)
+    return {
+        "tau": float(tau),
+        "accuracy": float(accuracy_score(labels, pred)),
+        "uar": float(balanced_accuracy_score(labels, pred)),
+        "macro_f1": float(f1_score(labels, pred, labels=k, average="macro", zero_division=0)),
+        "recall": {n: float(recall[n]["recall"]) for n in names},
+        "confusion_matrix": confusion_matrix(labels, pred, labels=k).tolist(),
+    }
 
 
 def _plot_confusion(labels: np.ndarray, pred: np.ndarray, names: list[str], path: Path, split: str) -> None:
@@ -204,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{r['split']}: {r['n_images']} images, accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}, "
           f"UAR {r['uar']:.4f}, ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} (T={r['temperature']:.3f})")
+    if "balanced" in r:
+        b = r["balanced"]
+        print(f"balanced (tau {b['tau']:g}): accuracy {b['accuracy']:.4f}, macro-F1 {b['macro_f1']:.4f}, "
+              f"UAR {b['uar']:.4f}")
     return 0
 
 

@@ -71,6 +71,8 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
         augment=", ".join(f"{k}={v}" for k, v in aug.items()) or "none",
         train_minutes=recipe.get("train_minutes", "?"),  # set by export() from the run's metrics
         n_train=n_train if n_train is not None else "?", has_curves=(model_dir / "curves.png").is_file(),
+        balanced=report.get("balanced"), tau_sweep=report.get("tau_sweep", []),
+        balanced_default=config.get("balanced", False),
         **{k: report[k] for k in ("accuracy", "uar", "macro_f1", "ece_before", "ece_after", "temperature",
                                   "n_images")},
     )
@@ -142,7 +144,8 @@ def teacher_summary(folder: str | Path) -> tuple[str, float | None, Path | None]
 
 def export(run: str | Path, out: str | Path, data: str | Path | None = None, repo_id: str = "fer-core/ferplus",
            model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
-           previous_run: str | Path | None = None) -> dict[str, Any]:
+           previous_run: str | Path | None = None, balanced: bool | None = None,
+           tau: float | None = None) -> dict[str, Any]:
     """Export ``run/best`` to ``out`` with evaluation on Valid, plots and model card.
 
     Args:
@@ -158,6 +161,9 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
             The training minutes of distillation teachers' runs (found beside their folders) are
             added too, each run once, and so is the time it took to compute the teachers'
             probabilities when ``teacher_probs.npz`` records it.
+        balanced: the exported model's default operating point (``config.json`` ``balanced``);
+            ``None`` keeps the run's (plain).
+        tau: strength of the balanced operating point (``config.json`` ``tau``); ``None`` keeps it.
 
     Returns:
         The Valid evaluation report.
@@ -179,6 +185,10 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     config = json.loads((out / "config.json").read_text())
     if crop_margin is not None:
         config["crop_margin"] = crop_margin
+    if tau is not None:
+        config["tau"] = tau
+    if balanced is not None:
+        config["balanced"] = balanced
     for key in RECIPE_FROM_ARGS:  # options that runs from before summarise() recorded them lack
         if key in args:
             config["recipe"].setdefault(key, args[key])
@@ -227,15 +237,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop-margin", type=float, default=None, help="override config.json's crop_margin")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N Valid images")
     p.add_argument("--previous-run", default=None, help="the run this one continued from (--pretrained)")
+    p.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
+                   help="make balanced (prior-corrected) decisions the model's default operating point")
+    p.add_argument("--tau", type=float, default=None, help="strength of the balanced operating point (0..5)")
     args = p.parse_args(argv)
     try:
         r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
-                   args.previous_run)
+                   args.previous_run, args.balanced, args.tau)
     except (FileNotFoundError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"exported to {args.out}: valid accuracy {r['accuracy']:.4f}, UAR {r['uar']:.4f}, "
-          f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} (T={r['temperature']:.3f})")
+          f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} (T={r['temperature']:.3f})"
+          + (f"; balanced (tau {r['balanced']['tau']:g}): accuracy {r['balanced']['accuracy']:.4f}, "
+             f"UAR {r['balanced']['uar']:.4f}" if "balanced" in r else ""))
     return 0
 
 

@@ -175,6 +175,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     train_set = LabelledFaces(train_split, cfg.label_mode, train_transform(model_config, cfg.augment), cfg.seed)
     valid_set = LabelledFaces(valid_split, "majority", eval_transform(model_config))
     counts = train_set.class_counts()
+    # the training prior travels in config.json for balanced decisions (add-one smoothed: never 0)
+    model_config.prior = [float(c) for c in (counts + 1) / (counts + 1).sum()]
     print(f"data: train {len(train_split)} images -> {len(train_set)} kept ({cfg.label_mode}); "
           f"valid {len(valid_split)} -> {len(valid_set)} kept (majority); read in {time.time() - t0:.1f}s")
     print("train class counts: " + ", ".join(f"{n}={c}" for n, c in zip(model_config.labels, counts)))
