@@ -5,6 +5,11 @@ classification per face at batch 1 and 8 (and the network's forward pass alone, 
 and without the BatchNorm folding that the recognizer does), end-to-end ``predict`` on the
 640x480 frame and on a 1200x630 six-face photo, and peak RSS. Targets: 640x480 end to end
 <= 40 ms, classification <= 3 ms/face at batch 8, peak RSS <= 1.5 GB.
+
+Then the backbones side by side (``--backbones``, default MobileNetV2 at 96 px and dlib's
+face-recognition ResNet at 112 px): the BatchNorm-folded forward pass, channels-last, at batch 1
+and 8, on the same real face crops, with each network built from its config (the time does not
+depend on the weights' values).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import frame_640x480, median_ms, photo_1200x630  # noqa: E402
 from fer_core import EmotionRecognizer  # noqa: E402
 from fer_core.align import crop_face  # noqa: E402
-from fer_core.model import fuse_batchnorm  # noqa: E402
+from fer_core.config import ModelConfig, backbone_normalization  # noqa: E402
+from fer_core.model import EmotionNet, fuse_batchnorm  # noqa: E402
 from fer_core.preprocess import crops_to_batch  # noqa: E402
 
 
@@ -30,6 +36,8 @@ def main() -> None:
     p.add_argument("--model", default=None, help="model folder or Hub id (default: bundled)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--backbones", default="mobilenet_v2:96,dlib_resnet:112",
+                   help="BACKBONE:SIZE,... compared side by side (folded forward pass)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rec = EmotionRecognizer.from_pretrained(args.model)
@@ -62,6 +70,20 @@ def main() -> None:
     for name, value, unit in rows:
         print(f"{name:45s} {value:8.1f} {unit}")
     print(f"{'peak RSS':45s} {peak_mb:8.0f} MB")
+
+    print("\nbackbones side by side: folded forward pass, ms/face (same crops, channels-last)")
+    print(f"{'backbone':16s} {'input':>6s} {'params':>8s} {'batch 1':>8s} {'batch 8':>8s}")
+    for item in args.backbones.split(","):
+        backbone, size = item.split(":")
+        mean, std = backbone_normalization(backbone)
+        config = ModelConfig(backbone=backbone, input_size=int(size), mean=mean, std=std)
+        net = fuse_batchnorm(EmotionNet(config).eval()).to(memory_format=torch.channels_last)
+        batch = crops_to_batch(crops8, config).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            one = median_ms(lambda net=net, batch=batch: net(batch[:1]), n)
+            eight = median_ms(lambda net=net, batch=batch: net(batch), n) / 8
+        params = sum(p.numel() for p in net.parameters()) / 1e6
+        print(f"{backbone:16s} {size + ' px':>6s} {params:7.2f}M {one:8.2f} {eight:8.2f}")
 
 
 if __name__ == "__main__":

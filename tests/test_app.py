@@ -108,6 +108,28 @@ def test_rest_routes(server, canvas_file):
     assert httpx.get(f"{server}/docs").status_code == 200
 
 
+def test_balanced_switch_in_both_apis(client, server, model_dir):
+    config = json.loads((model_dir / "config.json").read_text())
+    info = client.predict(api_name="/labels")
+    assert info["balanced_available"] == (config.get("prior") is not None)
+    assert info["balanced_default"] == config.get("balanced", False)
+    if config.get("prior") is None:
+        r = httpx.post(f"{server}/api/predict", params={"balanced": "true"},
+                       files={"file": ("a.jpg", ASTRONAUT.read_bytes(), "image/jpeg")})
+        assert r.status_code == 422 and "class prior" in r.text
+        return
+    plain = client.predict(handle_file(str(ASTRONAUT)), 0.9, 0, True, False, api_name="/predict")[0]["probs"]
+    balanced = client.predict(handle_file(str(ASTRONAUT)), 0.9, 0, True, True, api_name="/predict")[0]["probs"]
+    want = np.array(list(plain.values())) / np.asarray(config["prior"]) ** config["tau"]
+    assert np.allclose(list(balanced.values()), want / want.sum(), atol=1e-4)
+    for flag, expected in (("true", balanced), ("false", plain)):
+        r = httpx.post(f"{server}/api/predict", params={"balanced": flag},
+                       files={"file": ("a.jpg", ASTRONAUT.read_bytes(), "image/jpeg")}, timeout=60)
+        assert r.status_code == 200
+        got = r.json()["faces"][0]["probs"]
+        assert np.allclose(list(got.values()), list(expected.values()), atol=1e-4)
+
+
 def test_rest_bad_inputs_then_valid_request(server):
     r = httpx.post(f"{server}/api/predict", files={"file": ("x.txt", b"hello", "text/plain")})
     assert r.status_code == 400 and "not a recognised image" in r.json()["detail"]

@@ -20,7 +20,7 @@ from train.__main__ import main as train_main
 from train.augment import eval_transform
 from train.data import LabelledFaces, load_split
 from train.export import export
-from train.loop import predict_logits
+from train.loop import predict_logits, with_precise_bn
 
 TINY = TINY_RUN
 pytestmark = pytest.mark.usefixtures("torch_home")
@@ -86,6 +86,18 @@ def test_ema_weights_are_validated_exported_and_resumed(tmp_path, ferplus, capsy
     assert code == 1 and "without EMA weights" in capsys.readouterr().err
     assert train_main([*base, "--epochs", "1", "--ema-decay", "1.0"]) == 1
     assert "ema_decay must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_precise_bn_run_exports_recomputed_statistics(tmp_path, ferplus):
+    out = tmp_path / "pbn"
+    assert train_main(["--data", str(ferplus), "--out", str(out), "--epochs", "1", "--ema-decay", "0.9",
+                       "--precise-bn", "64", *TINY]) == 0
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    best = load_file(str(out / "best" / "model.safetensors"))
+    weight, stat = "net.features.0.0.weight", "net.features.0.1.running_mean"
+    assert torch.equal(best[weight], ckpt["ema"][f"module.{weight}"])  # the EMA weights ...
+    assert not torch.allclose(best[stat], ckpt["ema"][f"module.{stat}"])  # ... with statistics recomputed
+    assert json.loads((out / "best" / "config.json").read_text())["recipe"]["precise_bn"] == 64
 
 
 def test_missing_pretrained_weights_name_the_fix(tmp_path, ferplus, capsys, monkeypatch):
@@ -176,3 +188,17 @@ def test_evaluate_cli_on_test_split_needs_data(tmp_path, random_model_dir):
     from train.evaluate import main as eval_main
 
     assert eval_main(["--model", str(random_model_dir), "--data", str(tmp_path), "--split", "test"]) == 1
+
+
+def test_precise_bn_recomputes_statistics_on_a_copy():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    batches = [(torch.randn(8, 3, 10, 10) * 2 + 1, None) for _ in range(3)]
+    fresh = with_precise_bn(net, batches, torch.device("cpu"))
+    with torch.no_grad():
+        feats = [net[0](x) for x, _ in batches]
+    assert not fresh.training and fresh is not net
+    assert torch.allclose(fresh[1].running_mean, torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0), atol=1e-5)
+    assert torch.allclose(fresh[1].running_var, torch.stack([f.var((0, 2, 3)) for f in feats]).mean(0), rtol=1e-4)
+    assert torch.equal(net[1].running_mean, torch.zeros(4)) and torch.equal(net[1].running_var, torch.ones(4))
+    assert with_precise_bn(net, None, torch.device("cpu")) is net

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=float, default=d.ema_decay,
                    help="keep an exponential moving average of the weights with this decay per step "
                         "(e.g. 0.999) and validate/export it; 0 = off")
+    p.add_argument("--precise-bn", type=int, default=d.precise_bn, metavar="N",
+                   help="before each validation, recompute BatchNorm statistics on N un-augmented training "
+                        "faces (what is validated and exported); 0 = the running averages")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR",
                    help="knowledge distillation: a trained model folder whose calibrated, flip-averaged "
                         "probabilities on the training faces are mixed into the targets (repeat for an "
