@@ -20,6 +20,7 @@ from train.__main__ import main as train_main
 from train.augment import eval_transform
 from train.data import LabelledFaces, load_split
 from train.export import export
+from train.export import main as export_main
 from train.loop import predict_logits, with_precise_bn
 
 TINY = TINY_RUN
@@ -151,6 +152,14 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
          "reliability.png", "report.json"])
     assert json.loads((out / "metrics.json").read_text()) == [
         {**row, "stage_epoch": row["epoch"], "stage": "run"} for row in json.loads((run / "metrics.json").read_text())]
+
+    # --refresh: a config change (balanced by default) re-renders the card, weights untouched
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "balanced": True, "tau": 0.5}))
+    assert export_main(["--refresh", str(out), "--data", str(ferplus), "--limit", "300"]) == 0
+    assert "Default in this model: balanced" in (out / "README.md").read_text()
+    assert json.loads((out / "report.json").read_text())["balanced"]["tau"] == 0.5
+    assert all(torch.equal(v, exported[k]) for k, v in load_file(str(out / "model.safetensors")).items())
 
     # a run continued from another one records that earlier stage in config.json and the card
     export(run, tmp_path / "export2", crop_margin=0.0, limit=100, previous_run=run)

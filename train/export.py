@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from fer_core.errors import ModelLoadError
 
+from .data import LabelledFaces, load_split
 from .distill import CACHE_NAME, teacher_pass_seconds
 from .evaluate import evaluate
 
@@ -49,14 +50,15 @@ def card_data(report: dict[str, Any], model_name: str) -> ModelCardData:
 
 
 def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_id: str,
-                model_name: str) -> ModelCard:
-    """Render ``model_card.md`` for an exported folder."""
+                model_name: str, n_train: int | None = None) -> ModelCard:
+    """Render ``model_card.md`` for an exported folder (``n_train``: kept Train faces, default
+    from the run's ``args.json``)."""
     config = json.loads((model_dir / "config.json").read_text())
     recipe = config.get("recipe", {})
     names = config["labels"]
     per_class = [{"name": n, **report["per_class"][n]} for n in names]
     args = json.loads((run / "args.json").read_text()) if run and (run / "args.json").is_file() else {}
-    n_train = args.get("n_train")  # recorded by the training loop
+    n_train = args.get("n_train", n_train)  # recorded by the training loop
     aug = recipe.get("augment", {})
     return ModelCard.from_template(
         card_data(report, model_name), template_path=str(TEMPLATE),
@@ -225,12 +227,40 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     return report
 
 
+def refresh(model_dir: str | Path, data: str | Path, repo_id: str = "fer-core/ferplus",
+            model_name: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    """Re-evaluate an exported folder in place and re-render its card, after its ``config.json``
+    changed (e.g. a class prior, ``tau`` or ``balanced`` added); the weights are not touched.
+
+    The number of kept Train faces shown in the card is counted again from ``data`` with the
+    recipe's label mode. ``limit``: evaluate on the first N Valid images only (tests).
+
+    Returns:
+        The Valid evaluation report.
+
+    Raises:
+        FileNotFoundError: the data is missing. ModelLoadError: the folder is not a valid model.
+    """
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    metrics = model_dir / "metrics.json"
+    report = evaluate(model_dir, data, "valid", out_dir=model_dir, write_temperature=True,
+                      metrics_file=metrics if metrics.is_file() else None, limit=limit)
+    mode = config.get("recipe", {}).get("label_mode", "crossentropy")
+    n_train = len(LabelledFaces(load_split(data, "train"), mode, transform=lambda face: face))
+    name = model_name or f"ferplus-{config['backbone']}"
+    render_card(model_dir, report, None, repo_id, name, n_train=n_train).save(model_dir / "README.md")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(prog="python -m train.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", required=True, help="training run folder")
-    p.add_argument("--out", required=True, help="export folder")
+    p.add_argument("--run", help="training run folder")
+    p.add_argument("--out", help="export folder")
+    p.add_argument("--refresh", metavar="MODEL_DIR", default=None,
+                   help="instead: re-evaluate an exported folder in place and re-render its card (needs --data)")
     p.add_argument("--data", default=None, help="FER+ folder for evaluation (default: the run's)")
     p.add_argument("--repo-id", default="fer-core/ferplus", help="repo id shown in the card")
     p.add_argument("--model-name", default=None)
@@ -241,9 +271,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="make balanced (prior-corrected) decisions the model's default operating point")
     p.add_argument("--tau", type=float, default=None, help="strength of the balanced operating point (0..5)")
     args = p.parse_args(argv)
+    if args.refresh is None and not (args.run and args.out):
+        p.error("--run and --out are required (or --refresh MODEL_DIR --data DIR)")
+    if args.refresh is not None and not args.data:
+        p.error("--refresh needs --data")
     try:
-        r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
-                   args.previous_run, args.balanced, args.tau)
+        if args.refresh is not None:
+            r = refresh(args.refresh, args.data, args.repo_id, args.model_name, args.limit)
+            args.out = args.refresh
+        else:
+            r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
+                       args.previous_run, args.balanced, args.tau)
     except (FileNotFoundError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
