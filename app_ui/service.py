@@ -112,8 +112,7 @@ class FERService:
                 class prior in its ``config.json``.
         """
         s = Settings.parse(threshold, min_face_size, align, balanced)
-        if s.balanced and self.recognizer.config.prior is None:
-            raise ValueError("balanced decisions need the class prior, and this model's config.json has none")
+        self.recognizer.config.resolve_balanced(s.balanced)
         return s
 
     def predict(self, image: Any, settings: Settings) -> tuple[Image.Image, list[FaceResult]]:

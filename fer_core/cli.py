@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except FERError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.balanced and rec.config.prior is None:
-        print("error: --balanced needs the class prior, and this model's config.json has none", file=sys.stderr)
+    try:
+        rec.config.resolve_balanced(args.balanced)
+    except ValueError as exc:
+        print(f"error: --balanced: {exc}", file=sys.stderr)
         return 1
     out_dir = Path(args.annotate) if args.annotate else None
     if out_dir:

@@ -176,6 +176,17 @@ class ModelConfig:
         if not isinstance(self.recipe, dict):
             raise bad("recipe", "an object")
 
+    def resolve_balanced(self, balanced: bool | None) -> bool:
+        """The operating point a call asks for: ``balanced``, or this model's default when ``None``.
+
+        Raises:
+            ValueError: balanced decisions asked of a model without ``prior``.
+        """
+        wanted = self.balanced if balanced is None else bool(balanced)
+        if wanted and self.prior is None:
+            raise ValueError("balanced decisions need the class prior, and this model's config.json has none")
+        return wanted
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config.json") -> ModelConfig:
         """Build and validate a config from a parsed ``config.json``.

@@ -117,9 +117,7 @@ class EmotionNet(
         """
         cfg = self.config
         scaled = logits.float() / cfg.temperature
-        if cfg.balanced if balanced is None else balanced:
-            if cfg.prior is None:
-                raise ValueError("balanced decisions need the class prior, and this model's config.json has none")
+        if cfg.resolve_balanced(balanced):
             log_prior = torch.log(torch.tensor(cfg.prior, dtype=torch.float32, device=scaled.device))
             scaled = scaled - cfg.tau * log_prior
         return torch.softmax(scaled, dim=-1)

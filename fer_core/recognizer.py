@@ -229,8 +229,7 @@ class EmotionRecognizer:
             ValueError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
                 model without a class prior.
         """
-        if balanced and self.model.config.prior is None:  # before any detection work
-            raise ValueError("balanced decisions need the class prior, and this model's config.json has none")
+        self.model.config.resolve_balanced(balanced)  # a bad request fails before any detection work
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
         cfg = self.model.config
         do_align = cfg.align if align is None else bool(align)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 GIT = ["git", "-c", "user.name=fer-tests", "-c", "user.email=tests@localhost", "-c", "init.defaultBranch=main"]
 
 
@@ -77,3 +79,27 @@ def olah_server(workdir: Path, mirrors: Path) -> Iterator[str]:
     finally:
         stop_process(proc)
         log.close()
+
+
+def hub_env(url: str, workdir: Path) -> dict[str, str]:
+    """This process's environment pointed at the Hub server ``url`` with a fresh cache in ``workdir``."""
+    return {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(workdir / "hf_home"), "HF_HUB_DISABLE_XET": "1"}
+
+
+def pull_in_subprocess(repo_id: str, workdir: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict]:
+    """``EmotionRecognizer.from_pretrained(repo_id)`` in a fresh Python with ``env``, as a user would.
+
+    Returns:
+        The finished process (its last stdout line is the resolved revision) and the loaded model's
+        state dict (tensors; empty if the process failed).
+    """
+    from safetensors.torch import load_file
+
+    pulled = workdir / "pulled.safetensors"
+    code = ("import sys; from safetensors.torch import save_file; from fer_core import EmotionRecognizer; "
+            f"r = EmotionRecognizer.from_pretrained({repo_id!r}); print(r.revision); "
+            "save_file({k: v.contiguous() for k, v in r.model.state_dict().items()}, sys.argv[1])")
+    pulled.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-c", code, str(pulled)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=180)
+    return proc, (load_file(str(pulled)) if proc.returncode == 0 else {})

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from fer_core.config import DLIB_MEAN_RGB, ModelConfig, backbone_normalization
 from fer_core.dlib_resnet import DlibResNet, add_zero_padded
 from fer_core.model import EmotionNet, fuse_batchnorm
 from fer_core.recognizer import EmotionRecognizer, load_model
-from tests.conftest import CANVAS_CROPS, ROOT, TINY_RUN
+from tests.conftest import CANVAS_CROPS, TINY_RUN
 from train.__main__ import main as train_main
 from train.convert_dlib import DlibFormatError, find_dlib_model, load_dlib_resnet, read_dlib_net
 from train.convert_dlib import main as convert_main
@@ -156,7 +154,7 @@ def test_calibrated_batchnorm_keeps_the_function(converted):
 
 
 def test_dlib_face_run_trains_and_pulls_through_the_hub(dlib_files, ferplus, tmp_path, capsys):
-    from tests.hub_server import make_git_repo, olah_server
+    from tests.hub_server import hub_env, make_git_repo, olah_server, pull_in_subprocess
 
     run = tmp_path / "run"
     size = TINY_RUN.index("--img-size") + 1
@@ -176,16 +174,10 @@ def test_dlib_face_run_trains_and_pulls_through_the_hub(dlib_files, ferplus, tmp
 
     mirrors = tmp_path / "mirrors"
     make_git_repo(mirrors, "fer-tests/dlib", [run / "best" / "config.json", run / "best" / "model.safetensors"])
-    pulled = tmp_path / "pulled.safetensors"
-    code = ("import sys; from safetensors.torch import save_file; from fer_core import EmotionRecognizer; "
-            "r = EmotionRecognizer.from_pretrained('fer-tests/dlib'); "
-            "save_file({k: v.contiguous() for k, v in r.model.state_dict().items()}, sys.argv[1])")
     with olah_server(tmp_path, mirrors) as url:
-        env = {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_XET": "1"}
-        proc = subprocess.run([sys.executable, "-c", code, str(pulled)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=180)
+        proc, got = pull_in_subprocess("fer-tests/dlib", tmp_path, hub_env(url, tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    got, want = load_file(str(pulled)), model.state_dict()
+    want = model.state_dict()
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     # the recognizer classifies real faces with it
     rec = EmotionRecognizer(model, source=str(run / "best"))

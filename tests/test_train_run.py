@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +12,7 @@ from sklearn.metrics import confusion_matrix
 from torch.utils.data import DataLoader
 
 from fer_core.recognizer import load_model
-from tests.conftest import ROOT, TINY_RUN
+from tests.conftest import TINY_RUN
 from train.__main__ import main as train_main
 from train.augment import eval_transform
 from train.data import LabelledFaces, load_split
@@ -110,7 +107,7 @@ def test_missing_pretrained_weights_name_the_fix(tmp_path, ferplus, capsys, monk
 
 
 def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
-    from tests.hub_server import make_git_repo, olah_server
+    from tests.hub_server import hub_env, make_git_repo, olah_server, pull_in_subprocess
     from train.push import files_to_upload
 
     run = tmp_path / "run"
@@ -173,23 +170,16 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     mirrors = tmp_path / "mirrors"
     commit = make_git_repo(mirrors, "fer-tests/tiny", [out / "config.json", out / "model.safetensors",
                                                          out / "README.md"])
-    pulled = tmp_path / "pulled.safetensors"
-    code = ("import sys; from safetensors.torch import save_file; from fer_core import EmotionRecognizer; "
-            "r = EmotionRecognizer.from_pretrained('fer-tests/tiny'); print(r.revision); "
-            "save_file({k: v.contiguous() for k, v in r.model.state_dict().items()}, sys.argv[1])")
     with olah_server(tmp_path, mirrors) as url:
-        env = {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_XET": "1"}
-        proc = subprocess.run([sys.executable, "-c", code, str(pulled)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=180)
+        env = hub_env(url, tmp_path)
+        proc, got = pull_in_subprocess("fer-tests/tiny", tmp_path, env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == commit
-    got = load_file(str(pulled))
     assert got.keys() == exported.keys() and all(torch.equal(got[k], exported[k]) for k in got)
     # ... and offline, from the cache alone
-    env["HF_HUB_OFFLINE"] = "1"
-    proc = subprocess.run([sys.executable, "-c", code, str(pulled)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc, got = pull_in_subprocess("fer-tests/tiny", tmp_path, {**env, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert got.keys() == exported.keys()
     assert load_model(out).config.temperature == report["temperature"]
 
 
