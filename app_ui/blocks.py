@@ -1,7 +1,8 @@
-"""The Gradio UI: Image, Live webcam and Batch tabs, plus named API endpoints for gradio_client.
+"""The Gradio UI: Image, Live webcam, Video and Batch tabs, plus named API endpoints for gradio_client.
 
 Endpoints (``client.view_api()``): ``/predict`` (one image -> JSON list of faces), ``/predict_batch``
-(several files -> JSON per file, errors included), ``/labels`` (labels and model id/revision).
+(several files -> JSON per file, errors included), ``/predict_video`` (a video file -> per-face
+summary and rows over time), ``/labels`` (labels and model id/revision).
 """
 
 from __future__ import annotations
@@ -15,17 +16,34 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from fer_core import FaceResult, InvalidImageError
+from fer_core import FaceResult, InvalidImageError, InvalidVideoError
 from fer_core.draw import annotate, label_color, probability_figure
+from fer_core.timeline import Timeline
+from fer_core.track import DEFAULT_HALF_LIFE_S, FaceTracker
 
-from .service import FERService, Settings, batch_folder, faces_table, public, write_downloads
-from .tracking import FaceTracker
+from .service import (
+    DEFAULT_VIDEO_SAMPLE_FPS,
+    MAX_VIDEO_SECONDS,
+    FERService,
+    Settings,
+    VideoTooLongError,
+    batch_folder,
+    faces_table,
+    public,
+    video_summary_table,
+    write_downloads,
+    write_video_outputs,
+)
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 #: Where the batch tab writes its CSV/JSON downloads (pruned after an hour).
 BATCH_ROOT = Path(tempfile.gettempdir()) / "fer_batches"
 #: Seconds between webcam frames sent to the server (at most 10 frames/s per viewer).
 STREAM_EVERY = 0.1
+#: The live tab keeps the timeline of the last this many seconds.
+LIVE_WINDOW_S = 600.0
+#: Seconds between redraws of the live timeline plot.
+LIVE_PLOT_EVERY_S = 2.0
 
 NO_FACE = ("**No face detected.** Try a larger or sharper face, a lower detection threshold or a smaller "
            "minimum face size.")
@@ -79,20 +97,71 @@ def build_blocks(service: FERService) -> gr.Blocks:
         return annotate(pil, faces), probability_figure(faces, labels), faces_table(faces), notice
 
     def live(frame, state: dict | None, threshold: float, min_face: float, align: bool, balanced: bool):
-        state = state or {"tracker": FaceTracker(labels), "ms": None, "last": None}
+        state = state or new_live_state()
         if frame is None:
-            return None, "", "", state
+            return None, "", "", gr.skip(), state
         start = time.perf_counter()
-        pil, faces = predict(frame, settings(threshold, min_face, align, balanced))
-        faces = state["tracker"].update(faces)
+        pil, raw = predict(frame, settings(threshold, min_face, align, balanced))
+        now = time.monotonic()
+        state["t0"] = now if state["t0"] is None else state["t0"]
+        faces = state["tracker"].update(raw, now - state["t0"])
+        state["timeline"].add(state["frames"], now - state["t0"], faces, raw)
+        state["frames"] += 1
         out = annotate(pil, faces)
         ms = (time.perf_counter() - start) * 1000
         state["ms"] = ms if state["ms"] is None else 0.8 * state["ms"] + 0.2 * ms
-        now = time.perf_counter()
         shown = "" if state["last"] is None else f", {1 / max(1e-3, now - state['last']):.1f} frames/s shown"
         state["last"] = now
         status = f"processing {state['ms']:.0f} ms/frame (≈{1000 / state['ms']:.0f} fps capacity){shown}"
-        return out, bars_html(faces, labels), status, state
+        plot = gr.skip()
+        if state["plotted"] is None or now - state["plotted"] >= LIVE_PLOT_EVERY_S:
+            plot, state["plotted"] = state["timeline"].timeline_figure(max_faces=4), now
+        return out, bars_html(faces, labels), status, plot, state
+
+    def new_live_state() -> dict[str, Any]:
+        return {"tracker": FaceTracker(labels), "timeline": Timeline(labels, window_s=LIVE_WINDOW_S), "t0": None,
+                "frames": 0, "ms": None, "last": None, "plotted": None}
+
+    def live_csv(state: dict | None):
+        if not state or not state["timeline"].frames:
+            raise gr.Error("Start the webcam first: the session has no frames yet.")
+        path = batch_folder(BATCH_ROOT) / "live_session.csv"
+        state["timeline"].to_csv(path)
+        return str(path)
+
+    def video_tab(video: str | None, sample_fps: float, smoothing: float, threshold: float, min_face: float,
+                  align: bool, balanced: bool, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio API)
+        if not video:
+            raise gr.Error("Upload a video first.")
+        s = settings(threshold, min_face, align, balanced)
+        notes = []
+        try:
+            analysis = run_video(video, s, sample_fps, None, smoothing)
+        except VideoTooLongError:
+            gr.Warning(f"Only the first {MAX_VIDEO_SECONDS:.0f} s are analysed (this server's limit).")
+            notes.append(f"Only the first {MAX_VIDEO_SECONDS:.0f} s analysed.")
+            analysis = run_video(video, s, sample_fps, MAX_VIDEO_SECONDS, smoothing)
+        if analysis.error:
+            gr.Warning(f"{Path(video).name}: {analysis.error}")
+            notes.append(f"Problem with the file: {analysis.error}.")
+        paths = write_video_outputs(analysis, batch_folder(BATCH_ROOT))
+        n = len(analysis.face_ids)
+        notice = (f"**{n} face{'s' if n != 1 else ''}** tracked over {analysis.duration_s:.1f} s "
+                  f"({len(analysis.frames)} frames analysed)." if n else "**No face found in the video.**")
+        notice = " ".join([notice, *notes])
+        return (str(paths["video"]), str(paths["png"]), video_summary_table(analysis),
+                [str(paths["csv"]), str(paths["json"])], notice)
+
+    def run_video(video: str, s: Settings, sample_fps: float | None, max_seconds: float | None, smoothing: float):
+        try:
+            return service.analyze_video(video, s, sample_fps=sample_fps, max_seconds=max_seconds,
+                                         smoothing=smoothing, progress=True)
+        except InvalidVideoError as exc:
+            raise gr.Error(f"{Path(video).name}: {exc.reason}") from None
+        except VideoTooLongError:
+            raise
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
 
     def batch(files: list[str] | None, threshold: float, min_face: float, align: bool, balanced: bool):
         if not files:
@@ -128,6 +197,22 @@ def build_blocks(service: FERService) -> gr.Blocks:
         """One entry per file: {file, faces} or {file, error}; bad files do not stop the others."""
         items = [(Path(f).name, f) for f in images or []]
         return public(service.predict_many(items, settings(detection_threshold, min_face_size, align, balanced)))
+
+    def api_predict_video(video: str, sample_fps: float = DEFAULT_VIDEO_SAMPLE_FPS, max_seconds: float = 0,
+                          smoothing: float = DEFAULT_HALF_LIFE_S, detection_threshold: float = 0.9,
+                          min_face_size: float = 0, align: bool = True,
+                          balanced: bool = default_balanced) -> dict[str, Any]:
+        """Faces tracked through a video: {video, error, labels, frames_analyzed, summary (per face:
+        seconds visible, share of time per label), rows (per face per analysed frame: time_s, face_id,
+        box, label, smoothed probs, raw_probs)}. sample_fps 0 = every frame; max_seconds 0 = all."""
+        if not video:
+            raise gr.Error("no video given")
+        s = settings(detection_threshold, min_face_size, align, balanced)
+        try:
+            analysis = run_video(video, s, sample_fps, max_seconds or None, smoothing)
+        except VideoTooLongError as exc:
+            raise gr.Error(str(exc)) from None
+        return analysis.to_dict()
 
     def api_labels() -> dict[str, Any]:
         """Labels in output order, model id and revision."""
@@ -168,11 +253,37 @@ def build_blocks(service: FERService) -> gr.Blocks:
                     live_out = gr.Image(label="Live", elem_id="live-out")
                 live_status = gr.Markdown(elem_id="live-status")
                 live_bars = gr.HTML(elem_id="live-bars")
+                live_plot = gr.Plot(label=f"Timeline (last {LIVE_WINDOW_S / 60:.0f} minutes, redrawn every "
+                                          f"{LIVE_PLOT_EVERY_S:.0f} s)", elem_id="live-timeline")
+                with gr.Row():
+                    live_csv_button = gr.Button("Download this session (CSV)")
+                    live_csv_file = gr.File(label="Session CSV", elem_id="live-csv")
                 live_state = gr.State(None)
                 cam.stream(live, [cam, live_state, threshold, min_face, align, balanced],
-                           [live_out, live_bars, live_status, live_state], stream_every=STREAM_EVERY,
+                           [live_out, live_bars, live_status, live_plot, live_state], stream_every=STREAM_EVERY,
                            concurrency_limit=2, time_limit=3600, show_progress="hidden",
                            api_visibility="private")
+                live_csv_button.click(live_csv, live_state, live_csv_file, api_visibility="private")
+            with gr.Tab("Video"):
+                gr.Markdown("Faces are tracked through the clip (ids stay with a face); probabilities are "
+                            f"smoothed over time. At most {MAX_VIDEO_SECONDS:.0f} s per video here.")
+                with gr.Row():
+                    video_in = gr.Video(sources=["upload"], label="Video", elem_id="video-in")
+                    video_out = gr.Video(label="Tracked faces", elem_id="video-out")
+                with gr.Row():
+                    video_fps = gr.Slider(0, 30, value=DEFAULT_VIDEO_SAMPLE_FPS, step=1,
+                                          label="Frames analysed per second (0 = every frame)")
+                    video_smoothing = gr.Slider(0, 2, value=DEFAULT_HALF_LIFE_S, step=0.05,
+                                                label="Smoothing half-life (s, 0 = none)")
+                video_go = gr.Button("Analyse video", variant="primary")
+                video_notice = gr.Markdown(elem_id="video-notice")
+                video_plot = gr.Image(label="Timeline", type="filepath", elem_id="video-timeline")
+                video_table = gr.Dataframe(headers=["face", "seconds visible", "first s", "last s", "dominant",
+                                                    "share of time"], label="Faces", elem_id="video-summary")
+                video_files = gr.File(label="Download (CSV, JSON)", file_count="multiple", elem_id="video-downloads")
+                video_go.click(video_tab, [video_in, video_fps, video_smoothing, threshold, min_face, align, balanced],
+                               [video_out, video_plot, video_table, video_files, video_notice],
+                               concurrency_limit=1, api_visibility="private")
             with gr.Tab("Batch"):
                 files = gr.File(file_count="multiple", type="filepath", label="Images")
                 go = gr.Button("Analyse all", variant="primary")
@@ -189,11 +300,17 @@ def build_blocks(service: FERService) -> gr.Blocks:
             a_min_face = gr.Number(value=0, label="min_face_size")
             a_align = gr.Checkbox(value=True, label="align")
             a_balanced = gr.Checkbox(value=default_balanced, label="balanced")
+            a_video = gr.File(type="filepath", label="video")
+            a_sample_fps = gr.Number(value=DEFAULT_VIDEO_SAMPLE_FPS, label="sample_fps")
+            a_max_seconds = gr.Number(value=0, label="max_seconds")
+            a_smoothing = gr.Number(value=DEFAULT_HALF_LIFE_S, label="smoothing")
             a_out = gr.JSON(label="result")
             a_button = gr.Button()
         a_button.click(api_predict, [a_image, a_threshold, a_min_face, a_align, a_balanced], a_out,
                        api_name="predict")
         a_button.click(api_predict_batch, [a_images, a_threshold, a_min_face, a_align, a_balanced], a_out,
                        api_name="predict_batch")
+        a_button.click(api_predict_video, [a_video, a_sample_fps, a_max_seconds, a_smoothing, a_threshold, a_min_face,
+                                           a_align, a_balanced], a_out, api_name="predict_video", concurrency_limit=1)
         a_button.click(api_labels, None, a_out, api_name="labels")
     return demo

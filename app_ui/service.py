@@ -21,9 +21,16 @@ from PIL import Image
 
 from fer_core import EmotionRecognizer, FaceResult, InvalidImageError, load_image
 from fer_core.detect import DEFAULT_THRESHOLD
+from fer_core.track import DEFAULT_HALF_LIFE_S
+from fer_core.video import probe_video
+from fer_core.video_analysis import VideoAnalysis
 
 #: Largest accepted upload, bytes (``FER_MAX_UPLOAD_MB``, default 20 MB).
 MAX_UPLOAD_BYTES: int = int(float(os.environ.get("FER_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
+#: Longest video analysed per request, seconds (``FER_MAX_VIDEO_SECONDS``, default 120 s).
+MAX_VIDEO_SECONDS: float = float(os.environ.get("FER_MAX_VIDEO_SECONDS", "120"))
+#: Frames analysed per second of video when a request does not say (the CLI's default is every frame).
+DEFAULT_VIDEO_SAMPLE_FPS: float = 5.0
 
 
 @dataclass
@@ -156,6 +163,81 @@ class FERService:
                 results[index]["_image"] = img
                 results[index]["_faces"] = faces
         return results
+
+    def analyze_video(self, path: str | Path, settings: Settings, *,
+                      sample_fps: float | None = DEFAULT_VIDEO_SAMPLE_FPS, max_seconds: float | None = None,
+                      smoothing: float = DEFAULT_HALF_LIFE_S, progress: bool = False) -> VideoAnalysis:
+        """Track and classify every face of a video file (see :meth:`EmotionRecognizer.analyze_video`).
+
+        Args:
+            path: the video file.
+            settings: detection settings.
+            sample_fps: frames analysed per second (``None`` or 0: every frame).
+            max_seconds: analyse only the first seconds; at most :data:`MAX_VIDEO_SECONDS`.
+            smoothing: probability smoothing half-life, seconds (0 = none).
+            progress: show a tqdm bar (the UI's ``gr.Progress`` follows it).
+
+        Raises:
+            fer_core.InvalidVideoError: not a readable video.
+            VideoTooLongError: the video is longer than :data:`MAX_VIDEO_SECONDS` and
+                ``max_seconds`` does not limit it to that.
+            ValueError: a setting is out of range.
+        """
+        check_video_options(sample_fps, max_seconds, smoothing)
+        info = probe_video(path)
+        limit = min(max_seconds or MAX_VIDEO_SECONDS, MAX_VIDEO_SECONDS)
+        if (max_seconds is None or max_seconds > MAX_VIDEO_SECONDS) and (info.duration_s or 0) > MAX_VIDEO_SECONDS:
+            raise VideoTooLongError(
+                f"the video lasts {info.duration_s:.0f} s; this server analyses at most {MAX_VIDEO_SECONDS:.0f} s "
+                "per request: send max_seconds to analyse the start only, trim it, or run "
+                "`python -m fer_core VIDEO --timeline OUT` locally")
+        return self.recognizer.analyze_video(
+            path, sample_fps=sample_fps or None, max_seconds=limit, smoothing=smoothing, progress=progress,
+            threshold=settings.threshold, min_face_size=settings.min_face_size, align=settings.align,
+            balanced=settings.balanced)
+
+
+class VideoTooLongError(ValueError):
+    """A video is longer than the server's :data:`MAX_VIDEO_SECONDS`."""
+
+
+def check_video_options(sample_fps: float | None, max_seconds: float | None, smoothing: float) -> None:
+    """Validate video-request options.
+
+    Raises:
+        ValueError: ``sample_fps`` negative or above 60, ``max_seconds`` negative, ``smoothing``
+            outside 0..10 seconds.
+    """
+    if sample_fps is not None and not 0 <= sample_fps <= 60:
+        raise ValueError(f"sample_fps must be between 0 (every frame) and 60, got {sample_fps}")
+    if max_seconds is not None and not max_seconds >= 0:
+        raise ValueError(f"max_seconds must be >= 0, got {max_seconds}")
+    if not 0 <= smoothing <= 10:
+        raise ValueError(f"smoothing must be between 0 and 10 seconds, got {smoothing}")
+
+
+def video_summary_table(analysis: VideoAnalysis) -> list[list[Any]]:
+    """Rows ``[face, seconds visible, first s, last s, dominant, "label share%, ..." (top 3)]``."""
+    rows = []
+    for s in analysis.summary():
+        top = sorted(s["shares"].items(), key=lambda kv: -kv[1])[:3]
+        rows.append([s["face_id"], s["seconds_visible"], s["first_s"], s["last_s"], s["dominant"],
+                     ", ".join(f"{k} {100 * v:.0f}%" for k, v in top if v > 0)])
+    return rows
+
+
+def write_video_outputs(analysis: VideoAnalysis, folder: Path, annotated: bool = True) -> dict[str, Path]:
+    """Write ``timeline.csv``, ``timeline.json``, ``timeline.png`` and (``annotated``) ``annotated.mp4``
+    for one analysed video into ``folder``; returns their paths by kind (csv, json, png, video)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": folder / "timeline.csv", "json": folder / "timeline.json", "png": folder / "timeline.png"}
+    analysis.to_csv(paths["csv"])
+    analysis.to_json(paths["json"])
+    analysis.timeline_figure().savefig(paths["png"], dpi=100)
+    if annotated:
+        paths["video"] = folder / "annotated.mp4"
+        analysis.write_annotated(paths["video"])
+    return paths
 
 
 def public(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

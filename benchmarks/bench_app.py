@@ -76,9 +76,9 @@ def live_fps(model: str | None, frames: int = 60) -> None:
     from PIL import Image
 
     from app_ui.blocks import bars_html
-    from app_ui.tracking import FaceTracker
     from fer_core import EmotionRecognizer
     from fer_core.draw import annotate
+    from fer_core.track import FaceTracker
 
     torch.set_num_threads(2)
     rec = EmotionRecognizer.from_pretrained(model)
@@ -89,7 +89,7 @@ def live_fps(model: str | None, frames: int = 60) -> None:
         frame = np.roll(base, shift=(i % 10) - 5, axis=1)  # a slightly moving face
         t = time.perf_counter()
         pil = Image.fromarray(frame)
-        faces = tracker.update(rec.predict(pil))
+        faces = tracker.update(rec.predict(pil), i / 10)
         annotate(pil, faces)
         bars_html(faces, rec.labels)
         times.append(time.perf_counter() - t)

@@ -7,6 +7,7 @@ Networks", IEEE SPL 2016; implementation and weights from facenet-pytorch (times
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,25 +103,55 @@ class FaceDetector:
 
         Returns:
             Detections in reading order (:func:`reading_order`), possibly empty.
+
+        Raises:
+            ValueError: ``threshold`` or ``min_face_size`` out of range.
+        """
+        return self.detect_batch([image], threshold=threshold, min_face_size=min_face_size)[0]
+
+    def detect_batch(
+        self,
+        images: Sequence[Image.Image],
+        threshold: float | None = None,
+        min_face_size: int | None = None,
+    ) -> list[list[Detection]]:
+        """:meth:`detect` for several images; images of the same size go through MTCNN as one
+        batch (the frames of a video: about 1.5x faster per frame at 8 frames of 640x480 on a
+        2-core CPU, ``benchmarks/bench_video.py``).
+
+        Returns:
+            One list of detections per image, in input order.
+
+        Raises:
+            ValueError: ``threshold`` or ``min_face_size`` out of range.
         """
         threshold = self.threshold if threshold is None else float(threshold)
         min_face = self.min_face_size if min_face_size is None else min_face_size
         check_detection_params(threshold, min_face)
-        width, height = image.size
-        if min_face is None:
-            min_face = adaptive_min_face_size(width, height)
-        scale = min(1.0, self.max_side / max(width, height))
-        small = image
-        if scale < 1.0:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(image.size, []).append(i)
+        out: list[list[Detection]] = [[] for _ in images]
+        for (width, height), indices in groups.items():
+            wanted = adaptive_min_face_size(width, height) if min_face is None else min_face
+            scale = min(1.0, self.max_side / max(width, height))
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = image.resize(size, Image.Resampling.BILINEAR)
-        if min(small.size) < 12:  # below MTCNN's 12-pixel P-Net window: nothing can be found
-            return []
-        with self._lock, torch.inference_mode():
-            self.mtcnn.min_face_size = max(12, int(round(min_face * scale)))
-            boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
-        if boxes is None:
-            return []
+            if min(size) < 12:  # below MTCNN's 12-pixel P-Net window: nothing can be found
+                continue
+            small = [images[i] if scale == 1.0 else images[i].resize(size, Image.Resampling.BILINEAR)
+                     for i in indices]
+            with self._lock, torch.inference_mode():
+                self.mtcnn.min_face_size = max(12, int(round(wanted * scale)))
+                batch_boxes, batch_probs, batch_points = self.mtcnn.detect(small, landmarks=True)
+            for i, boxes, probs, points in zip(indices, batch_boxes, batch_probs, batch_points):
+                if boxes is not None:
+                    out[i] = self._keep(boxes, probs, points, scale, width, height, threshold, wanted)
+        return out
+
+    @staticmethod
+    def _keep(boxes: np.ndarray, probs: np.ndarray, points: np.ndarray, scale: float, width: int, height: int,
+              threshold: float, min_face: int) -> list[Detection]:
+        """MTCNN's raw output for one image -> thresholded, clipped detections in reading order."""
         boxes = np.asarray(boxes, dtype=np.float32) / scale
         points = np.asarray(points, dtype=np.float32) / scale
         probs = np.asarray(probs, dtype=np.float32)

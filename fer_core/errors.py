@@ -38,3 +38,26 @@ class ModelLoadError(FERError, RuntimeError):
     """A model could not be loaded: missing or malformed ``config.json``, missing or unreadable
     ``model.safetensors``, weights that do not match the config, or a Hub repo that cannot be
     reached or found. The message names the source and the reason."""
+
+
+class InvalidVideoError(FERError, ValueError):
+    """The input is not a usable video: missing, empty, not a video at all, truncated or corrupt
+    so that no frame can be decoded, a codec FFmpeg (PyAV) cannot decode, or a frame size above
+    :data:`fer_core.video.MAX_VIDEO_PIXELS`.
+
+    A video in which no face is ever found is *not* an error (the analysis is simply empty).
+    Like :class:`InvalidImageError`, the message is ``"<source>: <reason>"`` and both parts are
+    attributes.
+
+    Args:
+        source: how the input was described, e.g. ``"'clip.mp4'"``.
+        reason: what is wrong with it, e.g. ``"no video stream"``.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(source, reason)
+        self.source = source
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"

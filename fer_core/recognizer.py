@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from .errors import InvalidImageError, ModelLoadError
 from .io import ImageInput, load_image
 from .model import CONFIG_NAME, WEIGHTS_NAME, EmotionNet, fuse_batchnorm, load_weights
 from .preprocess import crops_to_batch
+
+if TYPE_CHECKING:
+    from .video_analysis import VideoAnalysis
 
 #: Folder of the trained default model shipped inside the package.
 DEFAULT_MODEL_DIR: Path = Path(__file__).resolve().parent / "default_model"
@@ -40,6 +43,8 @@ class FaceResult:
             mouth right.
         probs: label -> calibrated probability (0..1), in the model's label order, summing to 1.
         label: the label with the highest probability.
+        face_id: the identity given by a :class:`~fer_core.track.FaceTracker` (stable across the
+            frames of a video or stream, from 1); ``None`` for a single image.
     """
 
     box: tuple[float, float, float, float]
@@ -47,6 +52,7 @@ class FaceResult:
     landmarks: np.ndarray
     probs: dict[str, float]
     label: str
+    face_id: int | None = None
 
     @property
     def confidence(self) -> float:
@@ -54,8 +60,10 @@ class FaceResult:
         return self.probs[self.label]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict: box, score, landmarks (list of [x, y]), label, probs."""
-        return {
+        """JSON-serialisable dict: box, score, landmarks (list of [x, y]), label, probs, and
+        face_id when the face is tracked."""
+        out: dict[str, Any] = {} if self.face_id is None else {"face_id": self.face_id}
+        return out | {
             "box": [round(v, 2) for v in self.box],
             "score": round(self.score, 5),
             "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
@@ -233,9 +241,8 @@ class EmotionRecognizer:
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
         cfg = self.model.config
         do_align = cfg.align if align is None else bool(align)
-        detections: list[list[Detection]] = [
-            self.detector.detect(img, threshold=threshold, min_face_size=min_face_size) for img in pil_images
-        ]
+        detections: list[list[Detection]] = self.detector.detect_batch(pil_images, threshold=threshold,
+                                                                       min_face_size=min_face_size)
         crops = [
             crop_face(img, d.box, d.landmarks, margin=cfg.crop_margin, align=do_align)
             for img, dets in zip(pil_images, detections)
@@ -252,6 +259,37 @@ class EmotionRecognizer:
                 faces.append(FaceResult(d.box, d.score, d.landmarks, p, self.labels[int(row.argmax())]))
             results.append(faces)
         return results
+
+    def analyze_video(self, source: str | os.PathLike, *, sample_fps: float | None = None,
+                      max_seconds: float | None = None, smoothing: float | None = None, progress: bool = True,
+                      **options: Any) -> VideoAnalysis:
+        """Track every face through a video file and record its expression over time.
+
+        See :func:`fer_core.video_analysis.analyze_video` for every option (``threshold``,
+        ``min_face_size``, ``align``, ``balanced``, ``max_missed_s``, ``batch_frames``).
+
+        Args:
+            source: path to a video file (mp4, webm, mov, avi, mkv, ...; audio is ignored).
+            sample_fps: analyse at most this many frames per second (``None``: every frame).
+            max_seconds: analyse only the first seconds of the video.
+            smoothing: EMA half-life of the per-face probabilities in seconds (``None``: the
+                default, :data:`fer_core.track.DEFAULT_HALF_LIFE_S`; 0: none).
+            progress: show a tqdm progress bar.
+
+        Returns:
+            A :class:`~fer_core.video_analysis.VideoAnalysis` (``.to_dataframe()``, ``.summary()``,
+            ``.timeline_figure()``, ``.write_annotated(path)``, ``.to_csv(path)``, ``.to_json(path)``).
+
+        Raises:
+            InvalidVideoError: not a readable video (missing, empty, corrupt, too large frames).
+            ValueError: an option is out of range.
+        """
+        from .track import DEFAULT_HALF_LIFE_S
+        from .video_analysis import analyze_video
+
+        return analyze_video(self, source, sample_fps=sample_fps, max_seconds=max_seconds,
+                             smoothing=DEFAULT_HALF_LIFE_S if smoothing is None else smoothing,
+                             progress=progress, **options)
 
     def _probabilities(self, crops: Sequence[Image.Image], batch_size: int, balanced: bool | None) -> np.ndarray:
         n_classes = self.model.config.num_classes

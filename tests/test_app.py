@@ -15,15 +15,18 @@ from PIL import Image
 
 from tests.app_server import app_server
 from tests.conftest import ROOT
+from tests.video_clips import write_two_face_clip
 
 ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 UPLOAD_LIMIT_MB = 2
+VIDEO_LIMIT_S = 2.5
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_dir):
     log = tmp_path_factory.mktemp("app") / "app.log"
-    with app_server(log, FER_MODEL=str(model_dir), FER_MAX_UPLOAD_MB=str(UPLOAD_LIMIT_MB)) as url:
+    with app_server(log, FER_MODEL=str(model_dir), FER_MAX_UPLOAD_MB=str(UPLOAD_LIMIT_MB),
+                    FER_MAX_VIDEO_SECONDS=str(VIDEO_LIMIT_S)) as url:
         yield url
 
 
@@ -50,9 +53,12 @@ def check_faces(faces, n):
 def test_client_api_lists_named_endpoints(client):
     api = client.view_api(print_info=False, return_format="dict")
     named = api["named_endpoints"]
-    assert {"/predict", "/predict_batch", "/labels"} <= set(named)
+    assert {"/predict", "/predict_batch", "/predict_video", "/labels"} <= set(named)
     assert [p["parameter_name"] for p in named["/predict"]["parameters"]] == [
         "image", "detection_threshold", "min_face_size", "align", "balanced"]
+    assert [p["parameter_name"] for p in named["/predict_video"]["parameters"]] == [
+        "video", "sample_fps", "max_seconds", "smoothing", "detection_threshold", "min_face_size", "align",
+        "balanced"]
 
 
 def test_predict_astronaut_and_canvas(client, canvas_file):
@@ -165,3 +171,55 @@ def test_app_pulls_its_model_from_a_hub_server(tmp_path, model_dir):
             check_faces(r.json()["faces"], 1)
     shutil.rmtree(tmp_path / "hf", ignore_errors=True)
     assert json.loads((model_dir / "config.json").read_text())["labels"] == info["labels"]
+
+
+@pytest.fixture(scope="module")
+def clip(ferplus, tmp_path_factory):
+    """3 s, 10 frames/s: two faces, one leaves at 2 s (tests/video_clips.py)."""
+    return write_two_face_clip(ferplus, tmp_path_factory.mktemp("video") / "two_faces.mp4")
+
+
+def check_video_doc(doc, faces, seconds, sample_fps):
+    assert len(doc["summary"]) == faces and doc["error"] is None
+    assert doc["video"]["seconds_analyzed"] == pytest.approx(seconds, abs=0.25)
+    times = sorted({r["time_s"] for r in doc["rows"]})
+    assert doc["frames_analyzed"] == len(times) == round(seconds * sample_fps)
+    for r in doc["rows"]:
+        assert math.isclose(sum(r["probs"].values()), 1, abs_tol=1e-3) and r["face_id"] in (1, 2)
+    for s in doc["summary"]:
+        assert math.isclose(sum(s["shares"].values()), 1, abs_tol=1e-3)
+
+
+def test_predict_video_client(client, clip, tmp_path):
+    doc = client.predict(handle_file(str(clip)), 5, 2, 0.25, api_name="/predict_video")
+    assert doc["video"]["file"] == "two_faces.mp4"
+    check_video_doc(doc, faces=2, seconds=2.0, sample_fps=5)
+    with pytest.raises(Exception, match=f"at most {VIDEO_LIMIT_S:.0f} s"):  # 3 s clip, 2.5 s limit
+        client.predict(handle_file(str(clip)), api_name="/predict_video")
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(clip.read_bytes()[-3000:])
+    with pytest.raises(Exception, match="broken.mp4: not a readable video"):
+        client.predict(handle_file(str(bad)), 5, 2, api_name="/predict_video")
+
+
+def test_rest_predict_video_and_its_limits(server, clip):
+    data = clip.read_bytes()
+    r = httpx.post(f"{server}/api/predict/video", params={"sample_fps": 0, "max_seconds": 1},
+                   files={"file": ("clip.mp4", data, "video/mp4")}, timeout=120)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    check_video_doc(doc, faces=2, seconds=1.0, sample_fps=10)  # sample_fps 0: every frame
+    assert doc["video"]["file"] == "clip.mp4" and doc["video"]["width"] == 640
+    r = httpx.post(f"{server}/api/predict/video", files={"file": ("clip.mp4", data, "video/mp4")}, timeout=120)
+    assert r.status_code == 422 and "lasts 3 s" in r.json()["detail"]
+    r = httpx.post(f"{server}/api/predict/video", params={"sample_fps": 100, "max_seconds": 1},
+                   files={"file": ("clip.mp4", data, "video/mp4")})
+    assert r.status_code == 422
+    r = httpx.post(f"{server}/api/predict/video", files={"file": ("notes.mp4", b"hello" * 100, "video/mp4")})
+    assert r.status_code == 400 and "notes.mp4: not a readable video" in r.json()["detail"]
+    r = httpx.post(f"{server}/api/predict/video", files={"file": ("empty.webm", b"", "video/webm")})
+    assert r.status_code == 400 and "empty" in r.json()["detail"]
+    big = np.random.default_rng(0).bytes(UPLOAD_LIMIT_MB * 1024 * 1024 + 10)
+    r = httpx.post(f"{server}/api/predict/video", files={"file": ("big.mp4", big, "video/mp4")})
+    assert r.status_code == 413
+    assert "/api/predict/video" in httpx.get(f"{server}/openapi.json").json()["paths"]

@@ -10,6 +10,7 @@ from PIL import Image
 from tests.app_server import app_server
 from tests.browser import CHROMIUM, FLAGS, write_y4m
 from tests.conftest import ROOT
+from tests.video_clips import write_two_face_clip
 
 ARTIFACTS = ROOT / "test-artifacts"
 ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
@@ -84,6 +85,9 @@ def test_live_tab_with_fake_camera(playwright, server, tmp_path):
         page.wait_for_function("document.querySelector('#live-status').innerText.includes('frames/s shown')",
                                timeout=60_000)
         assert "ms/frame" in page.locator("#live-status").inner_text()
+        page.wait_for_selector("#live-timeline img, #live-timeline svg", timeout=60_000)  # the session timeline
+        page.get_by_role("button", name="Download this session (CSV)").click()
+        page.wait_for_function("document.querySelector('#live-csv').innerText.includes('.csv')", timeout=30_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "live_tab.png"), full_page=True)
     finally:
@@ -109,5 +113,24 @@ def test_batch_tab_gallery_downloads_and_bad_file(playwright, server, tmp_path):
         page.wait_for_function("document.querySelector('#downloads').innerText.includes('.csv')", timeout=30_000)
         text = page.locator("#downloads").inner_text()  # Gradio shows stem and extension apart
         assert "faces" in text and ".json" in text
+    finally:
+        browser.close()
+
+
+def test_video_tab_shows_tracked_video_timeline_and_summary(playwright, server, ferplus, tmp_path):
+    clip = write_two_face_clip(ferplus, tmp_path / "two_faces.mp4")
+    browser, page = open_page(playwright, server)
+    try:
+        page.get_by_role("tab", name="Video").click()
+        page.locator("#video-in input[type=file]").set_input_files(str(clip))
+        page.get_by_role("button", name="Analyse video").click()
+        page.wait_for_selector("#video-timeline img", timeout=120_000)
+        page.wait_for_function("document.querySelectorAll('#video-summary [role=row]').length == 3", timeout=30_000)
+        assert "2 faces" in page.locator("#video-notice").inner_text()
+        page.wait_for_selector("#video-out video", timeout=30_000)
+        page.wait_for_function("document.querySelector('#video-downloads').innerText.includes('.csv')",
+                               timeout=30_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "video_tab.png"), full_page=True)
     finally:
         browser.close()
