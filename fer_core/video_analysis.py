@@ -50,15 +50,18 @@ class VideoAnalysis(Timeline):
         """Seconds of video analysed (last analysed frame's time plus one frame period)."""
         return self.frames[-1][1] + (self.frame_period_s or 0.0) if self.frames else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        """:meth:`Timeline.to_dict` plus ``video`` (file name, size, fps, codec, seconds analysed,
-        sample_fps, smoothing half-life) and ``error``."""
-        video = {
+    def video_dict(self) -> dict[str, Any]:
+        """What was analysed: file name, width, height, fps, codec, seconds analysed, sample_fps,
+        smoothing half-life (JSON-serialisable)."""
+        return {
             "file": os.path.basename(self.source), "width": self.info.width, "height": self.info.height,
             "fps": round(self.info.fps, 3), "codec": self.info.codec, "seconds_analyzed": round(self.duration_s, 3),
             "sample_fps": self.sample_fps, "smoothing_half_life_s": self.half_life_s,
         }
-        return {"video": video, "error": self.error, **super().to_dict()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`Timeline.to_dict` plus ``video`` (:meth:`video_dict`) and ``error``."""
+        return {"video": self.video_dict(), "error": self.error, **super().to_dict()}
 
     def write_annotated(self, path: str | os.PathLike, *, crf: int = 23) -> None:
         """Write the analysed part of the video with tracked boxes, ids and labels (H.264 MP4).

@@ -52,3 +52,32 @@ def test_cli_no_face_and_bad_model(tmp_path, model_dir):
     assert proc.returncode == 0 and "no face" in proc.stdout
     proc = run_cli(tmp_path / "wall.png", "--model", tmp_path)  # a folder without config.json
     assert proc.returncode == 1 and "config.json not found" in proc.stderr
+
+
+def test_cli_video_timeline_annotate_and_bad_video(tmp_path, ferplus, model_dir):
+    from fer_core.video import probe_video
+    from tests.video_clips import write_two_face_clip
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_two_face_clip(ferplus, clips / "two_faces.mp4")
+    (clips / "broken.webm").write_bytes(b"\x1a\x45\xdf\xa3 not really webm")
+    out, ann = tmp_path / "timelines", tmp_path / "annotated"
+    proc = run_cli(clips, "--model", model_dir, "--timeline", out, "--annotate", ann, "--sample-fps", 5,
+                   "--no-progress")
+    assert proc.returncode == 1  # the broken file
+    assert "broken.webm" in proc.stderr and "not a readable video" in proc.stderr
+    lines = [ln.split("\t") for ln in proc.stdout.strip().splitlines()]
+    assert [ln[1] for ln in lines] == ["face 1", "face 2"]
+    assert lines[0][3] == "3.0 s" and lines[1][3] == "2.0 s" and lines[1][2] == "happiness"
+    assert sorted(p.name for p in out.iterdir()) == ["two_faces.csv", "two_faces.json", "two_faces_timeline.png"]
+    doc = json.loads((out / "two_faces.json").read_text())
+    assert doc["frames_analyzed"] == 15 and doc["video"]["sample_fps"] == 5
+    assert (out / "two_faces.csv").read_text().splitlines()[0].startswith("frame,time_s,face_id,x1,y1,x2,y2")
+    assert probe_video(ann / "two_faces_annotated.mp4").codec == "h264"
+
+    proc = run_cli(clips / "two_faces.mp4", "--json", "--model", model_dir, "--max-seconds", 1, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    (doc,) = json.loads(proc.stdout)
+    assert doc["video"]["seconds_analyzed"] == 1.0 and len(doc["summary"]) == 2
+    assert all(abs(sum(s["shares"].values()) - 1) < 1e-3 for s in doc["summary"])
