@@ -89,10 +89,10 @@ class Timeline:
         """
         if raw is not None and len(raw) != len(faces):
             raise ValueError(f"{len(faces)} faces but {len(raw)} raw results")
+        if any(face.face_id is None for face in faces):
+            raise ValueError("faces must be tracked (face_id set): use fer_core.track.FaceTracker")
         self.frames.append((int(frame), float(time_s)))
         for i, face in enumerate(faces):
-            if face.face_id is None:
-                raise ValueError("faces must be tracked (face_id set): use fer_core.track.FaceTracker")
             probs = np.array([face.probs[k] for k in self.labels], dtype=np.float32)
             raw_probs = probs if raw is None else np.array([raw[i].probs[k] for k in self.labels], np.float32)
             self.rows.append(TimelineRow(int(frame), float(time_s), face.face_id, tuple(map(float, face.box)),

@@ -82,3 +82,18 @@ def test_bad_arguments_and_time_going_backwards():
     tracker.update([], 1.0)
     with pytest.raises(ValueError, match="time order"):
         tracker.update([], 0.5)
+
+
+def test_live_timeline_keeps_a_window_and_needs_tracked_faces():
+    from fer_core.timeline import Timeline
+
+    tracker, timeline = FaceTracker(LABELS), Timeline(LABELS, window_s=1.0)
+    for i in range(30):  # 3 s at 10 frames/s
+        raw = [face((0, 0, 100, 100), "happiness")]
+        timeline.add(i, i / 10, tracker.update(raw, i / 10), raw)
+    assert [t for _, t in timeline.frames][0] == pytest.approx(1.9) and len(timeline.rows) == 11
+    (s,) = timeline.summary()
+    assert s["face_id"] == 1 and s["seconds_visible"] == pytest.approx(1.1) and s["dominant"] == "happiness"
+    with pytest.raises(ValueError, match="face_id"):
+        timeline.add(30, 3.0, [face((0, 0, 100, 100), "anger")])
+    assert len(timeline.frames) == 11  # the refused frame left nothing behind
