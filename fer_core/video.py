@@ -199,7 +199,8 @@ def iter_frames(source: VideoSource, *, sample_fps: float | None = None, max_sec
             bad_packets += 1  # a damaged packet: skip it, as ffmpeg does
             return []
 
-    stated = _duration(container, stream)
+    # the video stream's own length (a container's may include a longer audio track)
+    stated = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
     stopped = False
     with container:
         packets = container.demux(stream)

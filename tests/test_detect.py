@@ -93,3 +93,20 @@ def test_reading_order_rows_then_columns():
 
     faces = [det(400, 210), det(0, 0), det(200, 20), det(10, 200), det(420, 0)]  # two slightly ragged rows
     assert [f.box[:2] for f in reading_order(faces)] == [(0, 0), (200, 20), (420, 0), (10, 200), (400, 210)]
+
+
+def test_detect_batch_matches_one_by_one_across_sizes_and_chunks(detector, astronaut, canvas):
+    """Same-size images share MTCNN batches (MAX_DETECT_BATCH at a time); results equal detect()."""
+    from fer_core.detect import MAX_DETECT_BATCH
+
+    astro = Image.fromarray(astronaut)
+    shifted = [Image.fromarray(np.roll(astronaut, 4 * i, axis=1)) for i in range(MAX_DETECT_BATCH + 1)]
+    images = [canvas[0], *shifted[:3], Image.new("RGB", (300, 200), (90, 90, 90)), *shifted[3:]]
+    batched = detector.detect_batch(images)
+    assert [len(d) for d in batched] == [6, *[1] * 3, 0, *[1] * (len(shifted) - 3)]
+    for image, found in zip(images, batched):
+        single = detector.detect(image)
+        assert len(single) == len(found)
+        for a, b in zip(single, found):
+            assert np.allclose(a.box, b.box, atol=0.5) and abs(a.score - b.score) < 1e-3
+    assert batched[1][0].box[0] == pytest.approx(detector.detect(astro)[0].box[0], abs=0.5)
