@@ -22,7 +22,7 @@ from fer_core import InvalidImageError, InvalidVideoError
 from fer_core.track import DEFAULT_HALF_LIFE_S
 from fer_core.video import VIDEO_SUFFIXES
 
-from .service import DEFAULT_VIDEO_SAMPLE_FPS, MAX_UPLOAD_BYTES, FERService, Settings, check_video_options, public
+from .service import DEFAULT_VIDEO_SAMPLE_FPS, MAX_UPLOAD_BYTES, FERService, Settings, public
 
 Threshold = Annotated[float, Query(ge=0, le=1, description="detection probability threshold")]
 MinFace = Annotated[int, Query(ge=0, description="smallest face in pixels; 0 = adaptive")]
@@ -109,10 +109,6 @@ def build_router(service: FERService) -> APIRouter:
         _check_length(request)
         data = await _read_limited(file)
         settings = _settings(service, threshold, min_face_size, align, balanced)
-        try:
-            check_video_options(sample_fps, max_seconds, smoothing)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
         suffix = Path(file.filename or "").suffix.lower()
         fd, tmp = tempfile.mkstemp(suffix=suffix if suffix in VIDEO_SUFFIXES else ".mp4")
         try:

@@ -11,14 +11,10 @@ class FERError(Exception):
     """Base class of every error raised on purpose by :mod:`fer_core`."""
 
 
-class InvalidImageError(FERError, ValueError):
-    """The input is not a usable image: not an image at all, truncated or corrupt, empty, too
-    large (more pixels than :data:`fer_core.io.MAX_IMAGE_PIXELS`), or an array of the wrong
-    shape or dtype.
-
-    The message is ``"<source>: <reason>"``; both parts are also attributes, so a caller that
-    knows the input by another name (an upload's original file name rather than the server's
-    temporary path) can show ``reason`` under that name.
+class InputError(FERError, ValueError):
+    """A bad input file or array: the message is ``"<source>: <reason>"`` and both parts are
+    attributes, so a caller that knows the input by another name (an upload's original file name
+    rather than the server's temporary path) can show ``reason`` under that name.
 
     Args:
         source: how the input was described, e.g. ``"'photo.jpg'"``, ``"<1234 bytes>"``.
@@ -34,30 +30,25 @@ class InvalidImageError(FERError, ValueError):
         return f"{self.source}: {self.reason}"
 
 
+class InvalidImageError(InputError):
+    """The input is not a usable image: not an image at all, truncated or corrupt, empty, too
+    large (more pixels than :data:`fer_core.io.MAX_IMAGE_PIXELS`), or an array of the wrong
+    shape or dtype. Message and attributes as :class:`InputError`.
+    """
+
+
 class ModelLoadError(FERError, RuntimeError):
     """A model could not be loaded: missing or malformed ``config.json``, missing or unreadable
     ``model.safetensors``, weights that do not match the config, or a Hub repo that cannot be
     reached or found. The message names the source and the reason."""
 
 
-class InvalidVideoError(FERError, ValueError):
+class InvalidVideoError(InputError):
     """The input is not a usable video: missing, empty, not a video at all, truncated or corrupt
     so that no frame can be decoded, a codec FFmpeg (PyAV) cannot decode, or a frame size above
     :data:`fer_core.video.MAX_VIDEO_PIXELS`.
 
     A video in which no face is ever found is *not* an error (the analysis is simply empty).
-    Like :class:`InvalidImageError`, the message is ``"<source>: <reason>"`` and both parts are
-    attributes.
-
-    Args:
-        source: how the input was described, e.g. ``"'clip.mp4'"``.
-        reason: what is wrong with it, e.g. ``"no video stream"``.
+    Message and attributes as :class:`InputError`, e.g. ``"'clip.mp4': no video stream in the file"``.
     """
 
-    def __init__(self, source: str, reason: str) -> None:
-        super().__init__(source, reason)
-        self.source = source
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.reason}"
