@@ -113,13 +113,17 @@ def probe_video(source: VideoSource) -> VideoInfo:
                          _duration(container, stream), int(stream.frames or 0), stream.codec_context.name)
 
 
+def _stream_duration(stream) -> float | None:
+    """Seconds the video stream says it lasts, or None."""
+    return float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+
+
 def _duration(container, stream) -> float | None:
-    """Seconds the file says it lasts (stream, else container), or None."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
+    """Seconds the file says it lasts (video stream, else container), or None."""
+    stated = _stream_duration(stream)
+    if stated is None and container.duration is not None:
         return container.duration / 1_000_000  # microseconds (av.time_base)
-    return None
+    return stated
 
 
 @dataclass(frozen=True)
@@ -199,8 +203,7 @@ def iter_frames(source: VideoSource, *, sample_fps: float | None = None, max_sec
             bad_packets += 1  # a damaged packet: skip it, as ffmpeg does
             return []
 
-    # the video stream's own length (a container's may include a longer audio track)
-    stated = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+    stated = _stream_duration(stream)  # not the container's, which may include a longer audio track
     stopped = False
     with container:
         packets = container.demux(stream)

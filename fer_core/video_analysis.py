@@ -142,7 +142,7 @@ def analyze_video(
     tracker = FaceTracker(recognizer.labels, half_life_s=smoothing, max_missed_s=max_missed_s)
     analysis = VideoAnalysis(recognizer.labels, os.fspath(source), info, sample_fps, float(smoothing))
     seconds = min(x for x in (info.duration_s, max_seconds, float("inf")) if x is not None)
-    total = round(seconds * (min(info.fps, sample_fps) if sample_fps else info.fps)) if seconds < float("inf") else None
+    total = round(seconds / analysis.frame_period_s) if seconds < float("inf") else None
     chunk: list[Frame] = []
 
     def flush() -> None:
