@@ -13,16 +13,27 @@ import gradio as gr
 from fastapi import FastAPI
 
 from app_ui.blocks import build_blocks
+from app_ui.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, BodySizeLimitMiddleware
 from app_ui.rest import build_router
-from app_ui.service import MAX_UPLOAD_BYTES, FERService
+from app_ui.service import FERService
+
+#: Largest body per upload route, bytes (form overhead on top of the file: 64 KiB).
+BODY_LIMITS: dict[str, int] = {
+    "/api/predict": MAX_UPLOAD_BYTES + 65536,
+    "/api/predict/video": MAX_UPLOAD_BYTES + 65536,
+    "/api/predict/batch": MAX_REQUEST_BYTES,
+    "/gradio_api/upload": MAX_REQUEST_BYTES,
+}
 
 
 def create_app(service: FERService | None = None) -> FastAPI:
-    """The FastAPI app: REST routes plus the Gradio UI mounted at ``/``."""
+    """The FastAPI app: REST routes plus the Gradio UI mounted at ``/``, behind the body-size limit
+    (:class:`app_ui.limits.BodySizeLimitMiddleware`, :data:`BODY_LIMITS`)."""
     service = service or FERService.from_env()
     api = FastAPI(title="Facial expression recognition", docs_url="/docs",
                   description="Faces, boxes and FER+ emotion probabilities. The UI is at /.")
     api.include_router(build_router(service))
+    api.add_middleware(BodySizeLimitMiddleware, limits=BODY_LIMITS)
     return gr.mount_gradio_app(api, build_blocks(service), path="/", max_file_size=MAX_UPLOAD_BYTES)
 
 

@@ -1,12 +1,14 @@
 """The Gradio UI: Image, Live webcam, Video and Batch tabs, plus named API endpoints for gradio_client.
 
-Endpoints (``client.view_api()``): ``/predict`` (one image -> JSON list of faces), ``/predict_batch``
-(several files -> JSON per file, errors included), ``/predict_video`` (a video file -> per-face
-summary and rows over time), ``/labels`` (labels and model id/revision).
+Endpoints (``client.view_api()``, declared with ``gr.api``): ``/predict`` (one image -> JSON list of
+faces), ``/predict_batch`` (several files -> JSON per file, errors included), ``/predict_video`` (a
+video file -> per-face summary and rows over time), ``/labels`` (labels, model id/revision and the
+model's default options). Options left out take the model's own defaults (``config.json``).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from html import escape
@@ -14,18 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import get_upload_folder
 from PIL import Image
 
-from fer_core import FaceResult, InvalidImageError, InvalidVideoError
+from fer_core import FaceResult, InvalidArgumentError, InvalidImageError, InvalidVideoError, PredictOptions
 from fer_core.draw import annotate, label_color, probability_figure
-from fer_core.timeline import Timeline
-from fer_core.track import DEFAULT_HALF_LIFE_S, FaceTracker
-
-from .service import (
+from fer_core.options import (
+    DEFAULT_HALF_LIFE_S,
     DEFAULT_VIDEO_SAMPLE_FPS,
-    MAX_VIDEO_SECONDS,
+    MAX_SAMPLE_FPS,
+    SMOOTHING_RANGE_S,
+    THRESHOLD_RANGE,
+)
+from fer_core.timeline import Timeline
+from fer_core.track import FaceTracker
+
+from .limits import MAX_QUEUE, MAX_VIDEO_SECONDS, RequestTooLargeError, ServerBusyError
+from .service import (
     FERService,
-    Settings,
     VideoTooLongError,
     batch_folder,
     faces_table,
@@ -69,25 +78,46 @@ def bars_html(faces: list[FaceResult], labels: list[str]) -> str:
     return f'<div style="display:flex;flex-wrap:wrap;gap:16px">{"".join(panels)}</div>'
 
 
+def uploaded_path(file: FileData | dict | str | None) -> str | None:
+    """The local path of a file a client uploaded through Gradio (``gr.api`` hands over the
+    ``FileData`` payload as sent), or ``None`` for none.
+
+    Raises:
+        gradio.Error: the path is outside Gradio's upload folder (a client naming a server file).
+    """
+    if file is None:
+        return None
+    path = file if isinstance(file, str) else file.path if isinstance(file, FileData) else file.get("path")
+    if not path:
+        return None
+    root = os.path.realpath(get_upload_folder())
+    if os.path.commonpath([root, os.path.realpath(path)]) != root:
+        raise gr.Error("files must be uploaded (gradio_client.handle_file), not named by a server path")
+    return str(path)
+
+
 def build_blocks(service: FERService) -> gr.Blocks:
     """Build the app's ``gr.Blocks`` around a loaded :class:`FERService`."""
     info = service.info()
     labels = info["labels"]
     revision = info["revision"] or "n/a (local folder)"
-    default_balanced = bool(info["balanced_default"])
+    defaults = service.defaults()
 
-    def settings(threshold: float, min_face: float, align: bool, balanced: bool | None = None) -> Settings:
+    def settings(threshold: float | None, min_face: float | None, align: bool | None,
+                 balanced: bool | None = None) -> PredictOptions:
         try:
             return service.settings(threshold, min_face, align, balanced)
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+        except InvalidArgumentError as exc:
+            raise gr.Error(str(exc)) from exc
 
-    def predict(image: Any, s: Settings) -> tuple[Image.Image, list[FaceResult]]:
+    def predict(image: Any, s: PredictOptions) -> tuple[Image.Image, list[FaceResult]]:
         try:
             return service.predict(image, s)
         except InvalidImageError as exc:  # name the upload, not the server's temp path
             message = f"{Path(image).name}: {exc.reason}" if isinstance(image, str) else str(exc)
-            raise gr.Error(message) from None
+            raise gr.Error(message) from exc
+        except ServerBusyError as exc:
+            raise gr.Error(str(exc)) from exc
 
     def analyze(image: str | None, threshold: float, min_face: float, align: bool, balanced: bool):
         if image is None:
@@ -152,22 +182,21 @@ def build_blocks(service: FERService) -> gr.Blocks:
         return (str(paths["video"]), str(paths["png"]), video_summary_table(analysis),
                 [str(paths["csv"]), str(paths["json"])], notice)
 
-    def run_video(video: str, s: Settings, sample_fps: float | None, max_seconds: float | None, smoothing: float):
+    def run_video(video: str, s: PredictOptions, sample_fps: float | None, max_seconds: float | None,
+                  smoothing: float):
         try:
             return service.analyze_video(video, s, sample_fps=sample_fps, max_seconds=max_seconds,
                                          smoothing=smoothing, progress=True)
         except InvalidVideoError as exc:
-            raise gr.Error(f"{Path(video).name}: {exc.reason}") from None
-        except VideoTooLongError:
-            raise
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(f"{Path(video).name}: {exc.reason}") from exc
+        except (InvalidArgumentError, ServerBusyError) as exc:
+            raise gr.Error(str(exc)) from exc
 
     def batch(files: list[str] | None, threshold: float, min_face: float, align: bool, balanced: bool):
         if not files:
             raise gr.Error("Choose one or more image files.")
         items = [(Path(f).name, f) for f in files]
-        results = service.predict_many(items, settings(threshold, min_face, align, balanced))
+        results = many(items, settings(threshold, min_face, align, balanced), keep_images=True)
         gallery, problems, n_faces = [], [], 0
         for r in results:
             if "error" in r:
@@ -184,34 +213,45 @@ def build_blocks(service: FERService) -> gr.Blocks:
             summary += "\n\nNot processed:\n" + "\n".join(problems)
         return gallery, [str(csv_path), str(json_path)], summary
 
-    def api_predict(image: str, detection_threshold: float = 0.9, min_face_size: float = 0,
-                    align: bool = True, balanced: bool = default_balanced) -> list[dict[str, Any]]:
-        """Faces in one image: box [x1, y1, x2, y2] pixels, score, label, probs, landmarks."""
-        if not image:
+    def many(items: list[tuple[str, Any]], s: PredictOptions, keep_images: bool = False) -> list[dict[str, Any]]:
+        try:
+            return service.predict_many(items, s, keep_images=keep_images)
+        except (RequestTooLargeError, ServerBusyError) as exc:
+            raise gr.Error(str(exc)) from exc
+
+    def api_predict(image: FileData, detection_threshold: float = defaults.threshold, min_face_size: float = 0,
+                    align: bool = defaults.align, balanced: bool = defaults.balanced) -> list[dict[str, Any]]:
+        """Faces in one image: box [x1, y1, x2, y2] pixels, score, label, probs, landmarks. Options
+        default to the model's own (see /labels); min_face_size 0 = adaptive."""
+        path = uploaded_path(image)
+        if not path:
             raise gr.Error("no image given")
-        _, faces = predict(image, settings(detection_threshold, min_face_size, align, balanced))
+        _, faces = predict(path, settings(detection_threshold, min_face_size, align, balanced))
         return [f.to_dict() for f in faces]
 
-    def api_predict_batch(images: list[str], detection_threshold: float = 0.9, min_face_size: float = 0,
-                          align: bool = True, balanced: bool = default_balanced) -> list[dict[str, Any]]:
+    def api_predict_batch(images: list[FileData], detection_threshold: float = defaults.threshold,
+                          min_face_size: float = 0, align: bool = defaults.align,
+                          balanced: bool = defaults.balanced) -> list[dict[str, Any]]:
         """One entry per file: {file, faces} or {file, error}; bad files do not stop the others."""
-        items = [(Path(f).name, f) for f in images or []]
-        return public(service.predict_many(items, settings(detection_threshold, min_face_size, align, balanced)))
+        paths = [p for p in map(uploaded_path, images or []) if p]
+        items = [(Path(p).name, p) for p in paths]
+        return public(many(items, settings(detection_threshold, min_face_size, align, balanced)))
 
-    def api_predict_video(video: str, sample_fps: float = DEFAULT_VIDEO_SAMPLE_FPS, max_seconds: float = 0,
-                          smoothing: float = DEFAULT_HALF_LIFE_S, detection_threshold: float = 0.9,
-                          min_face_size: float = 0, align: bool = True,
-                          balanced: bool = default_balanced) -> dict[str, Any]:
+    def api_predict_video(video: FileData, sample_fps: float = DEFAULT_VIDEO_SAMPLE_FPS, max_seconds: float = 0,
+                          smoothing: float = DEFAULT_HALF_LIFE_S, detection_threshold: float = defaults.threshold,
+                          min_face_size: float = 0, align: bool = defaults.align,
+                          balanced: bool = defaults.balanced) -> dict[str, Any]:
         """Faces tracked through a video: {video, error, labels, frames_analyzed, summary (per face:
         seconds visible, share of time per label), rows (per face per analysed frame: time_s, face_id,
         box, label, smoothed probs, raw_probs)}. sample_fps 0 = every frame; max_seconds 0 = all."""
-        if not video:
+        path = uploaded_path(video)
+        if not path:
             raise gr.Error("no video given")
         s = settings(detection_threshold, min_face_size, align, balanced)
         try:
-            analysis = run_video(video, s, sample_fps, max_seconds or None, smoothing)
+            analysis = run_video(path, s, sample_fps, max_seconds or None, smoothing)
         except VideoTooLongError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc)) from exc
         return analysis.to_dict()
 
     def api_labels() -> dict[str, Any]:
@@ -226,10 +266,11 @@ def build_blocks(service: FERService) -> gr.Blocks:
             + "\n\nShows the *apparent* expression of every face. Not a medical device."
         )
         with gr.Row():
-            threshold = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label="Detection threshold")
-            min_face = gr.Number(value=0, minimum=0, precision=0, label="Minimum face size (px, 0 = auto)")
-            align = gr.Checkbox(value=True, label="Align faces (level the eyes)")
-            balanced = gr.Checkbox(value=default_balanced, interactive=info["balanced_available"],
+            threshold = gr.Slider(*THRESHOLD_RANGE, value=defaults.threshold, step=0.01, label="Detection threshold")
+            min_face = gr.Number(value=defaults.min_face_size or 0, minimum=0, precision=0,
+                                 label="Minimum face size (px, 0 = auto)")
+            align = gr.Checkbox(value=defaults.align, label="Align faces (level the eyes)")
+            balanced = gr.Checkbox(value=defaults.balanced, interactive=info["balanced_available"],
                                    label="Balanced decisions (correct for rare expressions)", elem_id="balanced",
                                    info="Divide by how common each expression was in training, so fear, "
                                         "disgust and contempt are not out-voted by neutral")
@@ -271,9 +312,9 @@ def build_blocks(service: FERService) -> gr.Blocks:
                     video_in = gr.Video(sources=["upload"], label="Video", elem_id="video-in")
                     video_out = gr.Video(label="Tracked faces", elem_id="video-out")
                 with gr.Row():
-                    video_fps = gr.Slider(0, 30, value=DEFAULT_VIDEO_SAMPLE_FPS, step=1,
+                    video_fps = gr.Slider(0, MAX_SAMPLE_FPS, value=DEFAULT_VIDEO_SAMPLE_FPS, step=1,
                                           label="Frames analysed per second (0 = every frame)")
-                    video_smoothing = gr.Slider(0, 2, value=DEFAULT_HALF_LIFE_S, step=0.05,
+                    video_smoothing = gr.Slider(*SMOOTHING_RANGE_S, value=DEFAULT_HALF_LIFE_S, step=0.05,
                                                 label="Smoothing half-life (s, 0 = none)")
                 video_go = gr.Button("Analyse video", variant="primary")
                 video_notice = gr.Markdown(elem_id="video-notice")
@@ -293,24 +334,10 @@ def build_blocks(service: FERService) -> gr.Blocks:
                                     elem_id="downloads")
                 go.click(batch, [files, threshold, min_face, align, balanced], [gallery, downloads, batch_notice],
                          api_visibility="private")
-        with gr.Row(visible=False):
-            a_image = gr.File(type="filepath", label="image")
-            a_images = gr.File(type="filepath", file_count="multiple", label="images")
-            a_threshold = gr.Number(value=0.9, label="detection_threshold")
-            a_min_face = gr.Number(value=0, label="min_face_size")
-            a_align = gr.Checkbox(value=True, label="align")
-            a_balanced = gr.Checkbox(value=default_balanced, label="balanced")
-            a_video = gr.File(type="filepath", label="video")
-            a_sample_fps = gr.Number(value=DEFAULT_VIDEO_SAMPLE_FPS, label="sample_fps")
-            a_max_seconds = gr.Number(value=0, label="max_seconds")
-            a_smoothing = gr.Number(value=DEFAULT_HALF_LIFE_S, label="smoothing")
-            a_out = gr.JSON(label="result")
-            a_button = gr.Button()
-        a_button.click(api_predict, [a_image, a_threshold, a_min_face, a_align, a_balanced], a_out,
-                       api_name="predict")
-        a_button.click(api_predict_batch, [a_images, a_threshold, a_min_face, a_align, a_balanced], a_out,
-                       api_name="predict_batch")
-        a_button.click(api_predict_video, [a_video, a_sample_fps, a_max_seconds, a_smoothing, a_threshold, a_min_face,
-                                           a_align, a_balanced], a_out, api_name="predict_video", concurrency_limit=1)
-        a_button.click(api_labels, None, a_out, api_name="labels")
+        gr.api(api_predict, api_name="predict")
+        gr.api(api_predict_batch, api_name="predict_batch")
+        gr.api(api_predict_video, api_name="predict_video", concurrency_limit=1)
+        gr.api(api_labels, api_name="labels")
+    # Gradio's own line is bounded too: a full queue tells the browser so instead of growing.
+    demo.queue(max_size=MAX_QUEUE)
     return demo

@@ -13,74 +13,52 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from fer_core import EmotionRecognizer, FaceResult, InvalidImageError, load_image
-from fer_core.detect import DEFAULT_THRESHOLD
-from fer_core.track import DEFAULT_HALF_LIFE_S
+from fer_core.detect import MAX_DETECT_BATCH
+from fer_core.io import image_size
+from fer_core.options import (
+    DEFAULT_HALF_LIFE_S,
+    DEFAULT_VIDEO_SAMPLE_FPS,
+    PredictOptions,
+    check_max_seconds,
+    check_sample_fps,
+    check_smoothing,
+)
 from fer_core.video import probe_video
 from fer_core.video_analysis import VideoAnalysis
 
-#: Largest accepted upload, bytes (``FER_MAX_UPLOAD_MB``, default 20 MB).
-MAX_UPLOAD_BYTES: int = int(float(os.environ.get("FER_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
-#: Longest video analysed per request, seconds (``FER_MAX_VIDEO_SECONDS``, default 120 s).
-MAX_VIDEO_SECONDS: float = float(os.environ.get("FER_MAX_VIDEO_SECONDS", "120"))
-#: Frames analysed per second of video when a request does not say (the CLI's default is every frame).
-DEFAULT_VIDEO_SAMPLE_FPS: float = 5.0
-
-
-@dataclass
-class Settings:
-    """Detection controls shared by all tabs and endpoints.
-
-    Attributes:
-        threshold: detection probability threshold, 0..1.
-        min_face_size: smallest face in pixels, or ``None``/0 for the adaptive default.
-        align: level the eyes before classifying.
-        balanced: balanced (prior-corrected) decisions; ``None`` for the model's default.
-    """
-
-    threshold: float = DEFAULT_THRESHOLD
-    min_face_size: int | None = None
-    align: bool = True
-    balanced: bool | None = None
-
-    @classmethod
-    def parse(cls, threshold: float | None, min_face_size: float | None, align: bool | None,
-              balanced: bool | None = None) -> Settings:
-        """Settings from UI/API values (``None`` or 0 meaning the default).
-
-        Raises:
-            ValueError: a value is out of range (threshold outside 0..1, face size 1..11).
-        """
-        s = cls(
-            DEFAULT_THRESHOLD if threshold is None else float(threshold),
-            int(min_face_size) if min_face_size else None,
-            True if align is None else bool(align),
-            None if balanced is None else bool(balanced),
-        )
-        if not 0 <= s.threshold <= 1:
-            raise ValueError(f"detection threshold must be between 0 and 1, got {s.threshold}")
-        if s.min_face_size is not None and s.min_face_size < 12:
-            raise ValueError(f"minimum face size must be at least 12 pixels, got {s.min_face_size}")
-        return s
+from .limits import (
+    MAX_FILES,
+    MAX_REQUEST_PIXELS,
+    MAX_VIDEO_SECONDS,
+    InferenceLimiter,
+    RequestTooLargeError,
+)
 
 
 class FERService:
     """The loaded model plus everything the app does with it.
 
+    Every method that runs the model holds a slot of :attr:`limiter` meanwhile, so the UI and the
+    REST routes together never run more inference at once than it allows.
+
     Args:
         recognizer: the loaded recognizer.
         model_id: what was asked for (``FER_MODEL`` or ``"bundled default"``).
+        limiter: the shared inference limit (default: from the ``FER_INFERENCE_SLOTS``,
+            ``FER_MAX_QUEUE`` and ``FER_QUEUE_TIMEOUT_S`` environment variables).
     """
 
-    def __init__(self, recognizer: EmotionRecognizer, model_id: str) -> None:
+    def __init__(self, recognizer: EmotionRecognizer, model_id: str, limiter: InferenceLimiter | None = None) -> None:
         self.recognizer = recognizer
         self.model_id = model_id
+        self.limiter = limiter or InferenceLimiter()
 
     @classmethod
     def from_env(cls) -> FERService:
@@ -108,70 +86,101 @@ class FERService:
             "balanced_default": cfg.balanced,
             "balanced_available": cfg.prior is not None,
             "tau": cfg.tau,
+            "defaults": asdict(self.defaults()),
         }
 
-    def settings(self, threshold: float | None, min_face_size: float | None, align: bool | None,
-                 balanced: bool | None = None) -> Settings:
-        """:meth:`Settings.parse`, also checking that this model can make balanced decisions.
+    def defaults(self) -> PredictOptions:
+        """This model's own defaults: its detector's threshold, its ``config.json``'s ``align`` and
+        ``balanced`` (what the UI's controls start at and the APIs use when a value is omitted)."""
+        return PredictOptions.for_recognizer(self.recognizer)
+
+    def settings(self, threshold: float | None = None, min_face_size: float | None = None, align: bool | None = None,
+                 balanced: bool | None = None) -> PredictOptions:
+        """Validated options from UI/API values; ``None`` means the model's default, a
+        ``min_face_size`` of 0 adaptive (:meth:`fer_core.options.PredictOptions.for_recognizer`).
 
         Raises:
-            ValueError: a value is out of range, or ``balanced`` is asked of a model without a
-                class prior in its ``config.json``.
+            fer_core.InvalidArgumentError: a value is out of range, or ``balanced`` is asked of a
+                model without a class prior in its ``config.json``.
         """
-        s = Settings.parse(threshold, min_face_size, align, balanced)
-        self.recognizer.config.resolve_balanced(s.balanced)
-        return s
+        return PredictOptions.for_recognizer(self.recognizer, threshold, min_face_size, align, balanced)
 
-    def predict(self, image: Any, settings: Settings) -> tuple[Image.Image, list[FaceResult]]:
+    def predict(self, image: Any, options: PredictOptions) -> tuple[Image.Image, list[FaceResult]]:
         """Load one image and find and classify its faces.
 
         Returns:
             The oriented RGB image and its faces (reading order).
 
         Raises:
-            InvalidImageError: the image is invalid. ValueError: bad settings.
+            InvalidImageError: the image is invalid.
+            ServerBusyError: no inference slot came free.
         """
-        pil = load_image(image)
-        faces = self.recognizer.predict(pil, threshold=settings.threshold, min_face_size=settings.min_face_size,
-                                        align=settings.align, balanced=settings.balanced)
-        return pil, faces
+        image_size(image)  # a bad header fails before waiting for a slot
+        with self.limiter.slot():  # decoding counts: a 50 MP image is 150 MB of pixels
+            pil = load_image(image)
+            return pil, self.recognizer.predict(pil, **options.as_kwargs())
 
-    def predict_many(self, items: list[tuple[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    def predict_many(self, items: list[tuple[str, Any]], options: PredictOptions, *,
+                     keep_images: bool = False) -> list[dict[str, Any]]:
         """Several named images; a bad one gets an ``error`` entry and the rest still run.
+
+        Work is bounded before any image is decoded: at most :data:`~app_ui.limits.MAX_FILES`
+        files and :data:`~app_ui.limits.MAX_REQUEST_PIXELS` pixels in all (from the headers). The
+        images are then decoded and run :data:`~fer_core.detect.MAX_DETECT_BATCH` at a time, so
+        memory holds one chunk, not the whole request.
 
         Args:
             items: ``(name, image)`` pairs (image: path, bytes, PIL...).
+            options: detection and decision options.
+            keep_images: also keep each decoded image and its :class:`FaceResult` objects under the
+                private keys ``_image`` and ``_faces`` (for drawing; costs the memory of every image).
 
         Returns:
-            One dict per item, in order: ``{"file", "faces": [...]}`` or ``{"file", "error"}``;
-            successful entries also carry the oriented image under the private key ``_image``.
+            One dict per item, in order: ``{"file", "faces": [...]}`` or ``{"file", "error"}``.
+
+        Raises:
+            RequestTooLargeError: too many files or pixels.
+            ServerBusyError: no inference slot came free.
         """
-        results: list[dict[str, Any]] = []
-        good: list[tuple[int, Image.Image]] = []
-        for name, image in items:
+        if len(items) > MAX_FILES:
+            raise RequestTooLargeError(f"{len(items)} files in one request; at most {MAX_FILES} (FER_MAX_FILES)")
+        results: list[dict[str, Any]] = [{"file": name} for name, _ in items]
+        pending: list[int] = []
+        pixels = 0
+        for i, (_, image) in enumerate(items):
             try:
-                good.append((len(results), load_image(image)))
-                results.append({"file": name})
+                width, height = image_size(image)
             except InvalidImageError as exc:
-                results.append({"file": name, "error": exc.reason})  # named by "file", not the temp path
-        if good:
-            batches = self.recognizer.predict_batch([img for _, img in good], threshold=settings.threshold,
-                                                    min_face_size=settings.min_face_size, align=settings.align,
-                                                    balanced=settings.balanced)
-            for (index, img), faces in zip(good, batches):
-                results[index]["faces"] = [f.to_dict() for f in faces]
-                results[index]["_image"] = img
-                results[index]["_faces"] = faces
+                results[i]["error"] = exc.reason  # named by "file", not the server's temp path
+                continue
+            pixels += width * height
+            pending.append(i)
+        if pixels > MAX_REQUEST_PIXELS:
+            raise RequestTooLargeError(f"the images hold {pixels / 1e6:.0f} megapixels in all; at most "
+                                       f"{MAX_REQUEST_PIXELS / 1e6:.0f} per request (FER_MAX_REQUEST_MEGAPIXELS)")
+        with self.limiter.slot():
+            for start in range(0, len(pending), MAX_DETECT_BATCH):
+                loaded = []
+                for i in pending[start:start + MAX_DETECT_BATCH]:
+                    try:
+                        loaded.append((i, load_image(items[i][1])))
+                    except InvalidImageError as exc:
+                        results[i]["error"] = exc.reason
+                batches = self.recognizer.predict_batch([img for _, img in loaded], **options.as_kwargs())
+                for (i, img), faces in zip(loaded, batches):
+                    results[i]["faces"] = [f.to_dict() for f in faces]
+                    if keep_images:
+                        results[i]["_image"], results[i]["_faces"] = img, faces
         return results
 
-    def analyze_video(self, path: str | Path, settings: Settings, *,
+    def analyze_video(self, path: str | Path, options: PredictOptions, *,
                       sample_fps: float | None = DEFAULT_VIDEO_SAMPLE_FPS, max_seconds: float | None = None,
                       smoothing: float = DEFAULT_HALF_LIFE_S, progress: bool = False) -> VideoAnalysis:
         """Track and classify every face of a video file (see :meth:`EmotionRecognizer.analyze_video`).
 
         Args:
             path: the video file.
-            settings: detection settings.
+            options: detection and decision options.
             sample_fps: frames analysed per second (``None`` or 0: every frame).
             max_seconds: analyse only the first seconds; at most :data:`MAX_VIDEO_SECONDS`.
             smoothing: probability smoothing half-life, seconds (0 = none).
@@ -181,9 +190,11 @@ class FERService:
             fer_core.InvalidVideoError: not a readable video.
             VideoTooLongError: the video is longer than :data:`MAX_VIDEO_SECONDS` and
                 ``max_seconds`` does not limit it to that.
-            ValueError: a setting is out of range.
+            fer_core.InvalidArgumentError: an option is out of range.
+            ServerBusyError: no inference slot came free.
         """
-        check_video_options(sample_fps, max_seconds, smoothing)
+        sample_fps, max_seconds = check_sample_fps(sample_fps), check_max_seconds(max_seconds)
+        smoothing = check_smoothing(smoothing)
         info = probe_video(path)
         limit = min(max_seconds or MAX_VIDEO_SECONDS, MAX_VIDEO_SECONDS)
         if (max_seconds is None or max_seconds > MAX_VIDEO_SECONDS) and (info.duration_s or 0) > MAX_VIDEO_SECONDS:
@@ -191,29 +202,14 @@ class FERService:
                 f"the video lasts {info.duration_s:.0f} s; this server analyses at most {MAX_VIDEO_SECONDS:.0f} s "
                 "per request: send max_seconds to analyse the start only, trim it, or run "
                 "`python -m fer_core VIDEO --timeline OUT` locally")
-        return self.recognizer.analyze_video(
-            path, sample_fps=sample_fps or None, max_seconds=limit, smoothing=smoothing, progress=progress,
-            threshold=settings.threshold, min_face_size=settings.min_face_size, align=settings.align,
-            balanced=settings.balanced)
+        with self.limiter.slot():
+            return self.recognizer.analyze_video(path, sample_fps=sample_fps, max_seconds=limit, smoothing=smoothing,
+                                                 progress=progress, **options.as_kwargs())
 
 
 class VideoTooLongError(ValueError):
-    """A video is longer than the server's :data:`MAX_VIDEO_SECONDS`."""
-
-
-def check_video_options(sample_fps: float | None, max_seconds: float | None, smoothing: float) -> None:
-    """Validate video-request options.
-
-    Raises:
-        ValueError: ``sample_fps`` negative or above 60, ``max_seconds`` negative, ``smoothing``
-            outside 0..10 seconds.
-    """
-    if sample_fps is not None and not 0 <= sample_fps <= 60:
-        raise ValueError(f"sample_fps must be between 0 (every frame) and 60, got {sample_fps}")
-    if max_seconds is not None and not max_seconds >= 0:
-        raise ValueError(f"max_seconds must be >= 0, got {max_seconds}")
-    if not 0 <= smoothing <= 10:
-        raise ValueError(f"smoothing must be between 0 and 10 seconds, got {smoothing}")
+    """A video is longer than the server's :data:`~app_ui.limits.MAX_VIDEO_SECONDS` and the request
+    did not limit ``max_seconds`` to that (HTTP 422: the request can be fixed by asking for less)."""
 
 
 def video_summary_table(analysis: VideoAnalysis) -> list[list[Any]]:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from .errors import InvalidArgumentError
+
 #: Crops larger than this many pixels per side are produced at this size (the classifier resizes
 #: them to its own, much smaller, input anyway).
 MAX_CROP_SIZE: int = 256
@@ -57,13 +59,13 @@ def crop_face(
         Square ``PIL.Image`` in ``image``'s mode, side between 1 and ``max_size`` pixels.
 
     Raises:
-        ValueError: ``margin`` is negative or the box is empty.
+        InvalidArgumentError: ``margin`` is negative or the box is empty.
     """
     if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
+        raise InvalidArgumentError(f"margin must be >= 0, got {margin}")
     x1, y1, x2, y2 = (float(v) for v in box)
     if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"empty box {tuple(box)}")
+        raise InvalidArgumentError(f"empty box {tuple(box)}")
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     side = max(x2 - x1, y2 - y1) * (1.0 + margin)
     theta = eye_angle(landmarks) if (align and landmarks is not None) else 0.0

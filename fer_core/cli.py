@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         rec.config.resolve_balanced(args.balanced)
-    except ValueError as exc:
+    except FERError as exc:
         print(f"error: --balanced: {exc}", file=sys.stderr)
         return 1
     out_dir = Path(args.annotate) if args.annotate else None
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                     from .draw import annotate
 
                     annotate(image, faces).save(out_dir / f"{path.stem}_annotated.png")
-        except (FERError, ValueError, OSError) as exc:
+        except (FERError, OSError) as exc:  # OSError: an output file cannot be written
             failed += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
             continue

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
+from .errors import InvalidArgumentError, ModelLoadError
 from .labels import LABELS
 
 #: Backbones :class:`fer_core.model.EmotionNet` can build (torchvision model names).
@@ -180,11 +180,11 @@ class ModelConfig:
         """The operating point a call asks for: ``balanced``, or this model's default when ``None``.
 
         Raises:
-            ValueError: balanced decisions asked of a model without ``prior``.
+            InvalidArgumentError: balanced decisions asked of a model without ``prior``.
         """
         wanted = self.balanced if balanced is None else bool(balanced)
         if wanted and self.prior is None:
-            raise ValueError("balanced decisions need the class prior, and this model's config.json has none")
+            raise InvalidArgumentError("balanced decisions need the class prior, and this model's config.json has none")
         return wanted
 
     @classmethod

@@ -15,9 +15,8 @@ import torch
 from facenet_pytorch import MTCNN
 from PIL import Image
 
-#: Default detection-probability threshold: MTCNN's final-stage score a face must reach. 0.9 removes
-#: the spurious low-score boxes MTCNN finds in busy scenes while keeping real faces (typically > 0.99).
-DEFAULT_THRESHOLD: float = 0.9
+from .errors import InvalidArgumentError
+from .options import DEFAULT_THRESHOLD, check_min_face_size, check_threshold
 
 #: Images are downscaled for detection so that their longer side is at most this many pixels;
 #: boxes and landmarks are mapped back to the original image.
@@ -71,7 +70,7 @@ class FaceDetector:
         device: torch device for MTCNN.
 
     Raises:
-        ValueError: a parameter is out of range.
+        InvalidArgumentError: a parameter is out of range.
     """
 
     def __init__(
@@ -81,9 +80,9 @@ class FaceDetector:
         max_side: int = DEFAULT_MAX_SIDE,
         device: str | torch.device = "cpu",
     ) -> None:
-        check_detection_params(threshold, min_face_size)
+        threshold, min_face_size = check_threshold(threshold), check_min_face_size(min_face_size)
         if max_side < 64:
-            raise ValueError(f"max_side must be >= 64 pixels, got {max_side}")
+            raise InvalidArgumentError(f"max_side must be >= 64 pixels, got {max_side}")
         self.threshold = float(threshold)
         self.min_face_size = min_face_size
         self.max_side = int(max_side)
@@ -108,7 +107,7 @@ class FaceDetector:
             Detections in reading order (:func:`reading_order`), possibly empty.
 
         Raises:
-            ValueError: ``threshold`` or ``min_face_size`` out of range.
+            InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range.
         """
         return self.detect_batch([image], threshold=threshold, min_face_size=min_face_size)[0]
 
@@ -126,11 +125,10 @@ class FaceDetector:
             One list of detections per image, in input order.
 
         Raises:
-            ValueError: ``threshold`` or ``min_face_size`` out of range.
+            InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range.
         """
-        threshold = self.threshold if threshold is None else float(threshold)
-        min_face = self.min_face_size if min_face_size is None else min_face_size
-        check_detection_params(threshold, min_face)
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
+        min_face = self.min_face_size if min_face_size is None else check_min_face_size(min_face_size)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
             groups.setdefault(image.size, []).append(i)
@@ -192,14 +190,3 @@ def reading_order(faces: list[Detection]) -> list[Detection]:
             rows.append([f])
     return [f for row in rows for f in sorted(row, key=lambda f: f.box[0] + f.box[2])]
 
-
-def check_detection_params(threshold: float, min_face_size: int | None) -> None:
-    """Validate detection parameters.
-
-    Raises:
-        ValueError: ``threshold`` outside 0..1 or ``min_face_size`` below 12 pixels.
-    """
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-    if min_face_size is not None and int(min_face_size) < 12:
-        raise ValueError(f"min_face_size must be at least 12 pixels, got {min_face_size}")

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from .labels import LABELS
-from .recognizer import FaceResult
+from .result import FaceResult
 
 #: One colour per FER+ label (colour-blind-friendly Okabe-Ito palette plus grey for neutral).
 LABEL_COLORS: dict[str, str] = {

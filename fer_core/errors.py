@@ -1,7 +1,9 @@
 """Exception types raised by :mod:`fer_core`.
 
-Every error a caller can cause (bad image, bad model folder, bad argument) is one of these, so
-``except FERError`` catches all of them and nothing surfaces as a bare traceback from PIL or torch.
+Every error a caller can cause (bad image or video, bad model folder, bad argument) is one of these,
+so ``except FERError`` catches all of them and nothing surfaces as a bare traceback from PIL or torch.
+The library raises them ``from`` the underlying exception where there is one, so ``__cause__``
+still shows where a problem started. Anything else escaping :mod:`fer_core` is a bug.
 """
 
 from __future__ import annotations
@@ -52,3 +54,11 @@ class InvalidVideoError(InputError):
     Message and attributes as :class:`InputError`, e.g. ``"'clip.mp4': no video stream in the file"``.
     """
 
+
+
+class InvalidArgumentError(FERError, ValueError):
+    """An option or parameter is out of range or of the wrong kind: a detection threshold outside
+    0..1, a minimum face size under 12 pixels, a negative smoothing half-life, balanced decisions
+    asked of a model without a class prior... The message names the parameter, the allowed range
+    (see :mod:`fer_core.options`) and the value given.
+    """

@@ -91,6 +91,51 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return to_rgb(Image.fromarray(np.ascontiguousarray(array)))
 
 
+def image_size(source: ImageInput) -> tuple[int, int]:
+    """``(width, height)`` in pixels of an image, from its header only (nothing is decoded), before
+    EXIF orientation; for budgeting work before any image of a request is decoded.
+
+    Args:
+        source: as :func:`load_image`.
+
+    Raises:
+        InvalidImageError: as :func:`load_image`, for every problem the header shows (missing,
+            empty, not an image, more than :data:`MAX_IMAGE_PIXELS` pixels, wrong array); a file
+            whose pixel data is damaged passes here and fails in :func:`load_image`.
+    """
+    what = _describe(source)
+    if isinstance(source, np.ndarray):
+        if source.ndim < 2:
+            raise InvalidImageError(f"<ndarray shape={source.shape} dtype={source.dtype}>",
+                                    "expected shape (H, W, 3) RGB, (H, W, 4) RGBA or (H, W)")
+        return int(source.shape[1]), int(source.shape[0])
+    if isinstance(source, Image.Image):
+        return source.size
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidImageError(what, "no such file")
+        opener: object = path
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        opener = _io.BytesIO(bytes(source))
+    else:
+        raise InvalidImageError(what, "unsupported input type; pass a path, bytes, a PIL image or a uint8 NumPy array")
+    try:
+        with Image.open(opener) as opened:  # type: ignore[arg-type]
+            _check_size(opened.width, opened.height, what)
+            return opened.size
+    except InvalidImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError(what, "not a recognised image file") from exc
+    except Image.DecompressionBombError as exc:
+        raise InvalidImageError(what, f"image too large ({exc})") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        reason = "file is empty (0 bytes)" if isinstance(opener, Path) and opener.stat().st_size == 0 else \
+            f"truncated or corrupt image ({exc})"
+        raise InvalidImageError(what, reason) from exc
+
+
 def load_image(source: ImageInput) -> Image.Image:
     """Open and validate one image and return it as an upright 8-bit RGB PIL image.
 

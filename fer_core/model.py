@@ -7,6 +7,7 @@ architecture is rebuilt from the validated ``config.json``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch.fx.experimental.optimization import fuse as fx_fuse
 
 from .config import ModelConfig
 from .dlib_resnet import DlibResNet
-from .errors import ModelLoadError
+from .errors import InvalidArgumentError, ModelLoadError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -113,7 +114,7 @@ class EmotionNet(
             balanced: ``None`` for the model's default (``config.balanced``).
 
         Raises:
-            ValueError: balanced probabilities asked of a model without ``prior`` in its config.
+            InvalidArgumentError: balanced probabilities asked of a model without ``prior`` in its config.
         """
         cfg = self.config
         scaled = logits.float() / cfg.temperature
@@ -188,11 +189,11 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
         device; gradients are not meant to flow through it (use ``model`` to train).
 
     Raises:
-        ValueError: ``model`` is in training mode (BatchNorm then uses batch statistics, which
+        InvalidArgumentError: ``model`` is in training mode (BatchNorm then uses batch statistics, which
             cannot be folded).
     """
     if model.training:
-        raise ValueError("fuse_batchnorm needs a model in eval mode; call model.eval() first")
+        raise InvalidArgumentError("fuse_batchnorm needs a model in eval mode; call model.eval() first")
     return fx_fuse(model).eval()
 
 
@@ -241,3 +242,19 @@ def load_weights(
         )
     model.load_state_dict(state, strict=True)
     model.eval()
+
+
+def load_model(folder: str | os.PathLike, source: str | None = None,
+               device: str | torch.device = "cpu") -> EmotionNet:
+    """Build an :class:`EmotionNet` from a folder holding ``config.json`` + ``model.safetensors``.
+
+    Raises:
+        ModelLoadError: missing/invalid config, missing/invalid weights, or weights that do not
+            match the config.
+    """
+    folder = Path(folder)
+    source = source or str(folder)
+    config = ModelConfig.from_file(folder / CONFIG_NAME)
+    model = EmotionNet(config)
+    load_weights(model, folder / WEIGHTS_NAME, source=source)
+    return model.to(device).eval()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,57 +18,23 @@ from PIL import Image
 
 from .align import crop_face
 from .config import ModelConfig
-from .detect import DEFAULT_THRESHOLD, Detection, FaceDetector
+from .detect import Detection, FaceDetector
 from .errors import InvalidImageError, ModelLoadError
 from .io import ImageInput, load_image
-from .model import CONFIG_NAME, WEIGHTS_NAME, EmotionNet, fuse_batchnorm, load_weights
+from .model import CONFIG_NAME, WEIGHTS_NAME, EmotionNet, fuse_batchnorm, load_model
+from .options import DEFAULT_HALF_LIFE_S, DEFAULT_THRESHOLD
 from .preprocess import crops_to_batch
+from .result import FaceResult
 
 if TYPE_CHECKING:
     from .video_analysis import VideoAnalysis
 
+#: Faces per classifier forward pass: a group photo or a batch of images with hundreds of faces
+#: runs in chunks of this many, so memory does not grow with the number of faces.
+CLASSIFY_BATCH: int = 64
+
 #: Folder of the trained default model shipped inside the package.
 DEFAULT_MODEL_DIR: Path = Path(__file__).resolve().parent / "default_model"
-
-
-@dataclass(frozen=True)
-class FaceResult:
-    """One face found in an image and its emotion probabilities.
-
-    Attributes:
-        box: ``(x1, y1, x2, y2)`` float pixels in the input image (after EXIF orientation).
-        score: detection probability, 0..1.
-        landmarks: float32 ``(5, 2)`` ``(x, y)`` pixels: left eye, right eye, nose, mouth left,
-            mouth right.
-        probs: label -> calibrated probability (0..1), in the model's label order, summing to 1.
-        label: the label with the highest probability.
-        face_id: the identity given by a :class:`~fer_core.track.FaceTracker` (stable across the
-            frames of a video or stream, from 1); ``None`` for a single image.
-    """
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: np.ndarray
-    probs: dict[str, float]
-    label: str
-    face_id: int | None = None
-
-    @property
-    def confidence(self) -> float:
-        """Probability of :attr:`label`."""
-        return self.probs[self.label]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict: box, score, landmarks (list of [x, y]), label, probs, and
-        face_id when the face is tracked."""
-        out: dict[str, Any] = {} if self.face_id is None else {"face_id": self.face_id}
-        return out | {
-            "box": [round(v, 2) for v in self.box],
-            "score": round(self.score, 5),
-            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
-            "label": self.label,
-            "probs": {k: round(v, 6) for k, v in self.probs.items()},
-        }
 
 
 class EmotionRecognizer:
@@ -161,7 +126,7 @@ class EmotionRecognizer:
         """The model's :class:`ModelConfig` (from its ``config.json``)."""
         return self.model.config
 
-    def classify_crops(self, crops: Sequence[ImageInput], *, batch_size: int = 64,
+    def classify_crops(self, crops: Sequence[ImageInput], *, batch_size: int = CLASSIFY_BATCH,
                        balanced: bool | None = None) -> np.ndarray:
         """Emotion probabilities of faces that are already cropped (no detection, no alignment).
 
@@ -177,7 +142,7 @@ class EmotionRecognizer:
 
         Raises:
             InvalidImageError: a crop is not a valid image (message gives its index).
-            ValueError: ``balanced=True`` for a model without a class prior.
+            InvalidArgumentError: ``balanced=True`` for a model without a class prior.
         """
         images = [_load_indexed(c, i) for i, c in enumerate(crops)]
         return self._probabilities(images, batch_size, balanced)
@@ -191,7 +156,8 @@ class EmotionRecognizer:
         align: bool | None = None,
         balanced: bool | None = None,
     ) -> list[FaceResult]:
-        """Detect every face in one image and classify them all in one forward pass.
+        """Detect every face in one image and classify them all in one batched forward pass
+        (:data:`CLASSIFY_BATCH` faces per pass).
 
         Args:
             image: a path, encoded bytes, ``PIL.Image`` or uint8 ``(H, W, 3)`` RGB array.
@@ -208,7 +174,7 @@ class EmotionRecognizer:
 
         Raises:
             InvalidImageError: the image is invalid (see :func:`load_image`).
-            ValueError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
+            InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
                 model without a class prior.
         """
         return self.predict_batch([image], threshold=threshold, min_face_size=min_face_size, align=align,
@@ -224,7 +190,7 @@ class EmotionRecognizer:
         balanced: bool | None = None,
     ) -> list[list[FaceResult]]:
         """:meth:`predict` for several images; the faces of all of them go through the
-        classifier together.
+        classifier together, :data:`CLASSIFY_BATCH` at a time.
 
         All images are validated before any work is done, so a bad one fails fast; callers that
         must keep going past bad files (the CLI, the app) load each with :func:`load_image` first.
@@ -234,7 +200,7 @@ class EmotionRecognizer:
 
         Raises:
             InvalidImageError: an image is invalid (message gives its index).
-            ValueError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
+            InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
                 model without a class prior.
         """
         self.model.config.resolve_balanced(balanced)  # a bad request fails before any detection work
@@ -248,7 +214,7 @@ class EmotionRecognizer:
             for img, dets in zip(pil_images, detections)
             for d in dets
         ]
-        probs = self._probabilities(crops, max(1, len(crops)), balanced)
+        probs = self._probabilities(crops, CLASSIFY_BATCH, balanced)
         results, k = [], 0
         for dets in detections:
             faces = []
@@ -273,7 +239,7 @@ class EmotionRecognizer:
             sample_fps: analyse at most this many frames per second (``None``: every frame).
             max_seconds: analyse only the first seconds of the video.
             smoothing: EMA half-life of the per-face probabilities in seconds (``None``: the
-                default, :data:`fer_core.track.DEFAULT_HALF_LIFE_S`; 0: none).
+                default, :data:`fer_core.options.DEFAULT_HALF_LIFE_S`; 0: none).
             progress: show a tqdm progress bar.
 
         Returns:
@@ -282,9 +248,8 @@ class EmotionRecognizer:
 
         Raises:
             InvalidVideoError: not a readable video (missing, empty, corrupt, too large frames).
-            ValueError: an option is out of range.
+            InvalidArgumentError: an option is out of range.
         """
-        from .track import DEFAULT_HALF_LIFE_S
         from .video_analysis import analyze_video
 
         return analyze_video(self, source, sample_fps=sample_fps, max_seconds=max_seconds,
@@ -302,22 +267,6 @@ class EmotionRecognizer:
                 batch = batch.to(self.device, memory_format=torch.channels_last)
                 out.append(self.model.probabilities(self._net(batch), balanced).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
-
-
-def load_model(folder: str | os.PathLike, source: str | None = None,
-               device: str | torch.device = "cpu") -> EmotionNet:
-    """Build an :class:`EmotionNet` from a folder holding ``config.json`` + ``model.safetensors``.
-
-    Raises:
-        ModelLoadError: missing/invalid config, missing/invalid weights, or weights that do not
-            match the config.
-    """
-    folder = Path(folder)
-    source = source or str(folder)
-    config = ModelConfig.from_file(folder / CONFIG_NAME)
-    model = EmotionNet(config)
-    load_weights(model, folder / WEIGHTS_NAME, source=source)
-    return model.to(device).eval()
 
 
 def _download(repo_id: str, revision: str | None, cache_dir: Any, local_files_only: bool,

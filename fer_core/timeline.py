@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .draw import label_color
-from .recognizer import FaceResult
+from .errors import InvalidArgumentError
+from .result import FaceResult
 
 #: Row columns before the per-label probability columns (see :meth:`Timeline.to_dataframe`).
 BASE_COLUMNS: tuple[str, ...] = ("frame", "time_s", "face_id", "x1", "y1", "x2", "y2", "score", "label")
@@ -68,7 +69,7 @@ class Timeline:
     def __init__(self, labels: Sequence[str], *, window_s: float | None = None,
                  frame_period_s: float | None = None) -> None:
         if window_s is not None and not window_s > 0:
-            raise ValueError(f"window_s must be > 0 seconds, got {window_s}")
+            raise InvalidArgumentError(f"window_s must be > 0 seconds, got {window_s}")
         self.labels = list(labels)
         self.window_s = window_s
         self.frame_period_s = frame_period_s
@@ -85,12 +86,12 @@ class Timeline:
             raw: the same faces before smoothing, same order; ``None`` if not kept.
 
         Raises:
-            ValueError: a face has no ``face_id`` or ``raw`` has another length.
+            InvalidArgumentError: a face has no ``face_id`` or ``raw`` has another length.
         """
         if raw is not None and len(raw) != len(faces):
-            raise ValueError(f"{len(faces)} faces but {len(raw)} raw results")
+            raise InvalidArgumentError(f"{len(faces)} faces but {len(raw)} raw results")
         if any(face.face_id is None for face in faces):
-            raise ValueError("faces must be tracked (face_id set): use fer_core.track.FaceTracker")
+            raise InvalidArgumentError("faces must be tracked (face_id set): use fer_core.track.FaceTracker")
         self.frames.append((int(frame), float(time_s)))
         for i, face in enumerate(faces):
             probs = np.array([face.probs[k] for k in self.labels], dtype=np.float32)

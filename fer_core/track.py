@@ -22,12 +22,10 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
 
-from .recognizer import FaceResult
+from .errors import InvalidArgumentError
+from .options import DEFAULT_HALF_LIFE_S
+from .result import FaceResult
 
-#: Default smoothing half-life, seconds: a new frame's probabilities get weight
-#: ``1 - 0.5 ** (dt / half_life)``; after a lasting change of expression the smoothed
-#: probabilities have moved half way after this long.
-DEFAULT_HALF_LIFE_S: float = 0.25
 #: Default overlap a face needs with a track's last box to continue it.
 DEFAULT_MIN_IOU: float = 0.3
 #: Default seconds a track survives without a matching face (a blink of the detector, a turned head).
@@ -74,17 +72,17 @@ class FaceTracker:
             later gets a new id.
 
     Raises:
-        ValueError: a parameter is out of range.
+        InvalidArgumentError: a parameter is out of range.
     """
 
     def __init__(self, labels: Sequence[str], *, half_life_s: float = DEFAULT_HALF_LIFE_S,
                  min_iou: float = DEFAULT_MIN_IOU, max_missed_s: float = DEFAULT_MAX_MISSED_S) -> None:
         if not half_life_s >= 0:
-            raise ValueError(f"half_life_s must be >= 0 seconds, got {half_life_s}")
+            raise InvalidArgumentError(f"half_life_s must be >= 0 seconds, got {half_life_s}")
         if not 0 < min_iou <= 1:
-            raise ValueError(f"min_iou must be in (0, 1], got {min_iou}")
+            raise InvalidArgumentError(f"min_iou must be in (0, 1], got {min_iou}")
         if not max_missed_s >= 0:
-            raise ValueError(f"max_missed_s must be >= 0 seconds, got {max_missed_s}")
+            raise InvalidArgumentError(f"max_missed_s must be >= 0 seconds, got {max_missed_s}")
         self.labels = list(labels)
         self.half_life_s, self.min_iou, self.max_missed_s = float(half_life_s), float(min_iou), float(max_missed_s)
         self.tracks: list[Track] = []
@@ -103,11 +101,11 @@ class FaceTracker:
             by the track's smoothed probabilities.
 
         Raises:
-            ValueError: ``time_s`` is earlier than the previous frame's.
+            InvalidArgumentError: ``time_s`` is earlier than the previous frame's.
         """
         time_s = float(time_s)
         if self._last_time is not None and time_s < self._last_time:
-            raise ValueError(f"frames must come in time order: {time_s} s after {self._last_time} s")
+            raise InvalidArgumentError(f"frames must come in time order: {time_s} s after {self._last_time} s")
         self._last_time = time_s
         self.tracks = [t for t in self.tracks if time_s - t.last_time_s <= self.max_missed_s]
         matches = self._match(faces)

@@ -16,7 +16,7 @@ from types import TracebackType
 
 import numpy as np
 
-from .errors import InvalidVideoError
+from .errors import InvalidArgumentError, InvalidVideoError
 
 #: File name endings treated as videos by the CLI and the app.
 VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"})
@@ -163,14 +163,14 @@ def iter_frames(source: VideoSource, *, sample_fps: float | None = None, max_sec
     Raises:
         InvalidVideoError: the file cannot be opened (see :func:`probe_video`) or not one frame
             can be decoded.
-        ValueError: ``sample_fps`` or ``max_seconds`` is not positive.
+        InvalidArgumentError: ``sample_fps`` or ``max_seconds`` is not positive.
     """
     import av
 
     if sample_fps is not None and not sample_fps > 0:
-        raise ValueError(f"sample_fps must be > 0, got {sample_fps}")
+        raise InvalidArgumentError(f"sample_fps must be > 0, got {sample_fps}")
     if max_seconds is not None and not max_seconds > 0:
-        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+        raise InvalidArgumentError(f"max_seconds must be > 0, got {max_seconds}")
     container, stream = _open(source)
     name = _describe(source)
     stream.thread_type = "AUTO"
@@ -263,16 +263,16 @@ class VideoWriter:
         crf: x264 quality (0 lossless .. 51 worst; 23 is x264's default).
 
     Raises:
-        ValueError: ``fps`` not positive or a size under 2 pixels.
+        InvalidArgumentError: ``fps`` not positive or a size under 2 pixels.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int, crf: int = 23) -> None:
         import av
 
         if not fps > 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
+            raise InvalidArgumentError(f"fps must be > 0, got {fps}")
         if width < 2 or height < 2:
-            raise ValueError(f"frame size must be at least 2x2, got {width}x{height}")
+            raise InvalidArgumentError(f"frame size must be at least 2x2, got {width}x{height}")
         self.width, self.height = width - width % 2, height - height % 2
         self._container = av.open(str(path), mode="w", options={"movflags": "faststart"})
         rate = Fraction(fps).limit_denominator(1001)

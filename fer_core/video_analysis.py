@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .errors import InvalidArgumentError
+from .options import DEFAULT_HALF_LIFE_S, check_max_seconds, check_sample_fps, check_smoothing
 from .timeline import Timeline, TimelineRow
-from .track import DEFAULT_HALF_LIFE_S, DEFAULT_MAX_MISSED_S, FaceTracker
+from .track import DEFAULT_MAX_MISSED_S, FaceTracker
 from .video import Frame, VideoInfo, VideoSource, VideoWriter, iter_frames, probe_video
 
 if TYPE_CHECKING:
@@ -116,9 +118,10 @@ def analyze_video(
     Args:
         recognizer: the loaded recognizer (detector + classifier).
         source: path to a video file (mp4, webm, mov, avi, mkv, ...; audio is ignored).
-        sample_fps: analyse at most this many frames per second; ``None`` analyses every frame.
-        max_seconds: analyse only the first ``max_seconds`` seconds; ``None`` for all.
-        smoothing: EMA half-life in seconds of the per-face probabilities (0 = none; see
+        sample_fps: analyse at most this many frames per second (up to
+            :data:`~fer_core.options.MAX_SAMPLE_FPS`); ``None`` or 0 analyses every frame.
+        max_seconds: analyse only the first ``max_seconds`` seconds; ``None`` or 0 for all.
+        smoothing: EMA half-life in seconds of the per-face probabilities (0 = none, at most 10; see
             :class:`~fer_core.track.FaceTracker`).
         max_missed_s: seconds a face may go undetected and keep its ``face_id``.
         progress: show a tqdm progress bar (frames).
@@ -133,10 +136,12 @@ def analyze_video(
     Raises:
         InvalidVideoError: the file is missing, empty, not a video, undecodable from the start, or
             its frames are too large.
-        ValueError: a parameter is out of range.
+        InvalidArgumentError: a parameter is out of range.
     """
     if batch_frames < 1:
-        raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
+        raise InvalidArgumentError(f"batch_frames must be >= 1, got {batch_frames}")
+    sample_fps, max_seconds = check_sample_fps(sample_fps), check_max_seconds(max_seconds)
+    smoothing = check_smoothing(smoothing)
     recognizer.config.resolve_balanced(balanced)  # bad requests fail before decoding
     info = probe_video(source)
     tracker = FaceTracker(recognizer.labels, half_life_s=smoothing, max_missed_s=max_missed_s)

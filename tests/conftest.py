@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from fer_core.config import ModelConfig
-from fer_core.model import EmotionNet
-from fer_core.recognizer import DEFAULT_MODEL_DIR, EmotionRecognizer, load_model
+from fer_core.model import EmotionNet, load_model
+from fer_core.recognizer import DEFAULT_MODEL_DIR, EmotionRecognizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))

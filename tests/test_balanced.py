@@ -15,8 +15,8 @@ from PIL import Image
 
 from fer_core.config import ModelConfig
 from fer_core.errors import ModelLoadError
-from fer_core.model import EmotionNet
-from fer_core.recognizer import EmotionRecognizer, load_model
+from fer_core.model import EmotionNet, load_model
+from fer_core.recognizer import EmotionRecognizer
 from tests.conftest import CANVAS_CROPS, ROOT
 
 #: FER+ Train class counts (crossentropy mode), add-one smoothed, as the training loop stores them.

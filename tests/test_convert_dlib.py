@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from fer_core.config import DLIB_MEAN_RGB, ModelConfig, backbone_normalization
 from fer_core.dlib_resnet import DlibResNet, add_zero_padded
-from fer_core.model import EmotionNet, fuse_batchnorm
-from fer_core.recognizer import EmotionRecognizer, load_model
+from fer_core.model import EmotionNet, fuse_batchnorm, load_model
+from fer_core.recognizer import EmotionRecognizer
 from tests.conftest import CANVAS_CROPS, TINY_RUN
 from train.__main__ import main as train_main
 from train.convert_dlib import DlibFormatError, find_dlib_model, load_dlib_resnet, read_dlib_net

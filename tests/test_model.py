@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from fer_core import LABELS, ModelLoadError
 from fer_core.config import ModelConfig
-from fer_core.model import EmotionNet, fuse_batchnorm
-from fer_core.recognizer import EmotionRecognizer, load_model
+from fer_core.model import EmotionNet, fuse_batchnorm, load_model
+from fer_core.recognizer import EmotionRecognizer
 
 
 def copy_model(src, tmp_path):

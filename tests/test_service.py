@@ -1,4 +1,4 @@
-"""app_ui.service helpers: settings parsing, the CSV of a batch, pruning of download folders."""
+"""app_ui.service helpers: the CSV of a batch, pruning of download folders."""
 
 from __future__ import annotations
 
@@ -7,19 +7,8 @@ import io
 import os
 import time
 
-import pytest
-
-from app_ui.service import Settings, batch_folder, results_csv
+from app_ui.service import batch_folder, results_csv
 from fer_core import LABELS
-
-
-def test_settings_parse():
-    assert Settings.parse(None, 0, None) == Settings(0.9, None, True)
-    assert Settings.parse(0.5, 40, False) == Settings(0.5, 40, False)
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        Settings.parse(1.5, 0, True)
-    with pytest.raises(ValueError, match="at least 12"):
-        Settings.parse(0.9, 5, True)
 
 
 def test_results_csv_has_a_row_per_face_and_per_error():

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from fer_core.recognizer import EmotionRecognizer, load_model
+from fer_core.model import load_model
+from fer_core.recognizer import EmotionRecognizer
 from tests.conftest import TINY_RUN as TINY
 from train.__main__ import main as train_main
 from train.data import LabelledFaces, load_split

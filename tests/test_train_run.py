@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import confusion_matrix
 from torch.utils.data import DataLoader
 
-from fer_core.recognizer import load_model
+from fer_core.model import load_model
 from tests.conftest import TINY_RUN
 from train.__main__ import main as train_main
 from train.augment import eval_transform

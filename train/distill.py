@@ -24,9 +24,8 @@ import torch
 from PIL import Image
 
 from fer_core.labels import LABELS
-from fer_core.model import fuse_batchnorm
+from fer_core.model import fuse_batchnorm, load_model
 from fer_core.preprocess import crops_to_batch
-from fer_core.recognizer import load_model
 
 CACHE_NAME = "teacher_probs.npz"
 

@@ -31,8 +31,7 @@ from sklearn.metrics import (
 from torch.utils.data import DataLoader
 
 from fer_core.errors import ModelLoadError
-from fer_core.model import fuse_batchnorm
-from fer_core.recognizer import load_model
+from fer_core.model import fuse_batchnorm, load_model
 
 from .augment import eval_transform
 from .calibrate import expected_calibration_error, fit_temperature, reliability_diagram, softmax
