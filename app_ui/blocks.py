@@ -54,6 +54,9 @@ LIVE_WINDOW_S = 600.0
 #: Seconds between redraws of the live timeline plot.
 LIVE_PLOT_EVERY_S = 2.0
 
+#: Most events waiting in Gradio's queue (webcam frames included), at least 8.
+GRADIO_QUEUE_SIZE = max(8, 2 * MAX_QUEUE)
+
 NO_FACE = ("**No face detected.** Try a larger or sharper face, a lower detection threshold or a smaller "
            "minimum face size.")
 
@@ -338,6 +341,7 @@ def build_blocks(service: FERService) -> gr.Blocks:
         gr.api(api_predict_batch, api_name="predict_batch")
         gr.api(api_predict_video, api_name="predict_video", concurrency_limit=1)
         gr.api(api_labels, api_name="labels")
-    # Gradio's own line is bounded too: a full queue tells the browser so instead of growing.
-    demo.queue(max_size=MAX_QUEUE)
+    # Gradio's own line of events is bounded too (a full one tells the client "queue is full" instead of
+    # growing); the inference limit itself is the service's limiter, shared with the REST routes.
+    demo.queue(max_size=GRADIO_QUEUE_SIZE)
     return demo

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def _env(name: str, default: float) -> float:
+def _env(name: str, default: float, allow_zero: bool = False) -> float:
     value = os.environ.get(name)
     if not value:
         return default
@@ -36,8 +36,8 @@ def _env(name: str, default: float) -> float:
         number = float(value)
     except ValueError as exc:
         raise RuntimeError(f"{name}={value!r} is not a number") from exc
-    if number <= 0:
-        raise RuntimeError(f"{name}={value!r} must be positive")
+    if number < 0 or (number == 0 and not allow_zero):
+        raise RuntimeError(f"{name}={value!r} must be {'>= 0' if allow_zero else 'positive'}")
     return number
 
 
@@ -55,7 +55,7 @@ MAX_VIDEO_SECONDS: float = _env("FER_MAX_VIDEO_SECONDS", 120)
 #: Requests running inference at once.
 INFERENCE_SLOTS: int = int(_env("FER_INFERENCE_SLOTS", 2))
 #: Requests allowed to wait for a slot.
-MAX_QUEUE: int = int(_env("FER_MAX_QUEUE", 16))
+MAX_QUEUE: int = int(_env("FER_MAX_QUEUE", 16, allow_zero=True))
 #: Seconds a request waits for a slot before it is refused.
 QUEUE_TIMEOUT_S: float = _env("FER_QUEUE_TIMEOUT_S", 30)
 #: ``Retry-After`` seconds sent with a 503.
