@@ -22,8 +22,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app_ui.launch import app_server  # noqa: E402
 from benchmarks.common import frame_640x480  # noqa: E402
-from tests.app_server import app_server  # noqa: E402
 
 
 def server_rss_mb(url: str) -> float:

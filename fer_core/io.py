@@ -79,6 +79,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1..8), or 1 when there is none or the EXIF block is unreadable
+    (damaged EXIF is metadata, not a reason to refuse the pixels)."""
+    try:
+        return int(image.getexif().get(ORIENTATION, 1))
+    except Exception:  # PIL raises SyntaxError, struct.error, ValueError... on damaged EXIF
+        return 1
+
+
 def _from_array(array: np.ndarray) -> Image.Image:
     what = f"<ndarray shape={array.shape} dtype={array.dtype}>"
     if array.dtype != np.uint8:
@@ -111,36 +120,55 @@ def image_size(source: ImageInput) -> tuple[int, int]:
         return int(source.shape[1]), int(source.shape[0])
     if isinstance(source, Image.Image):
         return source.size
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise InvalidImageError(what, "no such file")
-        opener: object = path
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        opener = _io.BytesIO(bytes(source))
-    else:
-        raise InvalidImageError(what, "unsupported input type; pass a path, bytes, a PIL image or a uint8 NumPy array")
+    data = _read_bytes(source, what)
     try:
-        with Image.open(opener) as opened:  # type: ignore[arg-type]
+        with Image.open(_io.BytesIO(data)) as opened:
             _check_size(opened.width, opened.height, what)
             return opened.size
     except InvalidImageError:
         raise
-    except UnidentifiedImageError as exc:
-        raise InvalidImageError(what, "not a recognised image file") from exc
-    except Image.DecompressionBombError as exc:
-        raise InvalidImageError(what, f"image too large ({exc})") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        reason = "file is empty (0 bytes)" if isinstance(opener, Path) and opener.stat().st_size == 0 else \
-            f"truncated or corrupt image ({exc})"
-        raise InvalidImageError(what, reason) from exc
+    except Exception as exc:  # PIL's header parsers raise many types on garbage
+        raise _decode_error(what, exc) from exc
+
+
+def _read_bytes(source: ImageInput, what: str) -> bytes:
+    """The encoded bytes of a path or bytes source.
+
+    Raises:
+        InvalidImageError: missing, unreadable or empty file, no bytes, or an unsupported type.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidImageError(what, "no such file")
+        if path.stat().st_size == 0:
+            raise InvalidImageError(what, "file is empty (0 bytes)")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise InvalidImageError(what, f"cannot read file ({exc.strerror or exc})") from exc
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
+            raise InvalidImageError(what, "no data (0 bytes)")
+        return bytes(source)
+    raise InvalidImageError(what, "unsupported input type; pass a path, bytes, a PIL image or a uint8 NumPy array")
+
+
+def _decode_error(what: str, exc: Exception) -> InvalidImageError:
+    """The InvalidImageError for an exception PIL raised while opening or decoding."""
+    if isinstance(exc, UnidentifiedImageError):
+        return InvalidImageError(what, "not a recognised image file")
+    if isinstance(exc, Image.DecompressionBombError):  # PIL's own guard, in case it trips first
+        return InvalidImageError(what, f"image too large ({exc})")
+    return InvalidImageError(what, f"truncated or corrupt image ({exc})")
 
 
 def load_image(source: ImageInput) -> Image.Image:
     """Open and validate one image and return it as an upright 8-bit RGB PIL image.
 
-    EXIF orientation is applied (``ImageOps.exif_transpose``); of an animated image (GIF, APNG,
-    WebP) the first frame is used; every PIL mode is converted by :func:`to_rgb`.
+    EXIF orientation is applied (``ImageOps.exif_transpose``; unreadable EXIF is ignored); of an
+    animated image (GIF, APNG, WebP) or a multi-page TIFF the first frame is used; every PIL mode is
+    converted by :func:`to_rgb`.
 
     Args:
         source: a path (``str`` or ``os.PathLike``), the encoded bytes of an image file, a
@@ -163,41 +191,22 @@ def load_image(source: ImageInput) -> Image.Image:
         _check_size(source.width, source.height, what)
         try:
             source.load()
-            if source.getexif().get(ORIENTATION, 1) not in (0, 1):
+            if _orientation(source) not in (0, 1):
                 source = ImageOps.exif_transpose(source)
             return to_rgb(source)  # no copy for an upright RGB image (the hot path re-validates)
         except (OSError, ValueError, SyntaxError) as exc:
             raise InvalidImageError(what, f"cannot decode image ({exc})") from exc
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise InvalidImageError(what, "no such file")
-        if path.stat().st_size == 0:
-            raise InvalidImageError(what, "file is empty (0 bytes)")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InvalidImageError(what, f"cannot read file ({exc.strerror or exc})") from exc
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        if not data:
-            raise InvalidImageError(what, "no data (0 bytes)")
-    else:
-        raise InvalidImageError(
-            what, "unsupported input type; pass a path, bytes, a PIL image or a uint8 NumPy array"
-        )
+    data = _read_bytes(source, what)
     try:
         with Image.open(_io.BytesIO(data)) as opened:
             _check_size(opened.width, opened.height, what)
             opened.seek(0)  # first frame of an animation
             opened.load()
-            image = ImageOps.exif_transpose(opened)
-            return to_rgb(image).copy()
+            image = ImageOps.exif_transpose(opened) if _orientation(opened) not in (0, 1) else opened
+            upright = to_rgb(image).copy()
+            upright.info.pop("exif", None)  # orientation applied; unreadable EXIF must not follow the pixels
+            return upright
     except InvalidImageError:
         raise
-    except UnidentifiedImageError as exc:
-        raise InvalidImageError(what, "not a recognised image file") from exc
-    except Image.DecompressionBombError as exc:  # PIL's own guard, in case it trips first
-        raise InvalidImageError(what, f"image too large ({exc})") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidImageError(what, f"truncated or corrupt image ({exc})") from exc
+    except Exception as exc:  # PIL's decoders raise many types on damaged data; the cause is kept
+        raise _decode_error(what, exc) from exc

@@ -12,24 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app_ui.launch import free_port, stop_process  # noqa: F401 (used here and by tests)
+
 ROOT = Path(__file__).resolve().parents[1]
 GIT = ["git", "-c", "user.name=fer-tests", "-c", "user.email=tests@localhost", "-c", "init.defaultBranch=main"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Terminate ``proc``, killing it if it has not exited after ``timeout`` seconds."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from tests.app_server import app_server
+from app_ui.launch import app_server
 from tests.conftest import ROOT
 from tests.video_clips import write_two_face_clip
 

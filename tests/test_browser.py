@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.app_server import app_server
+from app_ui.launch import app_server
 from tests.browser import CHROMIUM, FLAGS, write_y4m
 from tests.conftest import ROOT
 from tests.video_clips import write_two_face_clip

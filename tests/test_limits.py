@@ -14,8 +14,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from app_ui.launch import app_server
 from app_ui.limits import InferenceLimiter, ServerBusyError
-from tests.app_server import app_server
 from tests.conftest import ROOT
 from tests.video_clips import write_two_face_clip
 
