@@ -18,25 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app_ui.launch import app_server  # noqa: E402
-from benchmarks.common import frame_640x480  # noqa: E402
-
-
-def server_rss_mb(url: str) -> float:
-    port = int(url.rsplit(":", 1)[1])
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if proc.info["cmdline"] and "app.py" in " ".join(proc.info["cmdline"]):
-                connections = getattr(proc, "net_connections", None) or proc.connections
-                if any(c.laddr.port == port for c in connections(kind="tcp")):
-                    return proc.memory_info().rss / 1024**2
-        except (psutil.AccessDenied, psutil.NoSuchProcess):
-            continue
-    return float("nan")
+from benchmarks.common import frame_640x480, server_rss_mb  # noqa: E402
 
 
 def load_test(url: str, image: Path, callers: int, requests: int) -> None:

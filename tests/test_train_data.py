@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fer_core.labels import VOTE_COLUMNS
-from train.data import load_split, read_raw_csv
+from train.data import DatasetError, load_split, read_raw_csv
 
 USAGES = ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]
 
@@ -58,5 +58,5 @@ def test_ferplus_layout(ferplus):
 
 
 def test_missing_split(tmp_path):
-    with pytest.raises(FileNotFoundError, match="label.csv"):
+    with pytest.raises(DatasetError, match="label.csv"):
         load_split(tmp_path, "test")

@@ -83,7 +83,7 @@ def test_distilled_run_caches_teachers_records_them_and_resumes(tmp_path, ferplu
     out = tmp_path / "kd"
     base = ["--data", str(ferplus), "--out", str(out), "--teacher", str(model_dir), "--distill-weight", "0.6",
             *TINY]
-    assert train_main([*base, "--epochs", "1"]) == 0
+    assert train_main([*base, "--epochs", "2", "--stop-after-epoch", "1"]) == 0
     assert "distillation: 1 teacher(s), weight 0.6" in capsys.readouterr().out
     cache = out / CACHE_NAME
     n_train = json.loads((out / "args.json").read_text())["n_train"]

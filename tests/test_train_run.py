@@ -47,20 +47,23 @@ def test_each_label_mode_updates_weights(tmp_path, ferplus, mode, capsys):
 def test_resume_continues_from_the_saved_epoch(tmp_path, ferplus, capsys):
     out = tmp_path / "run"
     base = ["--data", str(ferplus), "--out", str(out), *TINY]
-    assert train_main([*base, "--epochs", "1"]) == 0
+    assert train_main([*base, "--epochs", "2", "--stop-after-epoch", "1"]) == 0
     first = json.loads((out / "metrics.json").read_text())
-    capsys.readouterr()
-    assert train_main([*base, "--epochs", "2", "--resume"]) == 0
+    assert "stopped after epoch 1 of 2" in capsys.readouterr().out
+    assert train_main([*base, "--epochs", "3", "--resume"]) == 1  # a changed schedule is refused, not bent
+    assert "other options (epochs: 2 -> 3)" in capsys.readouterr().err
+    assert train_main([*base, "--epochs", "2", "--resume", "--threads", "1"]) == 0  # runtime options may change
     printed = capsys.readouterr().out
     assert "resumed from" in printed and "epoch 2/2" in printed and "epoch 1/2:" not in printed
     history = json.loads((out / "metrics.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2] and history[0] == first[0]
+    assert "scaler" in torch.load(out / "last.pt", weights_only=True)  # the AMP scaler state is saved too
 
 
 def test_ema_weights_are_validated_exported_and_resumed(tmp_path, ferplus, capsys):
     out = tmp_path / "ema"
     base = ["--data", str(ferplus), "--out", str(out), "--ema-decay", "0.9", *TINY]
-    assert train_main([*base, "--epochs", "1"]) == 0
+    assert train_main([*base, "--epochs", "2", "--stop-after-epoch", "1"]) == 0
     assert "(raw weights acc " in capsys.readouterr().out
     ckpt = torch.load(out / "last.pt", weights_only=True)
     best = load_file(str(out / "best" / "model.safetensors"))
@@ -79,9 +82,9 @@ def test_ema_weights_are_validated_exported_and_resumed(tmp_path, ferplus, capsy
     plain = tmp_path / "plain"
     assert train_main(["--data", str(ferplus), "--out", str(plain), "--epochs", "1", *TINY]) == 0
     capsys.readouterr()
-    code = train_main(["--data", str(ferplus), "--out", str(plain), "--epochs", "2", "--ema-decay", "0.9",
+    code = train_main(["--data", str(ferplus), "--out", str(plain), "--epochs", "1", "--ema-decay", "0.9",
                        "--resume", *TINY])
-    assert code == 1 and "without EMA weights" in capsys.readouterr().err
+    assert code == 1 and "ema_decay: 0.0 -> 0.9" in capsys.readouterr().err
     assert train_main([*base, "--epochs", "1", "--ema-decay", "1.0"]) == 1
     assert "ema_decay must be in [0, 1)" in capsys.readouterr().err
 

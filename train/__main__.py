@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from fer_core.config import BACKBONES
+from fer_core.errors import FERError
 
 from .augment import AugmentConfig
 from .labels import LABEL_MODES
@@ -66,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N train images")
     p.add_argument("--limit-valid", type=int, default=None, help="use only the first N valid images")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt; refused if any option but the runtime ones (--workers, --device, "
+                        "--threads, --stop-after-epoch) differs from the checkpoint's run")
+    p.add_argument("--stop-after-epoch", type=int, default=None, metavar="N",
+                   help="stop after epoch N of the schedule (to fit a time slot); --resume continues it")
     return p
 
 
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(**args, augment=aug)
     try:
         train(cfg)
-    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+    except FERError as exc:  # the project's own errors only: a CUDA OOM or a torch bug keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

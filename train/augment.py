@@ -14,6 +14,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from fer_core.config import ModelConfig
+from fer_core.errors import InvalidArgumentError
 from fer_core.preprocess import crop_to_tensor
 
 
@@ -44,7 +45,7 @@ def train_transform(model_config: ModelConfig, aug: AugmentConfig) -> Callable[[
     """PIL face -> augmented, preprocessed float32 tensor ``(3, S, S)`` for training.
 
     Raises:
-        ValueError: unknown ``aug.geometry``.
+        InvalidArgumentError: unknown ``aug.geometry``.
     """
     ops: list = []
     size = 48
@@ -55,7 +56,7 @@ def train_transform(model_config: ModelConfig, aug: AugmentConfig) -> Callable[[
     elif aug.geometry == "affine":
         ops.append(v2.RandomAffine(aug.rotation, translate=(0.1, 0.1), scale=(0.9, 1.1)))
     elif aug.geometry != "none":
-        raise ValueError(f"geometry must be crop, affine or none, got {aug.geometry!r}")
+        raise InvalidArgumentError(f"geometry must be crop, affine or none, got {aug.geometry!r}")
     if aug.hflip > 0:
         ops.append(v2.RandomHorizontalFlip(aug.hflip))
     if aug.brightness > 0 or aug.contrast > 0:

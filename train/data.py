@@ -22,9 +22,15 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.labels import LABELS, VOTE_COLUMNS
 
 from .labels import training_target, vote_distribution
+
+
+class DatasetError(FERError, ValueError):
+    """The training data is missing or malformed (a split folder, ``label.csv``, ``fer2013.csv``);
+    the message names the file and, for a bad row, its line."""
 
 SPLIT_FOLDERS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 RAW_USAGE = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
@@ -72,20 +78,19 @@ def read_ferplus_folder(root: str | Path, split: str, limit: int | None = None) 
         rectangle is not the whole image.
 
     Raises:
-        FileNotFoundError: the split's folder or ``label.csv`` is missing.
-        ValueError: a ``label.csv`` row is malformed.
+        DatasetError: the split's folder or ``label.csv`` is missing, or a row is malformed.
     """
     folder = Path(root) / SPLIT_FOLDERS[split]
     label_file = folder / "label.csv"
     if not label_file.is_file():
-        raise FileNotFoundError(f"{label_file} not found (expected the FERPlus layout under {root})")
+        raise DatasetError(f"{label_file} not found (expected the FERPlus layout under {root})")
     images, votes, names = [], [], []
     with label_file.open(newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh), start=1):
             if not row:
                 continue
             if len(row) != 2 + len(VOTE_COLUMNS):
-                raise ValueError(f"{label_file}:{lineno}: expected 12 columns, got {len(row)}")
+                raise DatasetError(f"{label_file}:{lineno}: expected 12 columns, got {len(row)}")
             name = row[0]
             x, y, w, h = _parse_box(row[1])
             with Image.open(folder / name) as img:
@@ -108,22 +113,22 @@ def read_raw_csv(fer2013_csv: str | Path, ferplus_csv: str | Path, split: str) -
     Rows whose FER+ image name is empty (FER+ left them out) are skipped.
 
     Raises:
-        ValueError: the two files have different row counts or usages, or a row is malformed.
+        DatasetError: the two files have different row counts or usages, or a row is malformed.
     """
     usage = RAW_USAGE[split]
     with open(fer2013_csv, newline="") as f1, open(ferplus_csv, newline="") as f2:
         rows1, rows2 = list(csv.DictReader(f1)), list(csv.DictReader(f2))
     if len(rows1) != len(rows2):
-        raise ValueError(f"{fer2013_csv} has {len(rows1)} rows but {ferplus_csv} has {len(rows2)}")
+        raise DatasetError(f"{fer2013_csv} has {len(rows1)} rows but {ferplus_csv} has {len(rows2)}")
     images, votes, names = [], [], []
     for i, (r1, r2) in enumerate(zip(rows1, rows2)):
         if r1["Usage"] != r2["Usage"]:
-            raise ValueError(f"row {i + 2}: usage differs ({r1['Usage']!r} vs {r2['Usage']!r})")
+            raise DatasetError(f"row {i + 2}: usage differs ({r1['Usage']!r} vs {r2['Usage']!r})")
         if r1["Usage"] != usage or not r2.get("Image name", "").strip():
             continue
         pixels = np.array(r1["pixels"].split(), dtype=np.uint8)
         if pixels.size != FACE_SIZE * FACE_SIZE:
-            raise ValueError(f"row {i + 2}: expected {FACE_SIZE * FACE_SIZE} pixels, got {pixels.size}")
+            raise DatasetError(f"row {i + 2}: expected {FACE_SIZE * FACE_SIZE} pixels, got {pixels.size}")
         images.append(pixels.reshape(FACE_SIZE, FACE_SIZE))
         votes.append([float(r2[c]) for c in VOTE_COLUMNS])
         names.append(r2["Image name"].strip())
@@ -137,7 +142,7 @@ def load_split(data: str | Path, split: str, limit: int | None = None) -> VoteSp
     and ``fer2013new.csv``.
 
     Raises:
-        FileNotFoundError: neither form is found in ``data``.
+        DatasetError: neither form is found in ``data``, or a file is malformed.
     """
     root = Path(data)
     if (root / "fer2013.csv").is_file() and (root / "fer2013new.csv").is_file():
@@ -193,12 +198,12 @@ class LabelledFaces(Dataset):
             weight: share of the teacher in the target, in ``[0, 1]``.
 
         Raises:
-            ValueError: wrong shape or weight out of range.
+            InvalidArgumentError: wrong shape or weight out of range.
         """
         if probs.shape != self.dists.shape:
-            raise ValueError(f"teacher probabilities have shape {probs.shape}, expected {self.dists.shape}")
+            raise InvalidArgumentError(f"teacher probabilities have shape {probs.shape}, expected {self.dists.shape}")
         if not 0.0 <= weight <= 1.0:
-            raise ValueError(f"distillation weight must be in [0, 1], got {weight}")
+            raise InvalidArgumentError(f"distillation weight must be in [0, 1], got {weight}")
         self.teacher_probs, self.teacher_weight = probs.astype(np.float32), float(weight)
 
     def __len__(self) -> int:

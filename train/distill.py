@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fer_core.errors import InvalidArgumentError
 from fer_core.labels import LABELS
 from fer_core.model import fuse_batchnorm, load_model
 from fer_core.preprocess import crops_to_batch
@@ -44,17 +45,17 @@ def teacher_probabilities(teachers: Sequence[str | Path], images: np.ndarray, ba
         float32 ``(N, 8)``, rows summing to 1, classes in :data:`fer_core.labels.LABELS` order.
 
     Raises:
-        ValueError: no teachers, or a teacher's labels are not the FER+ labels in that order.
+        InvalidArgumentError: no teachers, or a teacher's labels are not the FER+ labels in that order.
         fer_core.errors.ModelLoadError: a teacher folder is missing or invalid.
     """
     if not teachers:
-        raise ValueError("knowledge distillation needs at least one teacher model folder")
+        raise InvalidArgumentError("knowledge distillation needs at least one teacher model folder")
     total = np.zeros((len(images), len(LABELS)), np.float64)
     for folder in teachers:
         model = load_model(folder)  # in eval mode
         cfg = model.config
         if list(cfg.labels) != list(LABELS):
-            raise ValueError(f"teacher {folder} predicts {cfg.labels}, not the FER+ labels {list(LABELS)}")
+            raise InvalidArgumentError(f"teacher {folder} predicts {cfg.labels}, not the FER+ labels {list(LABELS)}")
         net = fuse_batchnorm(model).to(memory_format=torch.channels_last)  # what EmotionRecognizer runs
         for start in range(0, len(images), batch_size):
             faces = [Image.fromarray(face, mode="L") for face in images[start:start + batch_size]]

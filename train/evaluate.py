@@ -30,7 +30,7 @@ from sklearn.metrics import (
 )
 from torch.utils.data import DataLoader
 
-from fer_core.errors import ModelLoadError
+from fer_core.errors import FERError
 from fer_core.model import fuse_batchnorm, load_model
 
 from .augment import eval_transform
@@ -67,7 +67,7 @@ def evaluate(
         The report dict (also written as ``report.json``).
 
     Raises:
-        ModelLoadError: the model folder is invalid. FileNotFoundError: the data is missing.
+        ModelLoadError: the model folder is invalid. DatasetError: the data is missing or malformed.
     """
     model_dir = Path(model_dir)
     out = Path(out_dir) if out_dir else model_dir / f"eval_{split}"
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         r = evaluate(args.model, args.data, args.split, args.out, args.write_temperature, args.metrics,
                      args.tta_flip, args.limit)
-    except (ModelLoadError, FileNotFoundError) as exc:
+    except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{r['split']}: {r['n_images']} images, accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}, "

@@ -18,7 +18,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from fer_core.errors import ModelLoadError
+from fer_core.errors import FERError, InvalidArgumentError
 
 from .data import LabelledFaces, load_split
 from .distill import CACHE_NAME, teacher_pass_seconds
@@ -92,12 +92,12 @@ def previous_stage(run: Path) -> tuple[str, float, str]:
     initialisation it started from.
 
     Raises:
-        FileNotFoundError: the run has no ``best/config.json`` or no ``metrics.json``.
+        InvalidArgumentError: the run has no ``best/config.json`` or no ``metrics.json``.
     """
     recipe = json.loads((run / "best" / "config.json").read_text()).get("recipe", {})
     minutes = train_minutes(run)
     if minutes is None:
-        raise FileNotFoundError(f"{run}/metrics.json not found: is {run} a finished training run?")
+        raise InvalidArgumentError(f"{run}/metrics.json not found: is {run} a finished training run?")
     text = (f"{recipe.get('epochs')} epochs from {recipe.get('init')}, {recipe.get('optimizer')} lr "
             f"{recipe.get('lr')}, {recipe.get('scheduler')}, label mode {recipe.get('label_mode')}, "
             f"{minutes:.0f} min")
@@ -109,13 +109,13 @@ def stage_history(run: Path, previous_run: str | Path | None = None) -> list[dic
     epochs numbered on through both and each row's ``stage`` set to its run folder's name.
 
     Raises:
-        FileNotFoundError: a run has no ``metrics.json``.
+        InvalidArgumentError: a run has no ``metrics.json``.
     """
     stages = ([Path(previous_run)] if previous_run is not None else []) + [Path(run)]
     history: list[dict[str, Any]] = []
     for stage in stages:
         if not (stage / "metrics.json").is_file():
-            raise FileNotFoundError(f"{stage}/metrics.json not found: is {stage} a finished training run?")
+            raise InvalidArgumentError(f"{stage}/metrics.json not found: is {stage} a finished training run?")
         offset = len(history)
         for row in json.loads((stage / "metrics.json").read_text()):
             history.append({**row, "epoch": offset + row["epoch"], "stage_epoch": row["epoch"],
@@ -129,7 +129,7 @@ def teacher_summary(folder: str | Path) -> tuple[str, float | None, Path | None]
     minutes, and that run folder.
 
     Raises:
-        FileNotFoundError: the teacher has no ``config.json``.
+        InvalidArgumentError: the teacher has no ``config.json``.
     """
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
@@ -171,16 +171,16 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         The Valid evaluation report.
 
     Raises:
-        FileNotFoundError: the run has no ``best/`` model or the data is missing.
+        InvalidArgumentError: the run has no ``best/`` model or the data is missing.
     """
     run, out = Path(run), Path(out)
     best = run / "best"
     if not (best / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{best}/model.safetensors not found: is {run} a finished training run?")
+        raise InvalidArgumentError(f"{best}/model.safetensors not found: is {run} a finished training run?")
     args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
     data = data or args.get("data")
     if not data:
-        raise FileNotFoundError("no --data given and the run's args.json names none")
+        raise InvalidArgumentError("no --data given and the run's args.json names none")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(best / name, out / name)
@@ -239,7 +239,7 @@ def refresh(model_dir: str | Path, data: str | Path, repo_id: str = "fer-core/fe
         The Valid evaluation report.
 
     Raises:
-        FileNotFoundError: the data is missing. ModelLoadError: the folder is not a valid model.
+        InvalidArgumentError: the data is missing. ModelLoadError: the folder is not a valid model.
     """
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
                        args.previous_run, args.balanced, args.tau)
-    except (FileNotFoundError, ModelLoadError) as exc:
+    except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"exported to {args.out}: valid accuracy {r['accuracy']:.4f}, UAR {r['uar']:.4f}, "

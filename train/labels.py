@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fer_core.errors import InvalidArgumentError
 from fer_core.labels import NUM_CLASSES, VOTE_COLUMNS
 
 LABEL_MODES: tuple[str, ...] = ("majority", "probability", "crossentropy", "multi_target")
@@ -27,7 +28,7 @@ _UNKNOWN = VOTE_COLUMNS.index("unknown")
 
 def _check_mode(mode: str) -> None:
     if mode not in LABEL_MODES:
-        raise ValueError(f"label mode must be one of {', '.join(LABEL_MODES)}, got {mode!r}")
+        raise InvalidArgumentError(f"label mode must be one of {', '.join(LABEL_MODES)}, got {mode!r}")
 
 
 def vote_distribution(votes: np.ndarray | list[float], mode: str) -> np.ndarray | None:
@@ -51,7 +52,7 @@ def vote_distribution(votes: np.ndarray | list[float], mode: str) -> np.ndarray 
     _check_mode(mode)
     raw = [float(v) for v in votes]
     if len(raw) != len(VOTE_COLUMNS):
-        raise ValueError(f"expected {len(VOTE_COLUMNS)} vote counts, got {len(raw)}")
+        raise InvalidArgumentError(f"expected {len(VOTE_COLUMNS)} vote counts, got {len(raw)}")
     size = len(raw)
     unknown = [0.0] * size
     unknown[_UNKNOWN] = 1.0

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Subset, WeightedRandomSampler
 from tqdm import tqdm
 
 from fer_core.config import ModelConfig, backbone_normalization
+from fer_core.errors import InvalidArgumentError
 from fer_core.model import EmotionNet
 
 from .augment import AugmentConfig, eval_transform, train_transform
@@ -75,6 +76,7 @@ class TrainConfig:
     limit_train: int | None = None
     limit_valid: int | None = None
     resume: bool = False
+    stop_after_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of all options."""
@@ -171,19 +173,235 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
     return f
 
 
+#: TrainConfig fields that only say *where* or *how fast* a run goes; every other field defines the
+#: run, and ``--resume`` refuses a checkpoint saved with different values (:func:`load_checkpoint`).
+RUNTIME_ONLY = ("resume", "workers", "device", "threads", "stop_after_epoch")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Validate the options that are not checked where they are used.
+
+    Raises:
+        InvalidArgumentError: naming the option, what is allowed and the value given.
+    """
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise InvalidArgumentError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.teacher and cfg.label_mode == "multi_target":
+        raise InvalidArgumentError("knowledge distillation (--teacher) needs a probability-target label mode, "
+                                   "not multi_target")
+    if not 0.0 <= cfg.distill_weight <= 1.0:
+        raise InvalidArgumentError(f"distill_weight must be in [0, 1], got {cfg.distill_weight}")
+    if cfg.balance not in ("none", "loss", "sampler"):
+        raise InvalidArgumentError(f"balance must be none, loss or sampler, got {cfg.balance!r}")
+    if cfg.optimizer not in ("adamw", "sgd"):
+        raise InvalidArgumentError(f"optimizer must be adamw or sgd, got {cfg.optimizer!r}")
+    if cfg.scheduler not in ("cosine", "onecycle", "plateau"):
+        raise InvalidArgumentError(f"scheduler must be cosine, onecycle or plateau, got {cfg.scheduler!r}")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise InvalidArgumentError(f"epochs and batch_size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
+
+
+@dataclass
+class RunData:
+    """The datasets and loaders of one run.
+
+    Attributes:
+        train_set, valid_set: the labelled faces (valid always in majority mode).
+        train_loader, valid_loader: their loaders; ``bn_loader`` un-augmented training faces for
+            precise BN, or ``None``.
+        loader_rng: the generator that shuffles ``train_loader`` (saved in checkpoints).
+        class_weight: per-class loss weights for ``balance="loss"``, else ``None``.
+    """
+
+    train_set: LabelledFaces
+    valid_set: LabelledFaces
+    train_loader: DataLoader
+    valid_loader: DataLoader
+    bn_loader: DataLoader | None
+    loader_rng: torch.Generator
+    class_weight: torch.Tensor | None
+
+
+def build_data(cfg: TrainConfig, model_config: ModelConfig, device: torch.device) -> RunData:
+    """Read both splits, build the datasets and loaders, and store the training prior in
+    ``model_config.prior`` (add-one smoothed class frequencies, for balanced decisions).
+
+    Raises:
+        train.data.DatasetError: the data is missing or malformed.
+    """
+    t0 = time.time()
+    train_split = load_split(cfg.data, "train", limit=cfg.limit_train)
+    valid_split = load_split(cfg.data, "valid", limit=cfg.limit_valid)
+    train_set = LabelledFaces(train_split, cfg.label_mode, train_transform(model_config, cfg.augment), cfg.seed)
+    valid_set = LabelledFaces(valid_split, "majority", eval_transform(model_config))
+    counts = train_set.class_counts()
+    model_config.prior = [float(c) for c in (counts + 1) / (counts + 1).sum()]
+    print(f"data: train {len(train_split)} images -> {len(train_set)} kept ({cfg.label_mode}); "
+          f"valid {len(valid_split)} -> {len(valid_set)} kept (majority); read in {time.time() - t0:.1f}s")
+    print("train class counts: " + ", ".join(f"{n}={c}" for n, c in zip(model_config.labels, counts)))
+    weight = class_weights(counts, cfg.balance_power).to(device) if cfg.balance == "loss" else None
+    sampler = None
+    if cfg.balance == "sampler":
+        per_class = class_weights(counts, cfg.balance_power).numpy()
+        sampler = WeightedRandomSampler(per_class[train_set.dists.argmax(1)], len(train_set),
+                                        generator=torch.Generator().manual_seed(cfg.seed))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None,
+                              sampler=sampler, num_workers=cfg.workers, drop_last=len(train_set) > cfg.batch_size,
+                              generator=gen, persistent_workers=cfg.workers > 0)
+    valid_loader = DataLoader(valid_set, batch_size=256, num_workers=cfg.workers)
+    bn_loader = None
+    if cfg.precise_bn > 0:  # a fixed subset of un-augmented training faces, in training-sized batches
+        plain = LabelledFaces(train_split, cfg.label_mode, eval_transform(model_config), cfg.seed)
+        pick = np.random.default_rng(cfg.seed).permutation(len(plain))[:cfg.precise_bn]
+        bn_loader = DataLoader(Subset(plain, pick.tolist()), batch_size=cfg.batch_size, num_workers=cfg.workers)
+    return RunData(train_set, valid_set, train_loader, valid_loader, bn_loader, gen, weight)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov) with weight decay on weights, none on biases and norm parameters."""
+    params = [
+        {"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(params, lr=cfg.lr)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """The learning-rate schedule: per-step cosine with linear warm-up, one-cycle, or per-epoch
+    reduce-on-plateau of the valid accuracy (``step(valid_acc)``)."""
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3, patience=2)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler,
+                    scaler: torch.amp.GradScaler, ema: AveragedModel | None, cfg: TrainConfig, device: torch.device,
+                    class_weight: torch.Tensor | None, epoch: int) -> dict[str, float]:
+    """One pass over ``loader``: forward (autocast on CUDA), loss, backward, step, per-step
+    schedule, EMA update.
+
+    Returns:
+        ``train_loss``, ``train_acc`` (against the majority label) and ``images_per_s``.
+    """
+    model.train()
+    use_amp = device.type == "cuda"
+    t_epoch = time.time()
+    seen, loss_sum, correct = 0, 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=2)
+    for images, targets, labels in bar:
+        images = images.to(device, memory_format=torch.channels_last)
+        targets, labels = targets.to(device), labels.to(device)
+        with torch.autocast(device.type, enabled=use_amp):
+            logits = model(images)
+        if cfg.label_mode == "multi_target":
+            loss = multi_target_loss(logits.float(), targets, class_weight)
+        else:
+            loss = soft_cross_entropy(logits.float(), targets, class_weight, cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if cfg.scheduler != "plateau":
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        n = images.shape[0]
+        seen += n
+        loss_sum += loss.item() * n
+        correct += (logits.argmax(1) == labels).sum().item()
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                        ips=f"{seen / (time.time() - t_epoch):.0f}")
+    return {"train_loss": loss_sum / max(1, seen), "train_acc": correct / max(1, seen),
+            "images_per_s": seen / max(1e-9, time.time() - t_epoch)}
+
+
+def validate(model: nn.Module, loader: DataLoader, device: torch.device, tta_flip: bool,
+             num_classes: int) -> dict[str, float]:
+    """Valid cross-entropy, accuracy and UAR (macro recall, sklearn) against the majority labels."""
+    logits, labels = predict_logits(model, loader, device, tta_flip)
+    pred = logits.argmax(1)
+    return {
+        "valid_loss": F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item(),
+        "valid_acc": float((pred == labels).mean()),
+        "valid_uar": float(recall_score(labels, pred, labels=list(range(num_classes)), average="macro",
+                                        zero_division=0)),
+    }
+
+
+def save_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, ema: AveragedModel | None,
+                    optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+                    loader_rng: torch.Generator, epoch: int, best: dict[str, Any],
+                    history: list[dict[str, Any]]) -> None:
+    """Write the full training state after ``epoch`` epochs to ``path`` atomically (a temporary
+    file renamed over it): weights, EMA, optimizer, schedule, AMP scaler, RNG states, the run's
+    defining options and the metrics so far."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(), "loader_rng": loader_rng.get_state(), "epoch": epoch, "best": best,
+        "history": history, "config": _defining(cfg),
+    }, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, ema: AveragedModel | None,
+                    optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+                    loader_rng: torch.Generator, device: torch.device) -> tuple[int, dict[str, Any], list[dict]]:
+    """Restore the state :func:`save_checkpoint` wrote into the given objects.
+
+    Returns:
+        ``(epochs done, best row, history)``.
+
+    Raises:
+        InvalidArgumentError: no checkpoint at ``path``; it was saved with different run-defining
+            options (the epochs, schedule, data, model...: everything but :data:`RUNTIME_ONLY`),
+            since resuming would silently bend the schedule; or EMA is asked for and the
+            checkpoint has none.
+    """
+    if not path.is_file():
+        raise InvalidArgumentError(f"--resume: no checkpoint at {path}")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    saved, now = ckpt.get("config"), _defining(cfg)
+    if saved is not None and saved != now:
+        changed = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+                            if saved.get(k) != now.get(k))
+        raise InvalidArgumentError(f"--resume: {path} belongs to a run with other options ({changed}); resume with "
+                                   "the same options, or start a new run in another --out folder")
+    model.load_state_dict(ckpt["model"])
+    if ema is not None:
+        if ckpt.get("ema") is None:
+            raise InvalidArgumentError(f"--resume with --ema-decay: {path} was saved without EMA weights")
+        ema.load_state_dict(ckpt["ema"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    torch.set_rng_state(ckpt["torch_rng"].cpu())
+    loader_rng.set_state(ckpt["loader_rng"].cpu())
+    return ckpt["epoch"], ckpt["best"], ckpt["history"]
+
+
+def _defining(cfg: TrainConfig) -> dict[str, Any]:
+    """The options that define a run (JSON-like, comparable across a checkpoint round trip)."""
+    return json.loads(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_ONLY}))
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; returns the best epoch's metrics row.
 
     Raises:
-        FileNotFoundError: the data is missing. RuntimeError: pretrained weights unavailable.
-        ValueError: an option is invalid.
+        InvalidArgumentError: an option is invalid, or ``--resume`` finds no checkpoint or one
+            from a run with other options.
+        train.data.DatasetError: the data is missing or malformed.
+        fer_core.ModelLoadError: pretrained weights or a teacher model cannot be loaded.
     """
-    if not 0.0 <= cfg.ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    if cfg.teacher and cfg.label_mode == "multi_target":
-        raise ValueError("knowledge distillation (--teacher) needs a probability-target label mode, not multi_target")
-    if not 0.0 <= cfg.distill_weight <= 1.0:
-        raise ValueError(f"distill_weight must be in [0, 1], got {cfg.distill_weight}")
+    check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -196,174 +414,75 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     mean, std = backbone_normalization(cfg.backbone)
     model_config = ModelConfig(backbone=cfg.backbone, input_size=cfg.img_size, color_mode=cfg.color_mode,
                                dropout=cfg.dropout, mean=mean, std=std)
-    t0 = time.time()
-    train_split = load_split(cfg.data, "train", limit=cfg.limit_train)
-    valid_split = load_split(cfg.data, "valid", limit=cfg.limit_valid)
-    train_set = LabelledFaces(train_split, cfg.label_mode, train_transform(model_config, cfg.augment), cfg.seed)
-    valid_set = LabelledFaces(valid_split, "majority", eval_transform(model_config))
-    counts = train_set.class_counts()
-    # the training prior travels in config.json for balanced decisions (add-one smoothed: never 0)
-    model_config.prior = [float(c) for c in (counts + 1) / (counts + 1).sum()]
-    print(f"data: train {len(train_split)} images -> {len(train_set)} kept ({cfg.label_mode}); "
-          f"valid {len(valid_split)} -> {len(valid_set)} kept (majority); read in {time.time() - t0:.1f}s")
-    print("train class counts: " + ", ".join(f"{n}={c}" for n, c in zip(model_config.labels, counts)))
+    data = build_data(cfg, model_config, device)
     if cfg.teacher:
         t_teacher = time.time()
-        train_set.set_teacher(cached_teacher_probabilities(out, cfg.teacher, train_set.images), cfg.distill_weight)
+        data.train_set.set_teacher(cached_teacher_probabilities(out, cfg.teacher, data.train_set.images),
+                                   cfg.distill_weight)
         print(f"distillation: {len(cfg.teacher)} teacher(s), weight {cfg.distill_weight}; "
               f"teacher probabilities ready in {time.time() - t_teacher:.0f}s", flush=True)
-
-    weight = class_weights(counts, cfg.balance_power).to(device) if cfg.balance == "loss" else None
-    sampler = None
-    if cfg.balance == "sampler":
-        per_class = class_weights(counts, cfg.balance_power).numpy()
-        sampler = WeightedRandomSampler(per_class[train_set.dists.argmax(1)], len(train_set),
-                                        generator=torch.Generator().manual_seed(cfg.seed))
-    elif cfg.balance not in ("none", "loss"):
-        raise ValueError(f"balance must be none, loss or sampler, got {cfg.balance!r}")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None,
-                              sampler=sampler, num_workers=cfg.workers, drop_last=len(train_set) > cfg.batch_size,
-                              generator=gen, persistent_workers=cfg.workers > 0)
-    valid_loader = DataLoader(valid_set, batch_size=256, num_workers=cfg.workers)
-    bn_loader = None
-    if cfg.precise_bn > 0:  # a fixed subset of un-augmented training faces, in training-sized batches
-        plain = LabelledFaces(train_split, cfg.label_mode, eval_transform(model_config), cfg.seed)
-        pick = np.random.default_rng(cfg.seed).permutation(len(plain))[:cfg.precise_bn]
-        bn_loader = DataLoader(Subset(plain, pick.tolist()), batch_size=cfg.batch_size, num_workers=cfg.workers)
 
     model = EmotionNet(model_config).to(device)
     init = load_pretrained(model, cfg.pretrained)
     model.to(device, memory_format=torch.channels_last)  # ~1.9x faster convolutions on CPU
     if cfg.pretrained == "dlib-face" and not cfg.resume:
         t_cal = time.time()
-        calib = DataLoader(train_set, batch_size=64, shuffle=True, num_workers=cfg.workers,
+        calib = DataLoader(data.train_set, batch_size=64, shuffle=True, num_workers=cfg.workers,
                            generator=torch.Generator().manual_seed(cfg.seed))
         n_bn = calibrate_batchnorm(model, (images for _, (images, _, _) in zip(range(16), calib)))
         print(f"dlib-face: {n_bn} affine layers calibrated to batch statistics of up to {16 * 64} augmented "
               f"train faces in {time.time() - t_cal:.1f}s", flush=True)
-    params = [
-        {"params": [p for n, p in model.named_parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if p.ndim <= 1], "weight_decay": 0.0},
-    ]
-    if cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr)
-    elif cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    else:
-        raise ValueError(f"optimizer must be adamw or sgd, got {cfg.optimizer!r}")
-    steps = len(train_loader)
-    if cfg.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps))
-    elif cfg.scheduler == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
-    elif cfg.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3, patience=2)
-    else:
-        raise ValueError(f"scheduler must be cosine, onecycle or plateau, got {cfg.scheduler!r}")
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, len(data.train_loader))
     # Exponential moving average of the weights and BatchNorm statistics (Polyak & Juditsky 1992;
     # as timm's ModelEmaV2); validated and exported in place of the raw weights when enabled.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
         if cfg.ema_decay > 0 else None
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
     start_epoch, best, history, elapsed = 0, {"valid_acc": -1.0}, [], 0.0
     ckpt_path = out / "last.pt"
     if cfg.resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        if ema is not None:
-            if ckpt.get("ema") is None:
-                raise ValueError(f"--resume with --ema-decay: {ckpt_path} was saved without EMA weights")
-            ema.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        gen.set_state(ckpt["loader_rng"])
-        start_epoch, best, history = ckpt["epoch"], ckpt["best"], ckpt["history"]
+        start_epoch, best, history = load_checkpoint(ckpt_path, cfg, model, ema, optimizer, scheduler, scaler,
+                                                     data.loader_rng, device)
         elapsed = history[-1]["elapsed_s"] if history else 0.0
         print(f"resumed from {ckpt_path} at epoch {start_epoch}")
     (out / "args.json").write_text(json.dumps({**cfg.to_dict(), "init": init, "device": str(device),
-                                               "n_train": len(train_set), "n_valid": len(valid_set)}, indent=2))
+                                               "n_train": len(data.train_set), "n_valid": len(data.valid_set)},
+                                              indent=2))
 
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        train_set.rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+    last_epoch = min(cfg.epochs, cfg.stop_after_epoch or cfg.epochs)
+    for epoch in range(start_epoch, last_epoch):
+        data.train_set.rng = np.random.default_rng(cfg.seed * 1000 + epoch)
         t_epoch = time.time()
-        seen, loss_sum, correct = 0, 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=2)
-        for images, targets, labels in bar:
-            images = images.to(device, memory_format=torch.channels_last)
-            targets, labels = targets.to(device), labels.to(device)
-            with torch.autocast(device.type, enabled=use_amp):
-                logits = model(images)
-            if cfg.label_mode == "multi_target":
-                loss = multi_target_loss(logits.float(), targets, weight)
-            else:
-                loss = soft_cross_entropy(logits.float(), targets, weight, cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if cfg.scheduler != "plateau":
-                scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            n = images.shape[0]
-            seen += n
-            loss_sum += loss.item() * n
-            correct += (logits.argmax(1) == labels).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            ips=f"{seen / (time.time() - t_epoch):.0f}")
-        train_time = time.time() - t_epoch
-        raw_acc = None
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row |= train_one_epoch(model, data.train_loader, optimizer, scheduler, scaler, ema, cfg, device,
+                               data.class_weight, epoch)
         if ema is not None:
-            raw_logits, labels = predict_logits(with_precise_bn(model, bn_loader, device), valid_loader, device,
-                                                cfg.tta_flip)
-            raw_acc = float((raw_logits.argmax(1) == labels).mean())
-        evaluated = with_precise_bn(ema.module if ema is not None else model, bn_loader, device)
-        logits, labels = predict_logits(evaluated, valid_loader, device, cfg.tta_flip)
-        valid_loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
-        pred = logits.argmax(1)
-        valid_acc = float((pred == labels).mean())
-        uar = float(recall_score(labels, pred, labels=list(range(model_config.num_classes)),
-                                 average="macro", zero_division=0))
+            raw = validate(with_precise_bn(model, data.bn_loader, device), data.valid_loader, device, cfg.tta_flip,
+                           model_config.num_classes)
+        evaluated = with_precise_bn(ema.module if ema is not None else model, data.bn_loader, device)
+        row |= validate(evaluated, data.valid_loader, device, cfg.tta_flip, model_config.num_classes)
         if cfg.scheduler == "plateau":
-            scheduler.step(valid_acc)
+            scheduler.step(row["valid_acc"])
         elapsed += time.time() - t_epoch
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / max(1, seen),
-            "train_acc": correct / max(1, seen),
-            "valid_loss": valid_loss,
-            "valid_acc": valid_acc,
-            "valid_uar": uar,
-            "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": seen / train_time,
-            "elapsed_s": elapsed,
-        }
-        if raw_acc is not None:
-            row["valid_acc_raw"] = raw_acc
+        row |= {"lr": optimizer.param_groups[0]["lr"], "elapsed_s": elapsed}
+        if ema is not None:
+            row["valid_acc_raw"] = raw["valid_acc"]
         history.append(row)
         print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
-              f"valid loss {valid_loss:.4f} acc {valid_acc:.4f} UAR {uar:.4f}"
-              + (f" (raw weights acc {raw_acc:.4f})" if raw_acc is not None else "") + " | "
-              f"{row['images_per_s']:.0f} img/s, {train_time:.0f}s", flush=True)
-        if valid_acc > best["valid_acc"]:
+              f"valid loss {row['valid_loss']:.4f} acc {row['valid_acc']:.4f} UAR {row['valid_uar']:.4f}"
+              + (f" (raw weights acc {raw['valid_acc']:.4f})" if ema is not None else "") + " | "
+              f"{row['images_per_s']:.0f} img/s, {time.time() - t_epoch:.0f}s", flush=True)
+        if row["valid_acc"] > best["valid_acc"]:
             best = dict(row)
             evaluated.config.recipe = {**summarise(cfg, init, device), "best_epoch": epoch + 1}
             evaluated.save_pretrained(out / "best")
         _write_metrics(out, history)
-        torch.save({
-            "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-            "loader_rng": gen.get_state(), "epoch": epoch + 1, "best": best, "history": history,
-        }, out / "last.tmp")
-        (out / "last.tmp").replace(ckpt_path)
+        save_checkpoint(ckpt_path, cfg, model, ema, optimizer, scheduler, scaler, data.loader_rng, epoch + 1, best,
+                        history)
+    if last_epoch < cfg.epochs:
+        print(f"stopped after epoch {last_epoch} of {cfg.epochs} (--stop-after-epoch); continue with --resume")
     print(f"best epoch {best.get('epoch')}: valid acc {best['valid_acc']:.4f}, UAR {best.get('valid_uar', 0):.4f}")
     return best
 

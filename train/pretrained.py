@@ -15,6 +15,7 @@ import torch
 import torchvision
 from safetensors.torch import load_file
 
+from fer_core.errors import InvalidArgumentError, ModelLoadError
 from fer_core.model import EmotionNet
 
 
@@ -35,7 +36,7 @@ def load_pretrained(model: EmotionNet, pretrained: str) -> str:
         A short description of what was loaded (for the recipe and the model card).
 
     Raises:
-        RuntimeError: the weights cannot be obtained (offline and not cached) — the message names
+        ModelLoadError: the weights cannot be obtained (offline and not cached) — the message names
             ``--pretrained none`` and ``TORCH_HOME`` — or do not fit the backbone.
     """
     if pretrained == "none":
@@ -45,13 +46,13 @@ def load_pretrained(model: EmotionNet, pretrained: str) -> str:
     name = "IMAGENET1K_V1" if pretrained == "imagenet" else pretrained
     if pretrained == "dlib-face":
         if backbone != "dlib_resnet":
-            raise RuntimeError(f"--pretrained dlib-face needs --backbone dlib_resnet, not {backbone}")
+            raise ModelLoadError(f"--pretrained dlib-face needs --backbone dlib_resnet, not {backbone}")
         from .convert_dlib import DLIB_MODEL_FILE, dlib_backbone_state_dict
 
         try:
             state = dlib_backbone_state_dict()
         except (OSError, ValueError) as exc:
-            raise RuntimeError(f"cannot read dlib's face-recognition weights: {exc}") from exc
+            raise ModelLoadError(f"cannot read dlib's face-recognition weights: {exc}") from exc
         source = f"dlib face recognition ResNet ({DLIB_MODEL_FILE}, CC0)"
     elif enum is not None and name in enum.__members__:
         weights = enum[name]
@@ -59,19 +60,22 @@ def load_pretrained(model: EmotionNet, pretrained: str) -> str:
             state = weights.get_state_dict(progress=False)
         except Exception as exc:  # URLError, HTTPError, socket errors ...
             hub = Path(torch.hub.get_dir()) / "checkpoints"
-            raise RuntimeError(
+            raise ModelLoadError(
                 f"cannot get ImageNet weights {weights} for {backbone}: {exc}. Offline, put the file "
                 f"{Path(weights.url).name} in {hub} (set TORCH_HOME), or train with --pretrained none."
-            ) from None
+            ) from exc
         source = f"torchvision {weights}"
     else:
         path = Path(pretrained)
         if not path.is_file():
-            raise RuntimeError(f"--pretrained {pretrained}: no such file (use imagenet, dlib-face, none or a path)")
-        if path.suffix == ".safetensors":
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            raise ModelLoadError(f"--pretrained {pretrained}: no such file (use imagenet, dlib-face, none or a path)")
+        try:
+            state = load_file(str(path)) if path.suffix == ".safetensors" else \
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # safetensors/pickle/zip errors on a damaged or foreign file
+            raise ModelLoadError(f"--pretrained {pretrained}: cannot read it as a state dict ({exc})") from exc
+        if not isinstance(state, dict):
+            raise ModelLoadError(f"--pretrained {pretrained}: holds a {type(state).__name__}, not a state dict")
         if state and all(k.startswith("net.") for k in state):  # an EmotionNet export: head included
             state = {k[4:]: v for k, v in state.items()}
         source = str(path)
@@ -80,7 +84,7 @@ def load_pretrained(model: EmotionNet, pretrained: str) -> str:
     head = {k for k in own if k.startswith(("fc.", "classifier."))}
     missing = [k for k in own if k not in usable and k not in head]
     if missing:
-        raise RuntimeError(f"{source} does not fit {backbone}: {len(missing)} tensors missing, e.g. {missing[0]}")
+        raise ModelLoadError(f"{source} does not fit {backbone}: {len(missing)} tensors missing, e.g. {missing[0]}")
     model.net.load_state_dict(usable, strict=False)
     return source
 
@@ -131,7 +135,7 @@ def calibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor])
         for h in handles:
             h.remove()
     if not sums:
-        raise ValueError("calibrate_batchnorm: no batches")
+        raise InvalidArgumentError("calibrate_batchnorm: no batches")
     for bn in layers:
         total, squares, count = sums[id(bn)]
         mean = total / count
