@@ -1,13 +1,16 @@
 # Quick start: `make run` (set up + start the app on the bundled model), `make test` (set up + all tests).
 # Setup is idempotent: .venv is (re)installed only when a requirements file or the install script changed.
 PY := .venv/bin/python
+# One Python everywhere (pyproject.toml, Dockerfile): 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SHARED ?= ../shared
 export TORCH_HOME ?= $(abspath $(SHARED)/weights/torch)
 
 .PHONY: run test lint bench setup setup-dev clean
 
 .venv/bin/python:
-	python3 -m venv .venv
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is needed, found " + sys.version)'
+	$(PYTHON) -m venv .venv
 
 .venv/.installed: .venv/bin/python requirements.txt scripts/install.sh
 	PATH="$(CURDIR)/.venv/bin:$$PATH" scripts/install.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one install script (Makefile and Dockerfile): pinned requirements, then facenet-pytorch
-# without its stale torch<2.3 pin. Usage: scripts/install.sh [--dev]   (uses the current `python`)
+# The one install script (Makefile and Dockerfile): the pinned requirements.
+# Usage: scripts/install.sh [--dev]   (uses the current `python`)
 #   --dev  also the test/lint requirements and, when missing, Debian's chromium for browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +16,3 @@ if [ "${1:-}" = "--dev" ]; then
     fi
   fi
 fi
-python -m pip install --quiet --no-deps facenet-pytorch==2.6.0

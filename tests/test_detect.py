@@ -18,7 +18,7 @@ def detector() -> FaceDetector:
 def test_mtcnn_loads_and_runs_with_installed_torch(detector, astronaut):
     from packaging.version import Version
 
-    # facenet-pytorch 2.6.0 pins torch<2.3; the project installs it --no-deps on a newer torch
+    # facenet-pytorch 2.5.3 (the MTCNN code and weights of 2.6.0, without its torch<2.3 pin) on a current torch
     assert Version(torch.__version__.split("+")[0]) >= Version("2.3")
     assert sum(p.numel() for p in detector.mtcnn.parameters()) > 400_000  # pnet+rnet+onet weights
     boxes, probs, points = detector.mtcnn.detect(Image.fromarray(astronaut), landmarks=True)

@@ -1,0 +1,165 @@
+"""Per-call options of the recognizer: their defaults and valid ranges, in one place.
+
+The library (:class:`~fer_core.detect.FaceDetector`, :class:`~fer_core.recognizer.EmotionRecognizer`,
+:func:`~fer_core.video_analysis.analyze_video`), the CLI, the app's sliders and the REST query
+validation all read these constants and checks, so a default or a range changes here only.
+Defaults that belong to a model (``align``, ``balanced``) come from its ``config.json``: see
+:meth:`PredictOptions.for_recognizer`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from .recognizer import EmotionRecognizer
+
+#: Default detection-probability threshold: MTCNN's final-stage score a face must reach. 0.9 removes
+#: the spurious low-score boxes MTCNN finds in busy scenes while keeping real faces (typically > 0.99).
+DEFAULT_THRESHOLD: float = 0.9
+#: Valid detection thresholds (inclusive).
+THRESHOLD_RANGE: tuple[float, float] = (0.0, 1.0)
+#: Smallest ``min_face_size`` in pixels: MTCNN's P-Net window is 12x12.
+MIN_FACE_SIZE_FLOOR: int = 12
+#: Default probability-smoothing half-life of tracked faces, seconds: a new frame's probabilities get
+#: weight ``1 - 0.5 ** (dt / half_life)`` (:func:`fer_core.track.ema_weight`); after a lasting change
+#: of expression the smoothed probabilities have moved half way after this long.
+DEFAULT_HALF_LIFE_S: float = 0.25
+#: Valid smoothing half-lives, seconds (inclusive; 0 = no smoothing).
+SMOOTHING_RANGE_S: tuple[float, float] = (0.0, 10.0)
+#: Highest ``sample_fps`` (frames analysed per second of video); ``None`` or 0 analyses every frame.
+MAX_SAMPLE_FPS: float = 60.0
+#: Frames analysed per second of video where a server request does not say (the library and the CLI
+#: analyse every frame by default).
+DEFAULT_VIDEO_SAMPLE_FPS: float = 5.0
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{name} must be a number, got {value!r}") from exc
+    if math.isnan(number):
+        raise InvalidArgumentError(f"{name} must be a number, got NaN")
+    return number
+
+
+def check_threshold(value: Any) -> float:
+    """``value`` as a detection threshold.
+
+    Raises:
+        InvalidArgumentError: not a number, or outside :data:`THRESHOLD_RANGE` (0..1).
+    """
+    number = _number("threshold", value)
+    low, high = THRESHOLD_RANGE
+    if not low <= number <= high:
+        raise InvalidArgumentError(f"threshold must be between {low:g} and {high:g}, got {value}")
+    return number
+
+
+def check_min_face_size(value: Any) -> int | None:
+    """``value`` as a minimum face size in pixels; ``None`` or 0 means adaptive (``None``).
+
+    Raises:
+        InvalidArgumentError: not a whole number, or below :data:`MIN_FACE_SIZE_FLOOR` (12) pixels.
+    """
+    if value is None:
+        return None
+    number = _number("min_face_size", value)
+    if number == 0:
+        return None
+    if number != int(number) or number < MIN_FACE_SIZE_FLOOR:
+        raise InvalidArgumentError(f"min_face_size must be a whole number of pixels >= {MIN_FACE_SIZE_FLOOR} "
+                                   f"(or 0 for adaptive), got {value}")
+    return int(number)
+
+
+def check_smoothing(value: Any) -> float:
+    """``value`` as a smoothing half-life in seconds.
+
+    Raises:
+        InvalidArgumentError: not a number, or outside :data:`SMOOTHING_RANGE_S` (0..10 s).
+    """
+    number = _number("smoothing", value)
+    low, high = SMOOTHING_RANGE_S
+    if not low <= number <= high:
+        raise InvalidArgumentError(f"smoothing must be between {low:g} and {high:g} seconds, got {value}")
+    return number
+
+
+def check_sample_fps(value: Any) -> float | None:
+    """``value`` as frames analysed per second of video; ``None`` or 0 means every frame (``None``).
+
+    Raises:
+        InvalidArgumentError: not a number, negative, or above :data:`MAX_SAMPLE_FPS` (60).
+    """
+    if value is None:
+        return None
+    number = _number("sample_fps", value)
+    if not 0 <= number <= MAX_SAMPLE_FPS:
+        raise InvalidArgumentError(f"sample_fps must be between 0 (every frame) and {MAX_SAMPLE_FPS:g}, got {value}")
+    return number or None
+
+
+def check_max_seconds(value: Any) -> float | None:
+    """``value`` as the seconds of video to analyse; ``None`` or 0 means all (``None``).
+
+    Raises:
+        InvalidArgumentError: not a number, negative or infinite.
+    """
+    if value is None:
+        return None
+    number = _number("max_seconds", value)
+    if not 0 <= number < math.inf:
+        raise InvalidArgumentError(f"max_seconds must be >= 0 seconds (0 = all), got {value}")
+    return number or None
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """The options of one :meth:`~fer_core.recognizer.EmotionRecognizer.predict` call, validated.
+
+    Attributes:
+        threshold: detection probability threshold, 0..1.
+        min_face_size: smallest face side in pixels (>= 12), or ``None`` for adaptive.
+        align: level the eyes before classifying.
+        balanced: balanced (prior-corrected) decisions.
+    """
+
+    threshold: float = DEFAULT_THRESHOLD
+    min_face_size: int | None = None
+    align: bool = True
+    balanced: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "threshold", check_threshold(self.threshold))
+        object.__setattr__(self, "min_face_size", check_min_face_size(self.min_face_size))
+
+    @classmethod
+    def for_recognizer(cls, recognizer: EmotionRecognizer, threshold: Any = None, min_face_size: Any = None,
+                       align: bool | None = None, balanced: bool | None = None) -> PredictOptions:
+        """Options for ``recognizer``: every value left ``None`` is the recognizer's own default (its
+        detector's threshold and minimum face size, its ``config.json``'s ``align`` and
+        ``balanced``); a ``min_face_size`` of 0 means adaptive.
+
+        Raises:
+            InvalidArgumentError: a value is out of range, or balanced decisions are asked of a model
+                without a class prior.
+        """
+        config = recognizer.config
+        return cls(
+            threshold=recognizer.detector.threshold if threshold is None else threshold,
+            min_face_size=recognizer.detector.min_face_size if min_face_size is None else min_face_size,
+            align=config.align if align is None else bool(align),
+            balanced=config.resolve_balanced(balanced),
+        )
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """``threshold``, ``min_face_size``, ``align`` and ``balanced`` as keyword arguments of
+        :meth:`~fer_core.recognizer.EmotionRecognizer.predict` (and ``predict_batch``, ``analyze_video``)."""
+        return {"threshold": self.threshold, "min_face_size": self.min_face_size, "align": self.align,
+                "balanced": self.balanced}

@@ -1,0 +1,170 @@
+"""Analyse a video file: decode -> detect -> classify -> track -> a per-face :class:`Timeline`.
+
+Frames are streamed and handled in small chunks (``batch_frames`` frames: their faces go through
+the classifier together), so memory does not grow with the video's length; only the numbers per
+face per frame are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import InvalidArgumentError
+from .options import DEFAULT_HALF_LIFE_S, check_max_seconds, check_sample_fps, check_smoothing
+from .timeline import Timeline, TimelineRow
+from .track import DEFAULT_MAX_MISSED_S, FaceTracker
+from .video import Frame, VideoInfo, VideoSource, VideoWriter, iter_frames, probe_video
+
+if TYPE_CHECKING:
+    from .recognizer import EmotionRecognizer
+
+#: Frames whose faces are classified in one forward pass by :func:`analyze_video`.
+DEFAULT_BATCH_FRAMES: int = 8
+
+
+class VideoAnalysis(Timeline):
+    """The result of :func:`analyze_video`: a :class:`Timeline` plus what it was made from.
+
+    Attributes:
+        source: the video file's path.
+        info: the file's :class:`~fer_core.video.VideoInfo`.
+        sample_fps: frames analysed per second asked for (``None``: every frame).
+        half_life_s: the smoothing half-life used, seconds.
+        error: ``None`` if the video decoded cleanly; otherwise what was wrong (damaged packets
+            skipped, or the file ending early: the rows before that point are kept).
+    """
+
+    def __init__(self, labels: Sequence[str], source: str, info: VideoInfo, sample_fps: float | None,
+                 half_life_s: float) -> None:
+        rate = min(info.fps, sample_fps) if sample_fps else info.fps
+        super().__init__(labels, frame_period_s=1.0 / rate)
+        self.source, self.info = source, info
+        self.sample_fps, self.half_life_s = sample_fps, half_life_s
+        self.error: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of video analysed (last analysed frame's time plus one frame period)."""
+        return self.frames[-1][1] + (self.frame_period_s or 0.0) if self.frames else 0.0
+
+    def video_dict(self) -> dict[str, Any]:
+        """What was analysed: file name, width, height, fps, codec, seconds analysed, sample_fps,
+        smoothing half-life (JSON-serialisable)."""
+        return {
+            "file": os.path.basename(self.source), "width": self.info.width, "height": self.info.height,
+            "fps": round(self.info.fps, 3), "codec": self.info.codec, "seconds_analyzed": round(self.duration_s, 3),
+            "sample_fps": self.sample_fps, "smoothing_half_life_s": self.half_life_s,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`Timeline.to_dict` plus ``video`` (:meth:`video_dict`) and ``error``."""
+        return {"video": self.video_dict(), "error": self.error, **super().to_dict()}
+
+    def write_annotated(self, path: str | os.PathLike, *, crf: int = 23) -> None:
+        """Write the analysed part of the video with tracked boxes, ids and labels (H.264 MP4).
+
+        Every source frame is written; a frame between two analysed ones (``sample_fps``) shows
+        the faces of the last analysed frame before it.
+
+        Args:
+            path: output ``.mp4`` file.
+            crf: x264 quality (see :class:`~fer_core.video.VideoWriter`).
+
+        Raises:
+            InvalidVideoError: the source video cannot be read again.
+        """
+        from PIL import Image
+
+        from .draw import annotate
+
+        by_frame: dict[int, list[TimelineRow]] = {}
+        for r in self.rows:
+            by_frame.setdefault(r.frame, []).append(r)
+        analysed = {f for f, _ in self.frames}
+        end = self.duration_s
+        current: list = []
+        with VideoWriter(path, self.info.fps, self.info.width, self.info.height, crf=crf) as writer:
+            for frame in iter_frames(self.source):
+                if frame.time_s >= end:
+                    break
+                if frame.index in analysed:
+                    current = [r.to_face(self.labels) for r in by_frame.get(frame.index, [])]
+                image = Image.fromarray(frame.rgb)
+                writer.write(np.asarray(annotate(image, current)) if current else frame.rgb)
+
+
+def analyze_video(
+    recognizer: EmotionRecognizer,
+    source: VideoSource,
+    *,
+    sample_fps: float | None = None,
+    max_seconds: float | None = None,
+    smoothing: float = DEFAULT_HALF_LIFE_S,
+    max_missed_s: float = DEFAULT_MAX_MISSED_S,
+    progress: bool = True,
+    threshold: float | None = None,
+    min_face_size: int | None = None,
+    align: bool | None = None,
+    balanced: bool | None = None,
+    batch_frames: int = DEFAULT_BATCH_FRAMES,
+) -> VideoAnalysis:
+    """Track every face through a video file and record its expression probabilities over time.
+
+    Args:
+        recognizer: the loaded recognizer (detector + classifier).
+        source: path to a video file (mp4, webm, mov, avi, mkv, ...; audio is ignored).
+        sample_fps: analyse at most this many frames per second (up to
+            :data:`~fer_core.options.MAX_SAMPLE_FPS`); ``None`` or 0 analyses every frame.
+        max_seconds: analyse only the first ``max_seconds`` seconds; ``None`` or 0 for all.
+        smoothing: EMA half-life in seconds of the per-face probabilities (0 = none, at most 10; see
+            :class:`~fer_core.track.FaceTracker`).
+        max_missed_s: seconds a face may go undetected and keep its ``face_id``.
+        progress: show a tqdm progress bar (frames).
+        threshold, min_face_size, align, balanced: as in :meth:`EmotionRecognizer.predict`.
+        batch_frames: frames per classifier pass (memory is bounded by this, not by the video).
+
+    Returns:
+        A :class:`VideoAnalysis`; empty (no rows) if no face is ever found. A damaged or truncated
+        file that still has decodable frames gives the rows of those frames, and ``error`` says
+        what was wrong.
+
+    Raises:
+        InvalidVideoError: the file is missing, empty, not a video, undecodable from the start, or
+            its frames are too large.
+        InvalidArgumentError: a parameter is out of range.
+    """
+    if batch_frames < 1:
+        raise InvalidArgumentError(f"batch_frames must be >= 1, got {batch_frames}")
+    sample_fps, max_seconds = check_sample_fps(sample_fps), check_max_seconds(max_seconds)
+    smoothing = check_smoothing(smoothing)
+    recognizer.config.resolve_balanced(balanced)  # bad requests fail before decoding
+    info = probe_video(source)
+    tracker = FaceTracker(recognizer.labels, half_life_s=smoothing, max_missed_s=max_missed_s)
+    analysis = VideoAnalysis(recognizer.labels, os.fspath(source), info, sample_fps, float(smoothing))
+    seconds = min(x for x in (info.duration_s, max_seconds, float("inf")) if x is not None)
+    total = round(seconds / analysis.frame_period_s) if seconds < float("inf") else None
+    chunk: list[Frame] = []
+
+    def flush() -> None:
+        results = recognizer.predict_batch([f.rgb for f in chunk], threshold=threshold, min_face_size=min_face_size,
+                                           align=align, balanced=balanced)
+        for frame, faces in zip(chunk, results):
+            analysis.add(frame.index, frame.time_s, tracker.update(faces, frame.time_s), faces)
+        bar.update(len(chunk))
+        chunk.clear()
+
+    problems: list[str] = []
+    with tqdm(total=total, unit="frame", desc=os.path.basename(os.fspath(source)), disable=not progress) as bar:
+        for frame in iter_frames(source, sample_fps=sample_fps, max_seconds=max_seconds, problems=problems):
+            chunk.append(frame)
+            if len(chunk) >= batch_frames:
+                flush()
+        if chunk:
+            flush()
+    analysis.error = "; ".join(problems) or None
+    return analysis

@@ -1,0 +1,296 @@
+"""``python -m train.export --run runs/NAME --out DIR``: a run's best model -> a Hub-ready folder.
+
+Writes ``config.json`` (with the temperature fitted on Valid), ``model.safetensors``, the plots
+(confusion matrix, reliability diagram, learning curves of every stage), ``metrics.json`` (the
+per-epoch numbers behind the curves), ``report.json`` and ``README.md``: the
+model card rendered from the top-level ``model_card.md`` template with the measured numbers and Hub
+metadata (``ModelCardData`` with a model-index of ``EvalResult``s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from fer_core.errors import FERError, InvalidArgumentError
+
+from .data import LabelledFaces, load_split
+from .distill import CACHE_NAME, teacher_pass_seconds
+from .evaluate import evaluate
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+RECIPE_FROM_ARGS = ("warmup_epochs", "dropout", "label_smoothing")
+
+
+def card_data(report: dict[str, Any], model_name: str) -> ModelCardData:
+    """Hub metadata with a model-index of the evaluation's numbers."""
+    common = dict(task_type="image-classification", task_name="Facial expression recognition",
+                  dataset_type="ferplus", dataset_name="FER+ (majority protocol)",
+                  dataset_split="validation" if report["split"] == "valid" else report["split"])
+    results = [
+        EvalResult(metric_type="accuracy", metric_value=round(report["accuracy"], 4), **common),
+        EvalResult(metric_type="f1", metric_name="macro-F1", metric_value=round(report["macro_f1"], 4),
+                   metric_args={"average": "macro"}, **common),
+        EvalResult(metric_type="recall", metric_name="UAR (mean per-class recall)",
+                   metric_value=round(report["uar"], 4), metric_args={"average": "macro"}, **common),
+        EvalResult(metric_type="ece", metric_name="ECE after temperature scaling",
+                   metric_value=round(report["ece_after"], 4), **common),
+    ]
+    return ModelCardData(
+        model_name=model_name, license="mit", library_name="pytorch", pipeline_tag="image-classification",
+        tags=["facial-expression-recognition", "emotion-recognition", "ferplus", "fer_core", "safetensors"],
+        datasets=["ferplus"], metrics=["accuracy", "f1", "recall"], eval_results=results,
+    )
+
+
+def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_id: str,
+                model_name: str, n_train: int | None = None) -> ModelCard:
+    """Render ``model_card.md`` for an exported folder (``n_train``: kept Train faces, default
+    from the run's ``args.json``)."""
+    config = json.loads((model_dir / "config.json").read_text())
+    recipe = config.get("recipe", {})
+    names = config["labels"]
+    per_class = [{"name": n, **report["per_class"][n]} for n in names]
+    args = json.loads((run / "args.json").read_text()) if run and (run / "args.json").is_file() else {}
+    n_train = args.get("n_train", n_train)  # recorded by the training loop
+    aug = recipe.get("augment", {})
+    return ModelCard.from_template(
+        card_data(report, model_name), template_path=str(TEMPLATE),
+        model_name=model_name, repo_id=repo_id, labels=names, backbone=config["backbone"],
+        init=recipe.get("base_init") or recipe.get("init", "unknown init"),
+        split_name="Valid" if report["split"] == "valid" else "Test",
+        per_class=per_class, recipe={**{k: "?" for k in ("optimizer", "lr", "weight_decay", "scheduler",
+                                                         "batch_size", "epochs", "best_epoch", "balance",
+                                                         "seed", "hardware", "dropout", "label_smoothing")}, **recipe},
+        label_mode=recipe.get("label_mode", "?"), color_mode=config["color_mode"],
+        native_size=config.get("native_size"), input_size=config["input_size"],
+        augment=", ".join(f"{k}={v}" for k, v in aug.items()) or "none",
+        train_minutes=recipe.get("train_minutes", "?"),  # set by export() from the run's metrics
+        n_train=n_train if n_train is not None else "?", has_curves=(model_dir / "curves.png").is_file(),
+        balanced=report.get("balanced"), tau_sweep=report.get("tau_sweep", []),
+        balanced_default=config.get("balanced", False),
+        **{k: report[k] for k in ("accuracy", "uar", "macro_f1", "ece_before", "ece_after", "temperature",
+                                  "n_images")},
+    )
+
+
+def train_minutes(run: Path) -> float | None:
+    """Wall-clock training minutes of a run (its last ``metrics.json`` row), ``None`` without one."""
+    if not (run / "metrics.json").is_file():
+        return None
+    return json.loads((run / "metrics.json").read_text())[-1]["elapsed_s"] / 60
+
+
+def previous_stage(run: Path) -> tuple[str, float, str]:
+    """One-line summary of an earlier run this one continued from, its training minutes, and the
+    initialisation it started from.
+
+    Raises:
+        InvalidArgumentError: the run has no ``best/config.json`` or no ``metrics.json``.
+    """
+    recipe = json.loads((run / "best" / "config.json").read_text()).get("recipe", {})
+    minutes = train_minutes(run)
+    if minutes is None:
+        raise InvalidArgumentError(f"{run}/metrics.json not found: is {run} a finished training run?")
+    text = (f"{recipe.get('epochs')} epochs from {recipe.get('init')}, {recipe.get('optimizer')} lr "
+            f"{recipe.get('lr')}, {recipe.get('scheduler')}, label mode {recipe.get('label_mode')}, "
+            f"{minutes:.0f} min")
+    return text, minutes, recipe.get("base_init") or recipe.get("init", "?")
+
+
+def stage_history(run: Path, previous_run: str | Path | None = None) -> list[dict[str, Any]]:
+    """The per-epoch metrics of ``run``, after those of the run it continued from when given, with
+    epochs numbered on through both and each row's ``stage`` set to its run folder's name.
+
+    Raises:
+        InvalidArgumentError: a run has no ``metrics.json``.
+    """
+    stages = ([Path(previous_run)] if previous_run is not None else []) + [Path(run)]
+    history: list[dict[str, Any]] = []
+    for stage in stages:
+        if not (stage / "metrics.json").is_file():
+            raise InvalidArgumentError(f"{stage}/metrics.json not found: is {stage} a finished training run?")
+        offset = len(history)
+        for row in json.loads((stage / "metrics.json").read_text()):
+            history.append({**row, "epoch": offset + row["epoch"], "stage_epoch": row["epoch"],
+                            "stage": stage.name})
+    return history
+
+
+def teacher_summary(folder: str | Path) -> tuple[str, float | None, Path | None]:
+    """One-line description of a distillation teacher (its folder, backbone, input size, epochs and
+    best Valid accuracy when its run's ``metrics.json`` is found beside it), its run's training
+    minutes, and that run folder.
+
+    Raises:
+        InvalidArgumentError: the teacher has no ``config.json``.
+    """
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    recipe = config.get("recipe", {})
+    text = f"`{folder}` ({config['backbone']}, {config['input_size']} px, {recipe.get('epochs', '?')} epochs"
+    run = folder.parent if (folder.parent / "metrics.json").is_file() else None
+    minutes = None
+    if run is not None:
+        history = json.loads((run / "metrics.json").read_text())
+        text += f", Valid accuracy {max(row['valid_acc'] for row in history):.4f}"
+        minutes = train_minutes(run)
+    return text + ")", minutes, run
+
+
+def export(run: str | Path, out: str | Path, data: str | Path | None = None, repo_id: str = "fer-core/ferplus",
+           model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
+           previous_run: str | Path | None = None, balanced: bool | None = None,
+           tau: float | None = None) -> dict[str, Any]:
+    """Export ``run/best`` to ``out`` with evaluation on Valid, plots and model card.
+
+    Args:
+        run: a ``python -m train`` run folder (with ``best/``, ``metrics.json``, ``args.json``).
+        out: destination folder (created; existing files overwritten).
+        data: FER+ folder for the evaluation (default: the run's ``--data``).
+        repo_id: the Hub repo id shown in the card's usage snippet.
+        model_name: card title (default: ``ferplus-<backbone>``).
+        crop_margin: override the crop margin stored in ``config.json``.
+        limit: evaluate on the first N Valid images only (tests).
+        previous_run: the run whose model ``run`` was initialised from (``--pretrained``); its
+            recipe and time are recorded as an earlier stage and its minutes added to the total.
+            The training minutes of distillation teachers' runs (found beside their folders) are
+            added too, each run once, and so is the time it took to compute the teachers'
+            probabilities when ``teacher_probs.npz`` records it.
+        balanced: the exported model's default operating point (``config.json`` ``balanced``);
+            ``None`` keeps the run's (plain).
+        tau: strength of the balanced operating point (``config.json`` ``tau``); ``None`` keeps it.
+
+    Returns:
+        The Valid evaluation report.
+
+    Raises:
+        InvalidArgumentError: the run has no ``best/`` model or the data is missing.
+    """
+    run, out = Path(run), Path(out)
+    best = run / "best"
+    if not (best / "model.safetensors").is_file():
+        raise InvalidArgumentError(f"{best}/model.safetensors not found: is {run} a finished training run?")
+    args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
+    data = data or args.get("data")
+    if not data:
+        raise InvalidArgumentError("no --data given and the run's args.json names none")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(best / name, out / name)
+    config = json.loads((out / "config.json").read_text())
+    if crop_margin is not None:
+        config["crop_margin"] = crop_margin
+    if tau is not None:
+        config["tau"] = tau
+    if balanced is not None:
+        config["balanced"] = balanced
+    for key in RECIPE_FROM_ARGS:  # options that runs from before summarise() recorded them lack
+        if key in args:
+            config["recipe"].setdefault(key, args[key])
+    minutes_of = {run.resolve(): train_minutes(run)}  # all the work that went into the model, once each
+    if previous_run is not None:
+        text, minutes, base_init = previous_stage(Path(previous_run))
+        config["recipe"]["previous_stage"] = text
+        config["recipe"]["base_init"] = base_init
+        minutes_of[Path(previous_run).resolve()] = minutes
+    summaries = []
+    for teacher in config["recipe"].get("teachers", []):
+        text, minutes, teacher_run = teacher_summary(teacher)
+        summaries.append(text)
+        if teacher_run is not None:
+            minutes_of.setdefault(teacher_run.resolve(), minutes)
+    if summaries:
+        config["recipe"]["teacher_summaries"] = summaries
+        seconds = teacher_pass_seconds(run)
+        if seconds is not None:  # computing the teachers' probabilities is part of the training time
+            minutes_of[(run / CACHE_NAME).resolve()] = seconds / 60
+    known = [m for m in minutes_of.values() if m is not None]
+    if known:
+        config["recipe"]["train_minutes"] = round(sum(known), 1)
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    metrics_file = None
+    if (run / "metrics.json").is_file():
+        history = stage_history(run, previous_run)
+        metrics_file = out / "metrics.json"
+        metrics_file.write_text(json.dumps(history, indent=2))
+    report = evaluate(out, data, "valid", out_dir=out, write_temperature=True, metrics_file=metrics_file,
+                      limit=limit)
+    name = model_name or f"ferplus-{config['backbone']}"
+    render_card(out, report, run, repo_id, name).save(out / "README.md")
+    return report
+
+
+def refresh(model_dir: str | Path, data: str | Path, repo_id: str = "fer-core/ferplus",
+            model_name: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    """Re-evaluate an exported folder in place and re-render its card, after its ``config.json``
+    changed (e.g. a class prior, ``tau`` or ``balanced`` added); the weights are not touched.
+
+    The number of kept Train faces shown in the card is counted again from ``data`` with the
+    recipe's label mode. ``limit``: evaluate on the first N Valid images only (tests).
+
+    Returns:
+        The Valid evaluation report.
+
+    Raises:
+        InvalidArgumentError: the data is missing. ModelLoadError: the folder is not a valid model.
+    """
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    metrics = model_dir / "metrics.json"
+    report = evaluate(model_dir, data, "valid", out_dir=model_dir, write_temperature=True,
+                      metrics_file=metrics if metrics.is_file() else None, limit=limit)
+    mode = config.get("recipe", {}).get("label_mode", "crossentropy")
+    n_train = len(LabelledFaces(load_split(data, "train"), mode, transform=lambda face: face))
+    name = model_name or f"ferplus-{config['backbone']}"
+    render_card(model_dir, report, None, repo_id, name, n_train=n_train).save(model_dir / "README.md")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m train.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", help="training run folder")
+    p.add_argument("--out", help="export folder")
+    p.add_argument("--refresh", metavar="MODEL_DIR", default=None,
+                   help="instead: re-evaluate an exported folder in place and re-render its card (needs --data)")
+    p.add_argument("--data", default=None, help="FER+ folder for evaluation (default: the run's)")
+    p.add_argument("--repo-id", default="fer-core/ferplus", help="repo id shown in the card")
+    p.add_argument("--model-name", default=None)
+    p.add_argument("--crop-margin", type=float, default=None, help="override config.json's crop_margin")
+    p.add_argument("--limit", type=int, default=None, help="evaluate on the first N Valid images")
+    p.add_argument("--previous-run", default=None, help="the run this one continued from (--pretrained)")
+    p.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
+                   help="make balanced (prior-corrected) decisions the model's default operating point")
+    p.add_argument("--tau", type=float, default=None, help="strength of the balanced operating point (0..5)")
+    args = p.parse_args(argv)
+    if args.refresh is None and not (args.run and args.out):
+        p.error("--run and --out are required (or --refresh MODEL_DIR --data DIR)")
+    if args.refresh is not None and not args.data:
+        p.error("--refresh needs --data")
+    try:
+        if args.refresh is not None:
+            r = refresh(args.refresh, args.data, args.repo_id, args.model_name, args.limit)
+            args.out = args.refresh
+        else:
+            r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
+                       args.previous_run, args.balanced, args.tau)
+    except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported to {args.out}: valid accuracy {r['accuracy']:.4f}, UAR {r['uar']:.4f}, "
+          f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} (T={r['temperature']:.3f})"
+          + (f"; balanced (tau {r['balanced']['tau']:g}): accuracy {r['balanced']['accuracy']:.4f}, "
+             f"UAR {r['balanced']['uar']:.4f}" if "balanced" in r else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
