@@ -207,7 +207,7 @@ class ModelConfig:
         try:
             config = cls(**kwargs)
         except ModelLoadError as exc:
-            raise ModelLoadError(f"{source}: {exc}".replace("config.json: ", "")) from None
+            raise ModelLoadError(f"{source}: {exc}".replace("config.json: ", "")) from exc
         if "num_classes" in data and data["num_classes"] != config.num_classes:
             raise ModelLoadError(
                 f"{source}: 'num_classes' is {data['num_classes']!r} but 'labels' has "
@@ -225,10 +225,10 @@ class ModelConfig:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelLoadError(f"{path}: config.json not found") from None
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"{path}: config.json not found") from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelLoadError(f"{path}: not a readable JSON file ({exc})") from None
+            raise ModelLoadError(f"{path}: not a readable JSON file ({exc})") from exc
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -218,7 +218,7 @@ def load_weights(
     try:
         state = load_file(str(path), device=map_location)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"{source}: {WEIGHTS_NAME} is not a valid safetensors file ({exc})") from None
+        raise ModelLoadError(f"{source}: {WEIGHTS_NAME} is not a valid safetensors file ({exc})") from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -236,8 +236,8 @@ class EmotionRecognizer:
 
         Args:
             source: path to a video file (mp4, webm, mov, avi, mkv, ...; audio is ignored).
-            sample_fps: analyse at most this many frames per second (``None``: every frame).
-            max_seconds: analyse only the first seconds of the video.
+            sample_fps: analyse at most this many frames per second, up to 60 (``None`` or 0: every frame).
+            max_seconds: analyse only the first seconds of the video (``None`` or 0: all).
             smoothing: EMA half-life of the per-face probabilities in seconds (``None``: the
                 default, :data:`fer_core.options.DEFAULT_HALF_LIFE_S`; 0: none).
             progress: show a tqdm progress bar.
@@ -283,12 +283,12 @@ def _download(repo_id: str, revision: str | None, cache_dir: Any, local_files_on
             local_files_only=local_files_only,
             token=token,
         )
-    except HFValidationError:
+    except HFValidationError as exc:
         raise ModelLoadError(
             f"'{repo_id}' is neither an existing folder nor a valid Hub repo id ('user/name')"
-        ) from None
+        ) from exc
     except Exception as exc:  # network, auth, not found, offline without cache ...
-        raise ModelLoadError(f"cannot get model '{repo_id}' from the Hub: {type(exc).__name__}: {exc}") from None
+        raise ModelLoadError(f"cannot get model '{repo_id}' from the Hub: {type(exc).__name__}: {exc}") from exc
     return Path(path)
 
 
@@ -296,4 +296,4 @@ def _load_indexed(image: ImageInput, index: int) -> Image.Image:
     try:
         return load_image(image)
     except InvalidImageError as exc:
-        raise InvalidImageError(f"image {index}: {exc.source}", exc.reason) from None
+        raise InvalidImageError(f"image {index}: {exc.source}", exc.reason) from exc

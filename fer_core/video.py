@@ -67,7 +67,7 @@ def _open(source: VideoSource):
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidVideoError(name, f"not a readable video file ({_reason(exc)})") from None
+        raise InvalidVideoError(name, f"not a readable video file ({_reason(exc)})") from exc
     if container.format.name.endswith("_pipe") or container.format.name.startswith("image2"):
         container.close()  # FFmpeg reads a photo as a one-frame video
         raise InvalidVideoError(name, f"a still image ({container.format.name.removesuffix('_pipe')}), not a "

@@ -3,6 +3,7 @@ and the bundled model; and the declared ranges admit the pinned versions the app
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -15,7 +16,13 @@ from tests.conftest import ROOT
 
 
 def test_wheel_has_dependencies_console_script_license_and_model(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+    source = tmp_path / "src"  # a copy: pip builds in the source tree and would leave build/ in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("fer_core", "train"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(tmp_path.glob("fer_core-*.whl"))
     with zipfile.ZipFile(wheel) as zf:

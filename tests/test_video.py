@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_core import LABELS, InvalidVideoError
+from fer_core import LABELS, InvalidArgumentError, InvalidVideoError
 from fer_core import video as video_module
 from fer_core.timeline import BASE_COLUMNS
 from fer_core.video import iter_frames, probe_video
@@ -126,8 +126,11 @@ def test_sampling_and_max_seconds(recognizer, clip):
     assert sum(s["seconds_visible"] for s in sampled.summary()) == pytest.approx(SECONDS + B_LEAVES_S, abs=0.05)
     short = recognizer.analyze_video(clip, max_seconds=1.0, progress=False)
     assert len(short.frames) == 10 and short.duration_s == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="sample_fps"):
-        recognizer.analyze_video(clip, sample_fps=0, progress=False)
+    every = recognizer.analyze_video(clip, sample_fps=0, max_seconds=0.5, progress=False)  # 0 = every frame
+    assert len(every.frames) == 5
+    for bad in (-1, 61):
+        with pytest.raises(InvalidArgumentError, match="sample_fps"):
+            recognizer.analyze_video(clip, sample_fps=bad, progress=False)
 
 
 @pytest.mark.parametrize("codec,suffix", [("libvpx-vp9", ".webm"), ("mpeg4", ".avi"), ("mpeg4", ".mkv"),
