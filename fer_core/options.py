@@ -48,17 +48,21 @@ def _number(name: str, value: Any) -> float:
     return number
 
 
+def _in_range(name: str, value: Any, bounds: tuple[float, float], unit: str = "") -> float:
+    number = _number(name, value)
+    low, high = bounds
+    if not low <= number <= high:
+        raise InvalidArgumentError(f"{name} must be between {low:g} and {high:g}{unit}, got {value}")
+    return number
+
+
 def check_threshold(value: Any) -> float:
     """``value`` as a detection threshold.
 
     Raises:
         InvalidArgumentError: not a number, or outside :data:`THRESHOLD_RANGE` (0..1).
     """
-    number = _number("threshold", value)
-    low, high = THRESHOLD_RANGE
-    if not low <= number <= high:
-        raise InvalidArgumentError(f"threshold must be between {low:g} and {high:g}, got {value}")
-    return number
+    return _in_range("threshold", value, THRESHOLD_RANGE)
 
 
 def check_min_face_size(value: Any) -> int | None:
@@ -84,11 +88,7 @@ def check_smoothing(value: Any) -> float:
     Raises:
         InvalidArgumentError: not a number, or outside :data:`SMOOTHING_RANGE_S` (0..10 s).
     """
-    number = _number("smoothing", value)
-    low, high = SMOOTHING_RANGE_S
-    if not low <= number <= high:
-        raise InvalidArgumentError(f"smoothing must be between {low:g} and {high:g} seconds, got {value}")
-    return number
+    return _in_range("smoothing", value, SMOOTHING_RANGE_S, " seconds")
 
 
 def check_sample_fps(value: Any) -> float | None:
