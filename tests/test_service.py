@@ -7,6 +7,8 @@ import io
 import os
 import time
 
+import pytest
+
 from app_ui.service import batch_folder, results_csv
 from fer_core import LABELS
 
@@ -28,3 +30,19 @@ def test_batch_folders_are_pruned(tmp_path):
     os.utime(old, (past, past))
     new = batch_folder(tmp_path)
     assert new.is_dir() and not old.exists()
+
+
+def test_gr_api_files_must_come_from_the_upload_folder(tmp_path, monkeypatch):
+    import gradio as gr
+
+    from app_ui.blocks import uploaded_path
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    inside = tmp_path / "uploads" / "abc" / "photo.jpg"
+    inside.parent.mkdir(parents=True)
+    inside.write_bytes(b"x")
+    assert uploaded_path({"path": str(inside), "meta": {"_type": "gradio.FileData"}}) == str(inside)
+    assert uploaded_path(None) is None and uploaded_path({"path": ""}) is None
+    for outside in ("/etc/passwd", str(tmp_path / "uploads" / ".." / "secret.jpg")):
+        with pytest.raises(gr.Error, match="must be uploaded"):
+            uploaded_path({"path": outside})
