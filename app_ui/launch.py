@@ -33,18 +33,27 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
         proc.wait()
 
 
+class ServerURL(str):
+    """The server's base URL (a ``str``) that also carries its child ``process`` (to kill it, as a
+    crash would)."""
+
+    process: subprocess.Popen
+
+
 @contextmanager
-def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0, **env: str) -> Iterator[str]:
+def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0, args: tuple[str, ...] = (),
+               **env: str) -> Iterator[ServerURL]:
     """Run ``python app.py`` in a child process on a free loopback port, with extra environment ``env``
     (e.g. ``FER_MODEL``, the limits of :mod:`app_ui.limits`).
 
     Args:
         log_path: file that receives the server's stdout and stderr.
+        args: extra command-line arguments for ``app.py`` (e.g. ``("--dev",)``).
         timeout: seconds to wait for ``/health`` to answer.
         stop_timeout: seconds the server gets to exit on SIGTERM before it is killed.
 
     Yields:
-        The base URL, e.g. ``"http://127.0.0.1:54321"``.
+        The base URL, e.g. ``"http://127.0.0.1:54321"``, as a :class:`ServerURL`.
 
     Raises:
         RuntimeError: the server exited during start-up (the log's tail is in the message).
@@ -54,9 +63,10 @@ def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0
     full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
                 "GRADIO_ANALYTICS_ENABLED": "False", **env}
     with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=full_env, stdout=log,
                                 stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
+        url = ServerURL(f"http://127.0.0.1:{port}")
+        url.process = proc
         try:
             deadline = time.time() + timeout
             while True:

@@ -15,4 +15,12 @@ if [ "${1:-}" = "--dev" ]; then
       echo "browser tests need Debian's chromium: sudo apt-get install -y chromium" >&2
     fi
   fi
+  # PostgreSQL server binaries (initdb, pg_ctl): the monitoring tests start their own server
+  if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+      echo "monitoring tests need Debian's postgresql: sudo apt-get install -y postgresql" >&2
+    fi
+  fi
 fi

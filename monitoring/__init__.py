@@ -1,0 +1,12 @@
+"""Monitoring sessions: expression timelines stored per person (subject), behind a login.
+
+A care team starts a session for a pseudonymous subject, streams webcam frames (or per-frame
+results computed elsewhere), and comes back later to per-second, 10-second or 1-minute
+timelines. Only numbers are stored (per second and tracked face: mean calibrated probabilities,
+label, frame and face counts), **never images or crops**.
+
+Modules: ``settings`` (environment), ``models`` (SQLAlchemy tables), ``db`` (engine, Alembic
+migrations), ``security`` (argon2 passwords, JWT), ``aggregate`` (frames -> per-second rows),
+``store`` (queries), ``routes`` (FastAPI), ``__main__`` (``python -m monitoring``: migrate,
+create the first admin).
+"""

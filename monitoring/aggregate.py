@@ -1,0 +1,85 @@
+"""Frames of tracked faces -> one row per second per face, written as soon as a second is complete."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_core.labels import LABELS
+
+
+@dataclass
+class SecondRow:
+    """One completed second of one tracked face.
+
+    Attributes:
+        second: whole seconds since the session started (``floor(time_s)``).
+        face_id: the tracker's id.
+        n_frames: frames the face was seen in during that second.
+        faces: the most faces seen in one frame of that second.
+        probs: float64 ``(8,)`` mean probabilities in FER+ label order, summing to 1.
+        label: the argmax label.
+    """
+
+    second: int
+    face_id: int
+    n_frames: int
+    faces: int
+    probs: np.ndarray
+    label: str
+
+
+@dataclass
+class SecondAggregator:
+    """Accumulate per-frame face probabilities and hand out each second once it is complete
+    (a frame of a later second has arrived) or at :meth:`flush`.
+
+    Frames must come in time order (``time_s`` non-decreasing), as they do from a live session.
+    """
+
+    _sums: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    _counts: dict[tuple[int, int], int] = field(default_factory=dict)
+    _faces: dict[int, int] = field(default_factory=dict)
+    _current: int | None = None
+
+    def add(self, time_s: float, faces: Sequence[tuple[int, Sequence[float]]]) -> list[SecondRow]:
+        """Feed one frame: ``faces`` = ``(face_id, probs)`` pairs (probs in FER+ label order).
+
+        Returns:
+            The rows of the seconds this frame completes (possibly empty).
+
+        Raises:
+            ValueError: ``time_s`` negative, not finite, or earlier than an already completed second.
+        """
+        if not (math.isfinite(time_s) and time_s >= 0):
+            raise ValueError(f"time_s must be a finite number >= 0, got {time_s}")
+        second = int(time_s)
+        if self._current is not None and second < self._current:
+            raise ValueError(f"frames must come in time order: {time_s} s after second {self._current}")
+        done = self._complete(before=second)
+        self._current = second
+        self._faces[second] = max(self._faces.get(second, 0), len(faces))
+        for face_id, probs in faces:
+            key = (second, int(face_id))
+            self._sums[key] = self._sums.get(key, 0) + np.asarray(probs, dtype=np.float64)
+            self._counts[key] = self._counts.get(key, 0) + 1
+        return done
+
+    def flush(self) -> list[SecondRow]:
+        """The rows of every second still open (at the end of a session)."""
+        return self._complete(before=None)
+
+    def _complete(self, before: int | None) -> list[SecondRow]:
+        keys = sorted(k for k in self._sums if before is None or k[0] < before)
+        rows = []
+        for key in keys:
+            mean = self._sums.pop(key) / self._counts[key]
+            mean = mean / mean.sum()
+            rows.append(SecondRow(key[0], key[1], self._counts.pop(key), self._faces.get(key[0], 0), mean,
+                                  LABELS[int(mean.argmax())]))
+        for second in [s for s in self._faces if before is None or s < before]:
+            del self._faces[second]
+        return rows

@@ -1,0 +1,94 @@
+"""The monitoring tables (SQLAlchemy 2 declarative). Alembic migrations in ``migrations/`` create them.
+
+``teams`` (a deployment: its users see only its subjects) -> ``users`` (argon2 hash, role
+``admin`` or ``staff``) and ``subjects`` (a pseudonymous label) -> ``sessions`` (start/end, model
+id + revision) -> ``aggregates`` (one row per second per tracked face). Deleting a subject
+deletes its sessions and their aggregates (``ON DELETE CASCADE``). No column holds an image.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from fer_core.labels import LABELS
+
+ROLES = ("admin", "staff")
+#: Aggregate columns holding the mean probability of each FER+ label, in label order.
+PROB_COLUMNS = tuple(f"p_{label}" for label in LABELS)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the monitoring tables."""
+
+
+class Team(Base):
+    """A deployment (care team): users and subjects belong to exactly one."""
+
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class User(Base):
+    """A login: ``username`` (unique), argon2 ``password_hash``, ``role`` admin or staff."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'staff')", name="ck_users_role"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Subject(Base):
+    """A person being monitored, by a pseudonymous ``label`` (no name needed)."""
+
+    __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("team_id", "label", name="uq_subjects_team_label"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MonitoringSession(Base):
+    """One monitoring session of a subject: when, by whom, with which model."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    started_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    model_id: Mapped[str] = mapped_column(String(300))
+    model_revision: Mapped[str | None] = mapped_column(String(100))
+
+
+class Aggregate(Base):
+    """One second of one tracked face: mean calibrated probabilities over the frames it was seen in
+    that second (``p_<label>``, summing to 1), their argmax ``label``, ``n_frames`` and the most
+    faces seen in one frame of that second (``faces``)."""
+
+    __tablename__ = "aggregates"
+    __table_args__ = (UniqueConstraint("session_id", "second", "face_id", name="uq_aggregates_second_face"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    second: Mapped[int] = mapped_column(Integer)
+    face_id: Mapped[int] = mapped_column(Integer)
+    n_frames: Mapped[int] = mapped_column(Integer)
+    faces: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(20))
+    p_neutral: Mapped[float] = mapped_column(Float)
+    p_happiness: Mapped[float] = mapped_column(Float)
+    p_surprise: Mapped[float] = mapped_column(Float)
+    p_sadness: Mapped[float] = mapped_column(Float)
+    p_anger: Mapped[float] = mapped_column(Float)
+    p_disgust: Mapped[float] = mapped_column(Float)
+    p_fear: Mapped[float] = mapped_column(Float)
+    p_contempt: Mapped[float] = mapped_column(Float)

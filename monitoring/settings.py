@@ -1,0 +1,58 @@
+"""Monitoring configuration from the environment.
+
+``FER_DATABASE_URL`` (default ``sqlite:///data/fer.db``; PostgreSQL:
+``postgresql+psycopg://user:password@host:5432/db``), ``FER_JWT_SECRET`` (required outside
+``--dev``: at least 32 characters), ``FER_JWT_MINUTES`` (access-token lifetime, default 60).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite:///data/fer.db"
+#: The secret used with ``--dev`` only: anyone who reads this file could forge tokens with it.
+DEV_SECRET = "dev-only-secret-do-not-use-in-production-0123456789"
+MIN_SECRET_LENGTH = 32
+
+
+class MonitoringConfigError(RuntimeError):
+    """Monitoring cannot start with this configuration (no or a weak ``FER_JWT_SECRET``)."""
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Attributes:
+        database_url: SQLAlchemy URL.
+        jwt_secret: HS256 signing key.
+        token_minutes: access-token lifetime, minutes.
+        dev: started with ``--dev`` (the built-in secret is allowed).
+    """
+
+    database_url: str
+    jwt_secret: str
+    token_minutes: float = 60.0
+    dev: bool = False
+
+    @classmethod
+    def from_env(cls, dev: bool = False) -> MonitoringSettings:
+        """Read the environment.
+
+        Raises:
+            MonitoringConfigError: ``FER_JWT_SECRET`` is unset, the development secret, or shorter
+                than 32 characters, and ``dev`` is false; or ``FER_JWT_MINUTES`` is not positive.
+        """
+        secret = os.environ.get("FER_JWT_SECRET", "")
+        if not dev and (not secret or secret == DEV_SECRET or len(secret) < MIN_SECRET_LENGTH):
+            raise MonitoringConfigError(
+                "monitoring needs FER_JWT_SECRET (a random string of at least 32 characters, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); `python app.py --dev` "
+                "uses a built-in secret for local development only")
+        try:
+            minutes = float(os.environ.get("FER_JWT_MINUTES", "60"))
+        except ValueError as exc:
+            raise MonitoringConfigError(f"FER_JWT_MINUTES must be a number, got {os.environ['FER_JWT_MINUTES']!r}") \
+                from exc
+        if minutes <= 0:
+            raise MonitoringConfigError(f"FER_JWT_MINUTES must be positive, got {minutes}")
+        return cls(os.environ.get("FER_DATABASE_URL") or DEFAULT_DATABASE_URL, secret or DEV_SECRET, minutes, dev)

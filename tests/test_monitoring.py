@@ -1,0 +1,241 @@
+"""Monitoring sessions on both engines for real (SQLite file, PostgreSQL server): auth rules,
+SQL-injection strings verbatim, per-second rows from a real clip, erasure, crash safety."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import func, select, text
+
+from app_ui.launch import app_server
+from app_ui.service import FERService
+from fer_core.labels import LABELS
+from monitoring import store
+from monitoring.db import make_engine, session_factory, upgrade
+from monitoring.models import Aggregate, MonitoringSession, Subject
+from monitoring.security import create_token
+from tests.conftest import ROOT
+from tests.postgres import fresh_database, postgres_server
+from tests.video_clips import two_face_frames
+
+SECRET = "test-secret-" + "x" * 40
+PASSWORD = "correct horse battery"
+INJECTION = "Robert'); DROP TABLE subjects;-- \" OR 1=1 --"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    try:
+        with postgres_server() as url:
+            yield url
+    except FileNotFoundError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fer.db'}"
+    return fresh_database(request.getfixturevalue("postgres"))
+
+
+@pytest.fixture
+def db(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def api(database_url, db, recognizer, monkeypatch):
+    """A TestClient of the real app on this database, two teams with an admin and a staff user each."""
+    import app
+
+    monkeypatch.setenv("FER_JWT_SECRET", SECRET)
+    monkeypatch.setenv("FER_DATABASE_URL", database_url)
+    with db() as session:
+        for team in ("ward-a", "ward-b"):
+            t = store.create_team(session, team)
+            store.create_user(session, t.id, f"{team}-admin", PASSWORD, "admin")
+            store.create_user(session, t.id, f"{team}-staff", PASSWORD, "staff")
+        session.commit()
+    with TestClient(app.create_app(FERService(recognizer, "test model"))) as client:
+        yield client
+
+
+def login(api: TestClient, username: str) -> dict[str, str]:
+    r = api.post("/api/auth/token", data={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def jpeg(frame: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_auth_rules(api, db):
+    staff_a, admin_a, staff_b = login(api, "ward-a-staff"), login(api, "ward-a-admin"), login(api, "ward-b-staff")
+    subject = api.post("/api/subjects", json={"label": "bed 4"}, headers=staff_a).json()
+    assert api.post("/api/auth/token", data={"username": "ward-a-staff", "password": "wrong password"}).status_code \
+        == 401
+    assert api.get("/api/subjects").status_code == 401  # no token
+    token = staff_a["Authorization"].split()[1]
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert api.get("/api/subjects", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    with db() as session:
+        user = store.authenticate(session, "ward-a-staff", PASSWORD)
+    expired = create_token(SECRET, user.id, user.team_id, user.role, 1, now=datetime.now(UTC) - timedelta(hours=1))
+    r = api.get("/api/subjects", headers={"Authorization": f"Bearer {expired}"})
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+    other_key = create_token("another-secret-" + "y" * 40, user.id, user.team_id, user.role, 10)
+    assert api.get("/api/subjects", headers={"Authorization": f"Bearer {other_key}"}).status_code == 401
+    new_user = {"username": "nurse", "password": PASSWORD, "role": "staff"}
+    assert api.post("/api/users", json=new_user, headers=staff_a).status_code == 403  # staff on an admin route
+    assert api.post("/api/users", json=new_user, headers=admin_a).status_code == 201
+    assert api.post("/api/users", json=new_user, headers=admin_a).status_code == 409
+    # another deployment's subject: not visible, not readable, not deletable, no sessions on it
+    assert api.get("/api/subjects", headers=staff_b).json() == []
+    sid = subject["id"]
+    assert api.get(f"/api/subjects/{sid}/sessions", headers=staff_b).status_code == 403
+    assert api.delete(f"/api/subjects/{sid}", headers=staff_b).status_code == 403
+    assert api.post("/api/sessions", json={"subject_id": sid}, headers=staff_b).status_code == 403
+    session_a = api.post("/api/sessions", json={"subject_id": sid}, headers=staff_a).json()
+    assert api.get(f"/api/sessions/{session_a['id']}/timeline", headers=staff_b).status_code == 403
+    assert api.get(f"/api/sessions/{session_a['id']}/timeline", headers=staff_a).status_code == 200
+
+
+def test_injection_strings_are_stored_verbatim(api, db):
+    admin = login(api, "ward-a-admin")
+    r = api.post("/api/users", json={"username": INJECTION, "password": PASSWORD + INJECTION, "role": "staff"},
+                 headers=admin)
+    assert r.status_code == 201 and r.json()["username"] == INJECTION
+    r = api.post("/api/auth/token", data={"username": INJECTION, "password": PASSWORD + INJECTION})
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    subject = api.post("/api/subjects", json={"label": INJECTION}, headers=headers)
+    assert subject.status_code == 201 and subject.json()["label"] == INJECTION
+    assert [s["label"] for s in api.get("/api/subjects", headers=headers).json()] == [INJECTION]
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(Subject)) == 1  # the table is still there
+
+
+def test_a_real_clip_gives_per_second_rows(api, ferplus):
+    headers = login(api, "ward-a-staff")
+    subject = api.post("/api/subjects", json={"label": "room 12"}, headers=headers).json()
+    session = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()
+    assert session["model_id"] == "test model"
+    fps = 5
+    for t, frame in two_face_frames(ferplus, fps=fps):  # 3 s; face B leaves at 2.0 s
+        r = api.post(f"/api/sessions/{session['id']}/frames", params={"time_s": t},
+                     files={"file": ("f.jpg", jpeg(frame), "image/jpeg")}, headers=headers)
+        assert r.status_code == 200, r.text
+    # before the end, every completed second is already stored; the last one is still open
+    open_rows = api.get(f"/api/sessions/{session['id']}/timeline", headers=headers).json()["rows"]
+    assert {r["start_s"] for r in open_rows} == {0, 1}
+    end = api.post(f"/api/sessions/{session['id']}/end", headers=headers).json()
+    assert end["ended_at"] is not None and end["seconds_written"] == 1
+    rows = api.get(f"/api/sessions/{session['id']}/timeline", headers=headers).json()["rows"]
+    assert [(r["start_s"], r["face_id"]) for r in rows] == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1)]
+    assert all(r["n_frames"] == fps for r in rows)
+    assert [r["faces"] for r in rows] == [2, 2, 2, 2, 1]
+    for r in rows:
+        assert abs(sum(r["probs"].values()) - 1) < 1e-4 and r["label"] == max(r["probs"], key=r["probs"].get)
+    coarse = api.get(f"/api/sessions/{session['id']}/timeline", params={"resolution": "10s"}, headers=headers)
+    assert [(r["start_s"], r["face_id"], r["n_frames"]) for r in coarse.json()["rows"]] == [(0, 1, 15), (0, 2, 10)]
+    csv_text = api.get(f"/api/sessions/{session['id']}/timeline", params={"format": "csv"}, headers=headers).text
+    assert csv_text.splitlines()[0] == ",".join(["start_s", "face_id", "n_frames", "faces", "label", *LABELS])
+    assert len(csv_text.splitlines()) == 6
+    r = api.post(f"/api/sessions/{session['id']}/frames", files={"file": ("f.jpg", b"x", "image/jpeg")},
+                 headers=headers)
+    assert r.status_code == 409  # ended
+
+
+def test_client_results_are_averaged_exactly(api):
+    headers = login(api, "ward-a-staff")
+    subject = api.post("/api/subjects", json={"label": "home"}, headers=headers).json()
+    sid = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()["id"]
+    one_hot = {k: float(k == "fear") for k in LABELS}
+    even = {k: 1 / 8 for k in LABELS}
+    frames = [{"time_s": 0.1, "faces": [{"face_id": 1, "probs": one_hot}]},
+              {"time_s": 0.6, "faces": [{"face_id": 1, "probs": even}]},
+              {"time_s": 1.2, "faces": []}]
+    r = api.post(f"/api/sessions/{sid}/frames", json={"frames": frames}, headers=headers)
+    assert r.status_code == 200 and r.json()["seconds_written"] == 1
+    row = api.get(f"/api/sessions/{sid}/timeline", headers=headers).json()["rows"][0]
+    assert row["probs"]["fear"] == pytest.approx((1 + 1 / 8) / 2) and row["label"] == "fear" and row["n_frames"] == 2
+    bad = {"frames": [{"time_s": 3, "faces": [{"face_id": 1, "probs": {"fear": 1}}]}]}
+    assert api.post(f"/api/sessions/{sid}/frames", json=bad, headers=headers).status_code == 422
+    back = {"frames": [{"time_s": 0.2, "faces": []}]}
+    assert api.post(f"/api/sessions/{sid}/frames", json=back, headers=headers).status_code == 422  # time order
+
+
+def test_deleting_a_subject_erases_everything_about_it(api, db):
+    headers = login(api, "ward-a-staff")
+    keep = api.post("/api/subjects", json={"label": "keep"}, headers=headers).json()
+    gone = api.post("/api/subjects", json={"label": "erase me"}, headers=headers).json()
+    for subject in (keep, gone):
+        sid = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()["id"]
+        frames = [{"time_s": t / 2, "faces": [{"face_id": 1, "probs": {k: 1 / 8 for k in LABELS}}]} for t in range(6)]
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": frames}, headers=headers)
+        api.post(f"/api/sessions/{sid}/end", headers=headers)
+    assert api.delete(f"/api/subjects/{gone['id']}", headers=headers).status_code == 204
+    with db() as session:
+        assert session.get(Subject, gone["id"]) is None
+        assert session.scalar(select(func.count()).select_from(MonitoringSession)
+                              .where(MonitoringSession.subject_id == gone["id"])) == 0
+        assert session.scalar(select(func.count()).select_from(Aggregate)) == 3  # only "keep"'s 3 seconds
+        text_rows = session.execute(text("SELECT label FROM subjects")).scalars().all()
+        assert text_rows == ["keep"]
+    assert api.get(f"/api/subjects/{gone['id']}/sessions", headers=headers).status_code == 403
+
+
+def test_monitoring_is_off_without_a_secret(recognizer, monkeypatch, tmp_path):
+    import app
+
+    monkeypatch.delenv("FER_JWT_SECRET", raising=False)
+    monkeypatch.setenv("FER_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    with TestClient(app.create_app(FERService(recognizer, "m"))) as client:
+        r = client.get("/api/subjects")
+        assert r.status_code == 503 and "FER_JWT_SECRET" in r.json()["detail"]
+        assert client.get("/health").status_code == 200  # the public part runs
+    with TestClient(app.create_app(FERService(recognizer, "m"), dev=True)) as client:
+        assert client.get("/api/subjects").status_code == 401  # on, behind the login
+
+
+def test_crash_loses_at_most_the_last_second(database_url, tmp_path, model_dir):
+    env = {"FER_MODEL": str(model_dir), "FER_JWT_SECRET": SECRET, "FER_DATABASE_URL": database_url,
+           "FER_ADMIN_PASSWORD": PASSWORD}
+    created = subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", "boss"],
+                             cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert created.returncode == 0 and "admin 'boss'" in created.stdout, created.stderr
+    with app_server(tmp_path / "app.log", **env) as url:
+        token = httpx.post(f"{url}/api/auth/token", data={"username": "boss", "password": PASSWORD}).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        subject = httpx.post(f"{url}/api/subjects", json={"label": "p1"}, headers=headers).json()
+        sid = httpx.post(f"{url}/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()["id"]
+        for t in range(10):  # 0.0 .. 4.5 s, one frame at a time as a live client sends them
+            frame = {"time_s": t / 2, "faces": [{"face_id": 1, "probs": {k: 1 / 8 for k in LABELS}}]}
+            assert httpx.post(f"{url}/api/sessions/{sid}/frames", json={"frames": [frame]},
+                              headers=headers).status_code == 200
+        url.process.send_signal(signal.SIGKILL)  # a crash: no shutdown, no flush
+        url.process.wait(30)
+    engine = make_engine(database_url)
+    with session_factory(engine)() as session:
+        seconds = session.scalars(select(Aggregate.second).where(Aggregate.session_id == sid)
+                                  .order_by(Aggregate.second)).all()
+    engine.dispose()
+    assert seconds == [0, 1, 2, 3]  # second 4 was still open: the only loss
