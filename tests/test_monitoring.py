@@ -23,9 +23,9 @@ from fer_core.labels import LABELS
 from monitoring import store
 from monitoring.db import make_engine, session_factory, upgrade
 from monitoring.models import Aggregate, MonitoringSession, Subject
+from monitoring.pgserver import fresh_database, postgres_server
 from monitoring.security import create_token
 from tests.conftest import ROOT
-from tests.postgres import fresh_database, postgres_server
 from tests.video_clips import two_face_frames
 
 SECRET = "test-secret-" + "x" * 40

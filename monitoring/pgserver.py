@@ -1,5 +1,6 @@
-"""A real PostgreSQL server for tests: Debian's binaries, ``initdb`` + ``pg_ctl`` in a temp folder on a
-free port (as the ``postgres`` user when the tests run as root, since PostgreSQL refuses root)."""
+"""A throw-away local PostgreSQL server, for the tests, the benchmarks and trying monitoring out:
+Debian's binaries, ``initdb`` + ``pg_ctl`` in a temp folder on a free port (as the ``postgres``
+user when run as root, since PostgreSQL refuses root)."""
 
 from __future__ import annotations
 

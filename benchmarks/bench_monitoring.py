@@ -1,0 +1,120 @@
+"""Monitoring load: ``python benchmarks/bench_monitoring.py [--sessions 8] [--seconds 120] [--engine both]``.
+
+For each engine (a SQLite file, and a throw-away PostgreSQL server from Debian's binaries), starts
+``python app.py`` with monitoring on, creates an admin and N subjects, and runs N concurrent
+sessions that each post one frame every 200 ms (two tracked faces' per-frame results as JSON: the
+storage path, not inference, which a 2-core CPU could not do 40 times a second) for the given
+time, then end their sessions. Prints frames/s accepted, p50/p95 latency, the aggregate rows
+expected and counted (lost = expected - counted) and the database size per session-hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app_ui.launch import ROOT, app_server  # noqa: E402
+from fer_core.labels import LABELS  # noqa: E402
+from monitoring.pgserver import fresh_database, postgres_server  # noqa: E402
+
+SECRET = "bench-secret-" + "z" * 40
+PASSWORD = "benchmark password"
+FRAME_PERIOD_S = 0.2
+
+
+def database_bytes(url: str) -> int:
+    """Size of the database behind ``url`` in bytes (SQLite file + WAL, or pg_database_size)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+
+def run(engine: str, url: str, sessions: int, seconds: float, tmp: Path) -> None:
+    env = {"FER_JWT_SECRET": SECRET, "FER_DATABASE_URL": url, "FER_ADMIN_PASSWORD": PASSWORD}
+    subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", "bench"], cwd=ROOT,
+                   env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
+    with app_server(tmp / f"{engine}.log", **env) as server, httpx.Client(base_url=server, timeout=30) as http:
+        token = http.post("/api/auth/token", data={"username": "bench", "password": PASSWORD}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        ids = []
+        for i in range(sessions):
+            subject = http.post("/api/subjects", json={"label": f"subject {i}"}, headers=headers).json()
+            ids.append(http.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()["id"])
+        size_before = database_bytes(url)
+        latencies: list[float] = []
+        accepted, failed = [0], [0]
+        lock = threading.Lock()
+        rng = np.random.default_rng(0)
+        probs = rng.dirichlet(np.ones(len(LABELS)), size=64)
+
+        def client(sid: int) -> None:
+            with httpx.Client(base_url=server, timeout=30, headers=headers) as own:
+                start = time.perf_counter()
+                for k in range(int(seconds / FRAME_PERIOD_S)):
+                    due = start + k * FRAME_PERIOD_S
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                    frame = {"time_s": k * FRAME_PERIOD_S, "faces": [
+                        {"face_id": face, "probs": dict(zip(LABELS, probs[(k + face) % 64].tolist()))}
+                        for face in (1, 2)]}
+                    t = time.perf_counter()
+                    r = own.post(f"/api/sessions/{sid}/frames", json={"frames": [frame]})
+                    with lock:
+                        latencies.append((time.perf_counter() - t) * 1000)
+                        accepted[0] += r.status_code == 200
+                        failed[0] += r.status_code != 200
+                own.post(f"/api/sessions/{sid}/end")
+
+        threads = [threading.Thread(target=client, args=(sid,)) for sid in ids]
+        wall = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wall = time.perf_counter() - wall
+        size_after = database_bytes(url)
+        counted = 0
+        for sid in ids:
+            counted += len(http.get(f"/api/sessions/{sid}/timeline", headers=headers).json()["rows"])
+    expected = sessions * 2 * int(np.ceil(int(seconds / FRAME_PERIOD_S) * FRAME_PERIOD_S))
+    per_session_hour = (size_after - size_before) / sessions * (3600 / seconds)
+    print(f"{engine}: {sessions} sessions x {seconds:.0f} s at {1 / FRAME_PERIOD_S:.0f} frames/s (2 faces each): "
+          f"{accepted[0]} frames accepted, {failed[0]} refused, {accepted[0] / wall:.1f} frames/s; latency p50 "
+          f"{statistics.median(latencies):.0f} ms, p95 {np.percentile(latencies, 95):.0f} ms; aggregate rows "
+          f"expected {expected}, counted {counted}, lost {expected - counted}; database +{size_after - size_before:,} "
+          f"bytes = {per_session_hour / 1e6:.2f} MB per session-hour")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sessions", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=120)
+    p.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        tmp_path = Path(tmp)
+        if args.engine in ("sqlite", "both"):
+            run("sqlite", f"sqlite:///{tmp_path / 'fer.db'}", args.sessions, args.seconds, tmp_path)
+        if args.engine in ("postgresql", "both"):
+            server = stack.enter_context(postgres_server())
+            run("postgresql", fresh_database(server), args.sessions, args.seconds, tmp_path)
+
+
+if __name__ == "__main__":
+    main()
