@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from app_ui.blocks import build_blocks
 from app_ui.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, BodySizeLimitMiddleware
+from app_ui.monitoring_tab import MonitoringContext
 from app_ui.rest import build_router
 from app_ui.service import FERService
 from monitoring.db import make_engine, session_factory, upgrade
@@ -44,16 +45,20 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
     api = FastAPI(title="Facial expression recognition", docs_url="/docs",
                   description="Faces, boxes and FER+ emotion probabilities. The UI is at /.")
     api.include_router(build_router(service))
+    context, off_reason = None, ""
     try:
         settings = MonitoringSettings.from_env(dev=dev)
     except MonitoringConfigError as exc:
-        api.include_router(build_monitoring_router(service, None, None, disabled_reason=str(exc)))
+        off_reason = str(exc)
+        api.include_router(build_monitoring_router(service, None, None, disabled_reason=off_reason))
     else:
         engine = make_engine(settings.database_url)
         upgrade(engine)
-        api.include_router(build_monitoring_router(service, settings, session_factory(engine)))
+        context = MonitoringContext(settings, session_factory(engine))
+        api.include_router(build_monitoring_router(service, settings, context.factory))
     api.add_middleware(BodySizeLimitMiddleware, limits=BODY_LIMITS)
-    return gr.mount_gradio_app(api, build_blocks(service), path="/", max_file_size=MAX_UPLOAD_BYTES)
+    blocks = build_blocks(service, context, off_reason)
+    return gr.mount_gradio_app(api, blocks, path="/", max_file_size=MAX_UPLOAD_BYTES)
 
 
 if __name__ == "__main__":

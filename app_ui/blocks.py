@@ -9,7 +9,6 @@ model's default options). Options left out take the model's own defaults (``conf
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from html import escape
 from pathlib import Path
@@ -33,7 +32,9 @@ from fer_core.timeline import Timeline
 from fer_core.track import FaceTracker
 
 from .limits import MAX_QUEUE, MAX_VIDEO_SECONDS, RequestTooLargeError, ServerBusyError
+from .monitoring_tab import MonitoringContext, build_monitoring_tab
 from .service import (
+    BATCH_ROOT,
     FERService,
     VideoTooLongError,
     batch_folder,
@@ -45,8 +46,6 @@ from .service import (
 )
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
-#: Where the batch tab writes its CSV/JSON downloads (pruned after an hour).
-BATCH_ROOT = Path(tempfile.gettempdir()) / "fer_batches"
 #: Seconds between webcam frames sent to the server (at most 10 frames/s per viewer).
 STREAM_EVERY = 0.1
 #: The live tab keeps the timeline of the last this many seconds.
@@ -99,8 +98,10 @@ def uploaded_path(file: FileData | dict | str | None) -> str | None:
     return str(path)
 
 
-def build_blocks(service: FERService) -> gr.Blocks:
-    """Build the app's ``gr.Blocks`` around a loaded :class:`FERService`."""
+def build_blocks(service: FERService, monitoring: MonitoringContext | None = None,
+                 monitoring_off_reason: str = "") -> gr.Blocks:
+    """Build the app's ``gr.Blocks`` around a loaded :class:`FERService`; the Monitoring tab uses
+    ``monitoring`` (``None``: the tab says why it is off)."""
     info = service.info()
     labels = info["labels"]
     revision = info["revision"] or "n/a (local folder)"
@@ -328,6 +329,8 @@ def build_blocks(service: FERService) -> gr.Blocks:
                 video_go.click(video_tab, [video_in, video_fps, video_smoothing, threshold, min_face, align, balanced],
                                [video_out, video_plot, video_table, video_files, video_notice],
                                concurrency_limit=1, api_visibility="private")
+            with gr.Tab("Monitoring"):
+                build_monitoring_tab(service, monitoring, monitoring_off_reason)
             with gr.Tab("Batch"):
                 files = gr.File(file_count="multiple", type="filepath", label="Images")
                 go = gr.Button("Analyse all", variant="primary")

@@ -41,6 +41,9 @@ from .limits import (
     RequestTooLargeError,
 )
 
+#: Where the app writes its CSV/JSON downloads (pruned after an hour: see :func:`batch_folder`).
+BATCH_ROOT = Path(tempfile.gettempdir()) / "fer_batches"
+
 
 class FERService:
     """The loaded model plus everything the app does with it.

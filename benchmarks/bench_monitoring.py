@@ -36,10 +36,15 @@ FRAME_PERIOD_S = 0.2
 
 
 def database_bytes(url: str) -> int:
-    """Size of the database behind ``url`` in bytes (SQLite file + WAL, or pg_database_size)."""
+    """Size of the database behind ``url`` in bytes: the SQLite file after a write-ahead-log
+    checkpoint, or ``pg_database_size``."""
     if url.startswith("sqlite:///"):
+        import sqlite3
+
         path = Path(url.removeprefix("sqlite:///"))
-        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return path.stat().st_size
     import psycopg
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:

@@ -17,7 +17,6 @@ import io
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -29,10 +28,9 @@ from starlette.concurrency import run_in_threadpool
 
 from fer_core import FERError
 from fer_core.labels import LABELS
-from fer_core.track import FaceTracker
 
 from . import store
-from .aggregate import SecondAggregator
+from .live import LiveSession
 from .models import MonitoringSession
 from .security import AuthError, TokenClaims, create_token, read_token
 from .settings import MonitoringSettings
@@ -78,15 +76,6 @@ class FramesIn(BaseModel):
     """A batch of per-frame results, in time order."""
 
     frames: list[FrameIn] = Field(min_length=1, max_length=600)
-
-
-@dataclass
-class LiveSession:
-    """What the server keeps in memory for a session receiving frames: tracker and open seconds."""
-
-    tracker: FaceTracker
-    aggregator: SecondAggregator = field(default_factory=SecondAggregator)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def build_monitoring_router(service: Any, settings: MonitoringSettings | None, factory: sessionmaker | None,
@@ -227,27 +216,23 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
                 _, faces = await run_in_threadpool(service.predict, data, service.defaults())
             except FERError as exc:
                 raise HTTPException(400, f"{upload.filename}: {exc}") from exc
-            with state.lock:
-                tracked = state.tracker.update(faces, at)
-                done = state.aggregator.add(at, [(f.face_id, [r.probs[k] for k in LABELS])
-                                                 for f, r in zip(tracked, faces)])
+            try:
+                tracked, written = state.add_faces(session, at, faces)
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from exc
             answer: dict[str, Any] = {"time_s": at, "faces": [f.to_dict() for f in tracked]}
         else:
             try:
                 body = FramesIn.model_validate(await request.json())
             except ValueError as exc:
                 raise HTTPException(422, f"expected {{'frames': [...]}} JSON or a multipart image: {exc}") from exc
-            done = []
-            with state.lock:
-                try:
-                    for frame in body.frames:
-                        done += state.aggregator.add(frame.time_s, [(f.face_id, _probs(f.probs)) for f in frame.faces])
-                except ValueError as exc:
-                    raise HTTPException(422, str(exc)) from exc
+            try:
+                written = state.add_results(session, [(frame.time_s, [(f.face_id, _probs(f.probs))
+                                                                      for f in frame.faces]) for frame in body.frames])
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from exc
             answer = {"frames": len(body.frames)}
-        store.write_rows(session, session_id, done)
-        session.commit()
-        return answer | {"seconds_written": len(done)}
+        return answer | {"seconds_written": written}
 
     @router.post("/sessions/{session_id}/end")
     def end(session_id: int, who: Claims, session: Db) -> dict[str, Any]:
@@ -255,12 +240,11 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         monitored = own_session(session, who, session_id)
         with live_lock:
             state = live.pop(session_id, None)
-        rows = state.aggregator.flush() if state else []
-        store.write_rows(session, session_id, rows)
+        written = state.finish(session) if state else 0
         if monitored.ended_at is None:
             monitored.ended_at = store.now()
-        session.commit()
-        return _session(monitored) | {"seconds_written": len(rows)}
+            session.commit()
+        return _session(monitored) | {"seconds_written": written}
 
     @router.get("/sessions/{session_id}/timeline")
     def timeline(session_id: int, who: Claims, session: Db,
@@ -284,7 +268,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
     def _live(session_id: int) -> LiveSession:
         with live_lock:
             if session_id not in live:
-                live[session_id] = LiveSession(FaceTracker(list(LABELS)))
+                live[session_id] = LiveSession(session_id)
             return live[session_id]
 
     return router
