@@ -2,8 +2,8 @@
 bearer token; every row is looked up within the caller's team.
 
 ``POST /api/auth/token`` (OAuth2 password form) · ``POST /api/users`` (admin) ·
-``POST/GET /api/subjects`` · ``DELETE /api/subjects/{id}`` (erases the subject, its sessions and
-aggregates) · ``GET /api/subjects/{id}/sessions`` · ``POST /api/sessions`` ·
+``POST/GET /api/subjects`` · ``DELETE /api/subjects/{id}`` (admin; erases the subject, its
+sessions and aggregates) · ``GET /api/subjects/{id}/sessions`` · ``POST /api/sessions`` ·
 ``POST /api/sessions/{id}/frames`` (a multipart ``file`` image, or JSON per-frame results) ·
 ``POST /api/sessions/{id}/end`` · ``GET /api/sessions/{id}/timeline?resolution=1s|10s|1min&format=json|csv``.
 
@@ -163,8 +163,9 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         return [_subject(s) for s in store.list_subjects(session, who.team_id)]
 
     @router.delete("/subjects/{subject_id}", status_code=204)
-    def delete_subject(subject_id: int, who: Claims, session: Db) -> Response:
-        """Erase a subject and everything about it (sessions, aggregates): the right to erasure."""
+    def delete_subject(subject_id: int, who: Annotated[TokenClaims, Depends(admin)], session: Db) -> Response:
+        """Erase a subject and everything about it (sessions, aggregates): the right to erasure.
+        Admins only: it cannot be undone."""
         subject = store.get_subject(session, who.team_id, subject_id)
         if subject is None:
             raise HTTPException(403, f"no subject {subject_id} in your team")

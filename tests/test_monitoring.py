@@ -112,7 +112,7 @@ def test_auth_rules(api, db):
     assert api.get("/api/subjects", headers=staff_b).json() == []
     sid = subject["id"]
     assert api.get(f"/api/subjects/{sid}/sessions", headers=staff_b).status_code == 403
-    assert api.delete(f"/api/subjects/{sid}", headers=staff_b).status_code == 403
+    assert api.delete(f"/api/subjects/{sid}", headers=login(api, "ward-b-admin")).status_code == 403
     assert api.post("/api/sessions", json={"subject_id": sid}, headers=staff_b).status_code == 403
     session_a = api.post("/api/sessions", json={"subject_id": sid}, headers=staff_a).json()
     assert api.get(f"/api/sessions/{session_a['id']}/timeline", headers=staff_b).status_code == 403
@@ -192,7 +192,8 @@ def test_deleting_a_subject_erases_everything_about_it(api, db):
         frames = [{"time_s": t / 2, "faces": [{"face_id": 1, "probs": {k: 1 / 8 for k in LABELS}}]} for t in range(6)]
         api.post(f"/api/sessions/{sid}/frames", json={"frames": frames}, headers=headers)
         api.post(f"/api/sessions/{sid}/end", headers=headers)
-    assert api.delete(f"/api/subjects/{gone['id']}", headers=headers).status_code == 204
+    assert api.delete(f"/api/subjects/{gone['id']}", headers=headers).status_code == 403  # staff may not erase
+    assert api.delete(f"/api/subjects/{gone['id']}", headers=login(api, "ward-a-admin")).status_code == 204
     with db() as session:
         assert session.get(Subject, gone["id"]) is None
         assert session.scalar(select(func.count()).select_from(MonitoringSession)
