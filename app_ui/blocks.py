@@ -35,6 +35,8 @@ from .limits import MAX_QUEUE, MAX_VIDEO_SECONDS, RequestTooLargeError, ServerBu
 from .monitoring_tab import MonitoringContext, build_monitoring_tab
 from .service import (
     BATCH_ROOT,
+    LIVE_PLOT_EVERY_S,
+    LIVE_WINDOW_S,
     FERService,
     VideoTooLongError,
     batch_folder,
@@ -48,10 +50,6 @@ from .service import (
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 #: Seconds between webcam frames sent to the server (at most 10 frames/s per viewer).
 STREAM_EVERY = 0.1
-#: The live tab keeps the timeline of the last this many seconds.
-LIVE_WINDOW_S = 600.0
-#: Seconds between redraws of the live timeline plot.
-LIVE_PLOT_EVERY_S = 2.0
 
 #: Most events waiting in Gradio's queue (webcam frames included), at least 8.
 GRADIO_QUEUE_SIZE = max(8, 2 * MAX_QUEUE)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fer_core.draw import annotate, label_color
 from fer_core.labels import LABELS
+from fer_core.timeline import Timeline
 from monitoring import store
 from monitoring.live import LiveSession
 from monitoring.models import MonitoringSession
@@ -25,7 +26,7 @@ from monitoring.security import AuthError, TokenClaims, create_token, read_token
 from monitoring.settings import MonitoringSettings
 
 from .limits import ServerBusyError
-from .service import BATCH_ROOT, FERService, batch_folder
+from .service import BATCH_ROOT, LIVE_PLOT_EVERY_S, LIVE_WINDOW_S, FERService, batch_folder
 
 
 @dataclass
@@ -116,22 +117,28 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
                                         model_revision=service.recognizer.revision)
             db.add(started)
             db.commit()
-        state = {"live": LiveSession(started.id), "t0": time.monotonic(), "frames": 0}
+        state = {"live": LiveSession(started.id), "t0": time.monotonic(), "frames": 0, "plotted": None,
+                 "timeline": Timeline(list(LABELS), window_s=LIVE_WINDOW_S)}
         return state, f"Session **{started.id}** running: turn the webcam on.", gr.update(interactive=True)
 
     def frame(image, current: str | None, state: dict | None):
         if image is None or not state:
-            return None, gr.skip()
+            return None, gr.skip(), gr.skip()
         who(current)
         at = time.monotonic() - state["t0"]
         try:
             pil, faces = service.predict(image, service.defaults())
         except ServerBusyError:
-            return gr.skip(), "Server busy: this frame was skipped."
+            return gr.skip(), "Server busy: this frame was skipped.", gr.skip()
         with factory() as db:
             tracked, _ = state["live"].add_faces(db, at, faces)
+        state["timeline"].add(state["frames"], at, tracked, faces)
         state["frames"] += 1
-        return annotate(pil, tracked), f"Session {state['live'].session_id}: {state['frames']} frames, {at:.0f} s."
+        plot = gr.skip()
+        if state["plotted"] is None or at - state["plotted"] >= LIVE_PLOT_EVERY_S:
+            plot, state["plotted"] = state["timeline"].timeline_figure(max_faces=4), at
+        status = f"Session {state['live'].session_id}: {state['frames']} frames, {at:.0f} s."
+        return annotate(pil, tracked), status, plot
 
     def stop(current: str | None, state: dict | None, subject_id: int | None):
         claims = who(current)
@@ -193,6 +200,7 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
         cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam", elem_id="mon-cam")
         shown = gr.Image(label="Tracked", elem_id="mon-live")
     live_status = gr.Markdown(elem_id="mon-live-status")
+    live_plot = gr.Plot(label=f"This session (last {LIVE_WINDOW_S / 60:.0f} minutes)", elem_id="mon-live-plot")
     with gr.Row():
         past = gr.Dropdown(label="Earlier session", choices=[], elem_id="mon-session")
         resolution = gr.Radio(["1s", "10s", "1min"], value="10s", label="Resolution")
@@ -204,7 +212,7 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
     create_button.click(create_subject, [token, new_label], [subject, new_label], api_visibility="private")
     subject.change(on_subject, [token, subject], past, api_visibility="private")
     start_button.click(start, [token, subject, live], [live, live_status, cam], api_visibility="private")
-    cam.stream(frame, [cam, token, live], [shown, live_status], stream_every=0.2, concurrency_limit=2,
+    cam.stream(frame, [cam, token, live], [shown, live_status, live_plot], stream_every=0.2, concurrency_limit=2,
                time_limit=24 * 3600, show_progress="hidden", api_visibility="private")
     stop_button.click(stop, [token, live, subject], [live, live_status, past], api_visibility="private")
     show_button.click(history, [token, past, resolution], [plot, csv_file], api_visibility="private")

@@ -43,6 +43,10 @@ from .limits import (
 
 #: Where the app writes its CSV/JSON downloads (pruned after an hour: see :func:`batch_folder`).
 BATCH_ROOT = Path(tempfile.gettempdir()) / "fer_batches"
+#: The live and monitoring tabs keep the timeline of the last this many seconds.
+LIVE_WINDOW_S = 600.0
+#: Seconds between redraws of their timeline plots.
+LIVE_PLOT_EVERY_S = 2.0
 
 
 class FERService:

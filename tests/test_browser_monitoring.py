@@ -47,6 +47,7 @@ def test_monitoring_tab_session_and_history(playwright, tmp_path, model_dir):  #
             page.locator("#mon-cam button:visible", has_text="Click to Access Webcam").click()
             page.locator("#mon-cam button:visible", has_text="Record").click()
             page.wait_for_selector("#mon-live img", timeout=60_000)
+            page.wait_for_selector("#mon-live-plot img, #mon-live-plot svg", timeout=60_000)  # the session so far
             page.wait_for_function("/ [3-9]\\d* s\\.|\\d\\d+ s\\./.test(document.querySelector('#mon-live-status')"
                                    ".innerText)", timeout=90_000)  # at least 3 s of frames
             page.locator("#mon-stop").click()
