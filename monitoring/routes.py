@@ -218,7 +218,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
             except FERError as exc:
                 raise HTTPException(400, f"{upload.filename}: {exc}") from exc
             try:
-                tracked, written = state.add_faces(session, at, faces)
+                tracked, written = await run_in_threadpool(state.add_faces, session, at, faces)
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from exc
             answer: dict[str, Any] = {"time_s": at, "faces": [f.to_dict() for f in tracked]}
@@ -228,8 +228,9 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
             except ValueError as exc:
                 raise HTTPException(422, f"expected {{'frames': [...]}} JSON or a multipart image: {exc}") from exc
             try:
-                written = state.add_results(session, [(frame.time_s, [(f.face_id, _probs(f.probs))
-                                                                      for f in frame.faces]) for frame in body.frames])
+                frames_in = [(frame.time_s, [(f.face_id, _probs(f.probs)) for f in frame.faces])
+                             for frame in body.frames]
+                written = await run_in_threadpool(state.add_results, session, frames_in)
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from exc
             answer = {"frames": len(body.frames)}
