@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoothing", type=float, default=None,
                    help="videos: probability smoothing half-life in seconds (default 0.25; 0 = none)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="videos: no progress bar")
+    p.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="videos: run the face detector on every N-th analysed frame and reuse its boxes between "
+                        "(faster; boxes lag a moving face by up to N-1 frames; default 1 = every frame)")
     p.add_argument("--threshold", type=float, default=None, help="detection probability threshold")
     p.add_argument("--min-face-size", type=int, default=None, help="smallest face, pixels")
     p.add_argument("--no-align", dest="align", action="store_const", const=False, default=None,
@@ -129,7 +132,8 @@ def _video(rec, path: Path, args: argparse.Namespace, out_dir: Path | None,
            timeline_dir: Path | None) -> tuple[dict, list[str]]:
     """Analyse one video; write the requested files; return its JSON document and text lines."""
     analysis = rec.analyze_video(path, sample_fps=args.sample_fps, max_seconds=args.max_seconds,
-                                 smoothing=args.smoothing, progress=args.progress, threshold=args.threshold,
+                                 smoothing=args.smoothing, progress=args.progress, detect_every=args.detect_every,
+                                 threshold=args.threshold,
                                  min_face_size=args.min_face_size, align=args.align, balanced=args.balanced)
     if analysis.error:
         print(f"warning: {path}: {analysis.error}", file=sys.stderr)

@@ -205,13 +205,27 @@ class EmotionRecognizer:
         """
         self.model.config.resolve_balanced(balanced)  # a bad request fails before any detection work
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
-        cfg = self.model.config
-        do_align = cfg.align if align is None else bool(align)
         detections: list[list[Detection]] = self.detector.detect_batch(pil_images, threshold=threshold,
                                                                        min_face_size=min_face_size)
+        return self.classify_detections(pil_images, detections, align=align, balanced=balanced)
+
+    def classify_detections(self, images: Sequence[Image.Image], detections: Sequence[Sequence[Detection]], *,
+                            align: bool | None = None, balanced: bool | None = None) -> list[list[FaceResult]]:
+        """Crop, align and classify faces already found: ``detections[i]`` in ``images[i]`` (RGB
+        PIL images, e.g. from :func:`load_image`). :meth:`predict_batch` is this after detection;
+        video analysis also uses it to reuse a frame's detections on the next frames.
+
+        Returns:
+            One list of :class:`FaceResult` per image, in the order of its detections.
+
+        Raises:
+            InvalidArgumentError: ``balanced=True`` for a model without a class prior.
+        """
+        cfg = self.model.config
+        do_align = cfg.align if align is None else bool(align)
         crops = [
             crop_face(img, d.box, d.landmarks, margin=cfg.crop_margin, align=do_align)
-            for img, dets in zip(pil_images, detections)
+            for img, dets in zip(images, detections)
             for d in dets
         ]
         probs = self._probabilities(crops, CLASSIFY_BATCH, balanced)
@@ -232,7 +246,7 @@ class EmotionRecognizer:
         """Track every face through a video file and record its expression over time.
 
         See :func:`fer_core.video_analysis.analyze_video` for every option (``threshold``,
-        ``min_face_size``, ``align``, ``balanced``, ``max_missed_s``, ``batch_frames``).
+        ``min_face_size``, ``align``, ``balanced``, ``max_missed_s``, ``batch_frames``, ``detect_every``).
 
         Args:
             source: path to a video file (mp4, webm, mov, avi, mkv, ...; audio is ignored).

@@ -76,7 +76,8 @@ def test_cli_video_timeline_annotate_and_bad_video(tmp_path, ferplus, model_dir)
     assert (out / "two_faces.csv").read_text().splitlines()[0].startswith("frame,time_s,face_id,x1,y1,x2,y2")
     assert probe_video(ann / "two_faces_annotated.mp4").codec == "h264"
 
-    proc = run_cli(clips / "two_faces.mp4", "--json", "--model", model_dir, "--max-seconds", 1, "--no-progress")
+    proc = run_cli(clips / "two_faces.mp4", "--json", "--model", model_dir, "--max-seconds", 1, "--no-progress",
+                   "--detect-every", 2)
     assert proc.returncode == 0, proc.stderr
     (doc,) = json.loads(proc.stdout)
     assert doc["video"]["seconds_analyzed"] == 1.0 and len(doc["summary"]) == 2

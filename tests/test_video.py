@@ -133,6 +133,32 @@ def test_sampling_and_max_seconds(recognizer, clip):
             recognizer.analyze_video(clip, sample_fps=bad, progress=False)
 
 
+def test_detect_every_reuses_boxes_and_still_classifies_every_frame(recognizer, clip, analysis, monkeypatch):
+    detected = []
+    real = recognizer.detector.detect_batch
+
+    def counting(images, **kwargs):  # the real detector, counted
+        detected.append(len(images))
+        return real(images, **kwargs)
+
+    monkeypatch.setattr(recognizer.detector, "detect_batch", counting)
+    fast = recognizer.analyze_video(clip, detect_every=3, progress=False)
+    assert sum(detected) == -(-len(analysis.frames) // 3)  # the detector saw every third frame only
+    assert len(fast.frames) == len(analysis.frames) and len({r.face_id for r in fast.rows}) == 2
+    counts = [n for _, t, n in fast.faces_per_frame()]
+    times = [t for _, t, _ in fast.faces_per_frame()]
+    late = [n for n, t in zip(counts, times) if t >= B_LEAVES_S + 3 / FPS]
+    assert counts[0] == 2 and late and set(late) == {1}  # B's box outlives it by at most 2 frames
+    df = fast.to_dataframe()
+    a = df[df.x1 < 320].sort_values("time_s")
+    switched = a[a.label == "neutral"].time_s
+    assert SWITCH_S <= switched.min() <= SWITCH_S + 0.5  # each frame's own pixels are classified
+    raw = a[[f"raw_{k}" for k in LABELS]].to_numpy()
+    assert not np.allclose(raw[1], raw[2])  # a reused box, new pixels: new probabilities
+    with pytest.raises(InvalidArgumentError, match="detect_every"):
+        recognizer.analyze_video(clip, detect_every=0, progress=False)
+
+
 @pytest.mark.parametrize("codec,suffix", [("libvpx-vp9", ".webm"), ("mpeg4", ".avi"), ("mpeg4", ".mkv"),
                                           ("mpeg4", ".mov")])
 def test_other_containers(recognizer, ferplus, tmp_path, codec, suffix):
