@@ -21,7 +21,7 @@ from tests.conftest import CANVAS_CROPS, TINY_RUN
 from train.__main__ import main as train_main
 from train.convert_dlib import DlibFormatError, find_dlib_model, load_dlib_resnet, read_dlib_net
 from train.convert_dlib import main as convert_main
-from train.pretrained import calibrate_batchnorm
+from train.pretrained import calibrate_batchnorm, count_affine_batchnorm
 
 
 def missing(what: str, exc: Exception) -> None:
@@ -137,12 +137,15 @@ def test_dlib_backbone_config_folding_and_minimum_size():
 def test_calibrated_batchnorm_keeps_the_function(converted):
     torch.manual_seed(0)
     model = DlibResNet()
+    assert count_affine_batchnorm(model) == 0  # freshly initialised BatchNorm is not an affine layer
     model.load_state_dict(converted.state_dict())
+    assert count_affine_batchnorm(model) == 29
     batches = [torch.randn(8, 3, 112, 112) * 0.3 for _ in range(3)]
     x = torch.randn(16, 3, 112, 112) * 0.3
     with torch.no_grad():
         before = model.eval()(x)
         assert calibrate_batchnorm(model, batches) == 29
+        assert count_affine_batchnorm(model) == 0
         after_eval = model(x)
         after_train = model.train()(x)  # batch statistics of similar data: close to the same function
     assert (after_eval - before).abs().max() <= 1e-3 * before.abs().max()
@@ -171,6 +174,12 @@ def test_dlib_face_run_trains_and_pulls_through_the_hub(dlib_files, ferplus, tmp
     assert train_main(["--data", str(ferplus), "--out", str(tmp_path / "bad"), "--pretrained", "dlib-face",
                        *TINY_RUN]) == 1
     assert "needs --backbone dlib_resnet" in capsys.readouterr().err
+    # the converter's file as --pretrained PATH starts from the same calibrated network
+    converted_file = tmp_path / "dlib.safetensors"
+    assert convert_main(["--out", str(converted_file)]) == 0
+    assert train_main(["--data", str(ferplus), "--out", str(tmp_path / "from_file"), "--epochs", "1",
+                       "--backbone", "dlib_resnet", "--pretrained", str(converted_file), *tiny]) == 0
+    assert "29 affine layers calibrated" in capsys.readouterr().out
 
     mirrors = tmp_path / "mirrors"
     make_git_repo(mirrors, "fer-tests/dlib", [run / "best" / "config.json", run / "best" / "model.safetensors"])

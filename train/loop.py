@@ -37,7 +37,7 @@ from fer_core.model import EmotionNet
 from .augment import AugmentConfig, eval_transform, train_transform
 from .data import LabelledFaces, load_split
 from .distill import cached_teacher_probabilities
-from .pretrained import calibrate_batchnorm, load_pretrained
+from .pretrained import calibrate_batchnorm, count_affine_batchnorm, load_pretrained
 
 
 @dataclass
@@ -425,12 +425,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = EmotionNet(model_config).to(device)
     init = load_pretrained(model, cfg.pretrained)
     model.to(device, memory_format=torch.channels_last)  # ~1.9x faster convolutions on CPU
-    if cfg.pretrained == "dlib-face" and not cfg.resume:
+    if not cfg.resume and count_affine_batchnorm(model):  # dlib's affine layers (dlib-face or a converted file)
         t_cal = time.time()
         calib = DataLoader(data.train_set, batch_size=64, shuffle=True, num_workers=cfg.workers,
                            generator=torch.Generator().manual_seed(cfg.seed))
         n_bn = calibrate_batchnorm(model, (images for _, (images, _, _) in zip(range(16), calib)))
-        print(f"dlib-face: {n_bn} affine layers calibrated to batch statistics of up to {16 * 64} augmented "
+        print(f"{n_bn} affine layers calibrated to batch statistics of up to {16 * 64} augmented "
               f"train faces in {time.time() - t_cal:.1f}s", flush=True)
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(data.train_loader))

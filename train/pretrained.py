@@ -89,6 +89,29 @@ def load_pretrained(model: EmotionNet, pretrained: str) -> str:
     return source
 
 
+def count_affine_batchnorm(model: torch.nn.Module) -> int:
+    """Count the BatchNorm layers that stand for fixed per-channel affine maps.
+
+    :mod:`train.convert_dlib` loads each of dlib's ``affine`` layers as a BatchNorm module with
+    ``running_mean = 0`` and ``running_var = 1 - eps`` exactly; a freshly initialised or trained
+    BatchNorm layer does not hold these statistics. Such layers need :func:`calibrate_batchnorm`
+    before training, whether the weights came from ``--pretrained dlib-face`` or from a file that
+    ``python -m train.convert_dlib`` wrote.
+
+    Args:
+        model: any network.
+
+    Returns:
+        The number of ``BatchNorm2d`` layers with those identity statistics (0 if none).
+    """
+    n = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None:
+            ident = torch.full_like(m.running_var, 1.0 - m.eps)
+            n += bool(torch.equal(m.running_var, ident) and not m.running_mean.any())
+    return n
+
+
 @torch.no_grad()
 def calibrate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> int:
     """Turn BatchNorm layers that act as fixed affine maps into data-normalising ones, keeping the
