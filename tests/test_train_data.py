@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fer_core.labels import VOTE_COLUMNS
-from train.data import DatasetError, load_split, read_raw_csv
+from train.data import DatasetError, holdout_mask, load_split, read_raw_csv
 
 USAGES = ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]
 
@@ -60,3 +60,22 @@ def test_ferplus_layout(ferplus):
 def test_missing_split(tmp_path):
     with pytest.raises(DatasetError, match="label.csv"):
         load_split(tmp_path, "test")
+
+
+def test_holdout_fold_is_stratified_and_fixed(ferplus):
+    votes = load_split(ferplus, "valid").votes
+    mask = holdout_mask(votes, 0.2)
+    assert mask.dtype == bool and mask.shape == (len(votes),)
+    assert np.array_equal(mask, holdout_mask(votes, 0.2))  # the same fold every time (every seed of a recipe)
+    assert not np.array_equal(mask, holdout_mask(votes, 0.2, seed=1))
+    top = votes.argmax(1)
+    for group in np.unique(top):  # each most-voted class keeps its share, rounded
+        members = top == group
+        assert mask[members].sum() == round(0.2 * members.sum())
+    assert abs(mask.mean() - 0.2) < 0.01
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+            holdout_mask(votes, bad)
+    rest, fold = load_split(ferplus, "valid").subset(np.flatnonzero(~mask)), np.flatnonzero(mask)
+    joined = rest.concat(load_split(ferplus, "valid").subset(fold))
+    assert len(joined) == len(votes) and sorted(joined.names) == sorted(load_split(ferplus, "valid").names)

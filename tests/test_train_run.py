@@ -15,7 +15,8 @@ from fer_core.model import load_model
 from tests.conftest import TINY_RUN
 from train.__main__ import main as train_main
 from train.augment import eval_transform
-from train.data import LabelledFaces, load_split
+from train.data import LabelledFaces, holdout_mask, load_split
+from train.evaluate import evaluate
 from train.export import export
 from train.export import main as export_main
 from train.loop import predict_logits, with_precise_bn
@@ -50,6 +51,9 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, ferplus, capsys):
     assert train_main([*base, "--epochs", "2", "--stop-after-epoch", "1"]) == 0
     first = json.loads((out / "metrics.json").read_text())
     assert "stopped after epoch 1 of 2" in capsys.readouterr().out
+    ckpt = torch.load(out / "last.pt", weights_only=True)  # as saved before --final-fit existed
+    del ckpt["config"]["final_fit"]
+    torch.save(ckpt, out / "last.pt")
     assert train_main([*base, "--epochs", "3", "--resume"]) == 1  # a changed schedule is refused, not bent
     assert "other options (epochs: 2 -> 3)" in capsys.readouterr().err
     assert train_main([*base, "--epochs", "2", "--resume", "--threads", "1"]) == 0  # runtime options may change
@@ -204,3 +208,30 @@ def test_precise_bn_recomputes_statistics_on_a_copy():
     assert torch.allclose(fresh[1].running_var, torch.stack([f.var((0, 2, 3)) for f in feats]).mean(0), rtol=1e-4)
     assert torch.equal(net[1].running_mean, torch.zeros(4)) and torch.equal(net[1].running_var, torch.ones(4))
     assert with_precise_bn(net, None, torch.device("cpu")) is net
+
+
+def test_final_fit_trains_on_valid_but_its_fold_and_exports_the_last_epoch(tmp_path, ferplus, capsys):
+    out = tmp_path / "final"
+    base = ["--data", str(ferplus), "--out", str(out), "--final-fit", "0.25", *TINY]
+    assert train_main([*base, "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    fold = holdout_mask(load_split(ferplus, "valid", limit=128).votes, 0.25)
+    assert f"training on Train + {int((~fold).sum())} Valid faces; {int(fold.sum())} Valid faces held out" in printed
+    assert not (out / "best").exists()  # nothing selected on the fold
+    args = json.loads((out / "args.json").read_text())
+    recipe = json.loads((out / "final" / "config.json").read_text())["recipe"]
+    assert recipe["final_fit"] == 0.25 and recipe["final_epoch"] == 2 and "held out" in recipe["data"]
+    plain = LabelledFaces(load_split(ferplus, "train", limit=192), "crossentropy", None)
+    assert args["n_train"] > len(plain)  # Train plus three quarters of Valid
+    # the last epoch is what is exported: its weights equal the checkpoint's after epoch 2
+    assert torch.equal(load_file(str(out / "final" / "model.safetensors"))["net.classifier.1.weight"],
+                       torch.load(out / "last.pt", weights_only=True)["model"]["net.classifier.1.weight"])
+    report = evaluate(out / "final", ferplus, "valid", out_dir=tmp_path / "eval", limit=128,
+                      write_temperature=False)
+    assert report["n_images"] == args["n_valid"] < fold.sum() + 1  # the fold alone, not the faces trained on
+    assert report["split"] == "valid (held-out fold)" and "held-out fold" in report["temperature_fitted_on"]
+    export(out, tmp_path / "export", crop_margin=0.0, limit=128)
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "final fit" in card and "FER+ Valid held-out fold" in card and "no selection" in card
+    assert train_main([*base, "--epochs", "2", "--final-fit", "1.0"]) == 1
+    assert "final_fit" in capsys.readouterr().err

@@ -59,6 +59,47 @@ class VoteSplit:
         idx = np.asarray(indices, dtype=np.int64)
         return VoteSplit(self.images[idx], self.votes[idx], [self.names[i] for i in idx])
 
+    def concat(self, other: VoteSplit) -> VoteSplit:
+        """This split's images followed by ``other``'s, as a new split."""
+        return VoteSplit(np.concatenate([self.images, other.images]), np.concatenate([self.votes, other.votes]),
+                         self.names + other.names)
+
+
+#: Seed of the held-out Valid fold of a final fit: fixed, so every seed of a recipe (and
+#: ``python -m train.evaluate``) holds out the same faces.
+HOLDOUT_SEED = 0
+
+
+def holdout_mask(votes: np.ndarray, fraction: float, seed: int = HOLDOUT_SEED) -> np.ndarray:
+    """Choose a held-out fold of a split, stratified by each face's most-voted column.
+
+    For a final fit (train on Train plus most of Valid, epoch count fixed in advance), the fold
+    is kept out of training to fit the temperature and to check the run. Within each group of
+    faces sharing an ``argmax`` of the votes (the 8 emotions, unknown, not-a-face), a seeded
+    permutation picks ``round(fraction * group size)`` faces, so the fold keeps the split's
+    class mix, and the same votes, fraction and seed give the same fold.
+
+    Args:
+        votes: float ``(N, 10)`` vote counts (:class:`VoteSplit.votes`).
+        fraction: share of faces held out, in (0, 1).
+        seed: permutation seed (default :data:`HOLDOUT_SEED`).
+
+    Returns:
+        bool ``(N,)``, true for the held-out faces.
+
+    Raises:
+        InvalidArgumentError: ``fraction`` is not in (0, 1).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise InvalidArgumentError(f"the held-out fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    top = np.asarray(votes).argmax(axis=1)
+    mask = np.zeros(len(top), dtype=bool)
+    for group in np.unique(top):
+        members = np.flatnonzero(top == group)
+        mask[rng.permutation(members)[:int(round(fraction * len(members)))]] = True
+    return mask
+
 
 def _parse_box(text: str) -> tuple[int, int, int, int]:
     x, y, w, h = (int(v) for v in text.strip().strip("()").split(","))

@@ -5,7 +5,9 @@ Always the FER+ majority protocol. Writes to ``--out`` (default ``MODEL/eval_SPL
 config has a class prior), ``confusion_matrix.png`` (row-normalised), ``reliability.png`` (before and after
 temperature scaling) and, when the run's ``metrics.json`` is found, ``curves.png``. On ``valid``
 the temperature is fitted and, with ``--write-temperature`` (default on valid), stored in the
-model's ``config.json``; on ``test`` the stored temperature is applied.
+model's ``config.json``; on ``test`` the stored temperature is applied. A final-fit model
+(``python -m train --final-fit``, trained on most of Valid) is evaluated on ``valid`` over its
+held-out fold alone, recomputed from the fraction its recipe records.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from fer_core.model import fuse_batchnorm, load_model
 
 from .augment import eval_transform
 from .calibrate import expected_calibration_error, fit_temperature, reliability_diagram, softmax
-from .data import LabelledFaces, load_split
+from .data import LabelledFaces, holdout_mask, load_split
 from .loop import predict_logits
 
 
@@ -61,7 +63,8 @@ def evaluate(
         metrics_file: a run's ``metrics.json`` for the learning-curves plot (default: looked for
             beside ``model_dir`` and in it).
         tta_flip: average logits with the mirrored face (off by default: fer_core does not).
-        limit: evaluate only the first N images (tests).
+        limit: evaluate only the first N images (tests); for a final-fit model, the fold is
+            chosen among these, so pass the ``--limit-valid`` it was trained with.
 
     Returns:
         The report dict (also written as ``report.json``).
@@ -74,7 +77,12 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(model_dir)
     cfg = model.config
-    faces = LabelledFaces(load_split(data, split, limit=limit), "majority", eval_transform(cfg))
+    faces_split = load_split(data, split, limit=limit)
+    final_fit = float((cfg.recipe or {}).get("final_fit") or 0.0)
+    fitted_on = f"valid held-out fold ({final_fit:.0%} of valid, not trained on)" if final_fit > 0 else "valid"
+    if split == "valid" and final_fit > 0:  # the rest of Valid was trained on
+        faces_split = faces_split.subset(np.flatnonzero(holdout_mask(faces_split.votes, final_fit)))
+    faces = LabelledFaces(faces_split, "majority", eval_transform(cfg))
     loader = DataLoader(faces, batch_size=256)
     # Measure the network fer_core runs: BatchNorm folded into the convolutions (same logits to
     # about 1e-6, about 1.6x faster on CPU).
@@ -98,7 +106,7 @@ def evaluate(
     pred = logits.argmax(1)
     report = {
         "model": str(model_dir),
-        "split": split,
+        "split": "valid (held-out fold)" if split == "valid" and final_fit > 0 else split,
         "protocol": "majority",
         "n_images": int(len(labels)),
         "tta_flip": tta_flip,
@@ -109,7 +117,7 @@ def evaluate(
                                            output_dict=True, zero_division=0),
         "confusion_matrix": confusion_matrix(labels, pred, labels=k).tolist(),
         "temperature": float(temperature),
-        "temperature_fitted_on": "valid",
+        "temperature_fitted_on": fitted_on,
         "ece_before": expected_calibration_error(before, labels),
         "ece_after": expected_calibration_error(after, labels),
         "nll_before": float(log_loss(labels, before, labels=k)),

@@ -32,7 +32,8 @@ def card_data(report: dict[str, Any], model_name: str) -> ModelCardData:
     """Hub metadata with a model-index of the evaluation's numbers."""
     common = dict(task_type="image-classification", task_name="Facial expression recognition",
                   dataset_type="ferplus", dataset_name="FER+ (majority protocol)",
-                  dataset_split="validation" if report["split"] == "valid" else report["split"])
+                  dataset_split={"valid": "validation", "test": "test"}.get(report["split"],
+                                                                            "validation (held-out fold)"))
     results = [
         EvalResult(metric_type="accuracy", metric_value=round(report["accuracy"], 4), **common),
         EvalResult(metric_type="f1", metric_name="macro-F1", metric_value=round(report["macro_f1"], 4),
@@ -64,7 +65,7 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
         card_data(report, model_name), template_path=str(TEMPLATE),
         model_name=model_name, repo_id=repo_id, labels=names, backbone=config["backbone"],
         init=recipe.get("base_init") or recipe.get("init", "unknown init"),
-        split_name="Valid" if report["split"] == "valid" else "Test",
+        split_name={"valid": "Valid", "test": "Test"}.get(report["split"], "Valid held-out fold"),
         per_class=per_class, recipe={**{k: "?" for k in ("optimizer", "lr", "weight_decay", "scheduler",
                                                          "batch_size", "epochs", "best_epoch", "balance",
                                                          "seed", "hardware", "dropout", "label_smoothing")}, **recipe},
@@ -78,6 +79,13 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
         **{k: report[k] for k in ("accuracy", "uar", "macro_f1", "ece_before", "ece_after", "temperature",
                                   "n_images")},
     )
+
+
+def run_model(run: str | Path) -> Path:
+    """The model folder of a training run: ``final/`` for a final fit (``--final-fit``), else
+    ``best/`` (the epoch selected on Valid)."""
+    run = Path(run)
+    return run / "final" if (run / "final" / "config.json").is_file() else run / "best"
 
 
 def train_minutes(run: Path) -> float | None:
@@ -94,7 +102,7 @@ def previous_stage(run: Path) -> tuple[str, float, str]:
     Raises:
         InvalidArgumentError: the run has no ``best/config.json`` or no ``metrics.json``.
     """
-    recipe = json.loads((run / "best" / "config.json").read_text()).get("recipe", {})
+    recipe = json.loads((run_model(run) / "config.json").read_text()).get("recipe", {})
     minutes = train_minutes(run)
     if minutes is None:
         raise InvalidArgumentError(f"{run}/metrics.json not found: is {run} a finished training run?")
@@ -148,10 +156,11 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
            model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
            previous_run: str | Path | None = None, balanced: bool | None = None,
            tau: float | None = None) -> dict[str, Any]:
-    """Export ``run/best`` to ``out`` with evaluation on Valid, plots and model card.
+    """Export a run's model (``run/best``, or ``run/final`` for a final fit: :func:`run_model`) to
+    ``out`` with evaluation on Valid (a final fit's held-out fold), plots and model card.
 
     Args:
-        run: a ``python -m train`` run folder (with ``best/``, ``metrics.json``, ``args.json``).
+        run: a ``python -m train`` run folder (with ``best/`` or ``final/``, ``metrics.json``, ``args.json``).
         out: destination folder (created; existing files overwritten).
         data: FER+ folder for the evaluation (default: the run's ``--data``).
         repo_id: the Hub repo id shown in the card's usage snippet.
@@ -174,7 +183,7 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         InvalidArgumentError: the run has no ``best/`` model or the data is missing.
     """
     run, out = Path(run), Path(out)
-    best = run / "best"
+    best = run_model(run)
     if not (best / "model.safetensors").is_file():
         raise InvalidArgumentError(f"{best}/model.safetensors not found: is {run} a finished training run?")
     args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}

@@ -7,6 +7,13 @@ Layout of a run folder (``--out``)::
     last.pt          full training state after the latest epoch (for --resume)
     best/            config.json + model.safetensors of the epoch with the best valid accuracy
                      (of the EMA weights when ``--ema-decay`` > 0)
+    final/           with ``--final-fit``: the last epoch's model instead (nothing is selected)
+
+A final fit (``--final-fit FRACTION``) trains on Train plus Valid except a held-out fold of
+that fraction (:func:`train.data.holdout_mask`, stratified, the same fold for every seed). The
+epoch count is fixed in advance (from runs selected on Valid); the fold is validated each epoch
+for the record and later fits the temperature (``python -m train.evaluate`` evaluates such a
+model on its fold alone).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from fer_core.errors import InvalidArgumentError
 from fer_core.model import EmotionNet
 
 from .augment import AugmentConfig, eval_transform, train_transform
-from .data import LabelledFaces, load_split
+from .data import HOLDOUT_SEED, LabelledFaces, holdout_mask, load_split
 from .distill import cached_teacher_probabilities
 from .pretrained import calibrate_batchnorm, count_affine_batchnorm, load_pretrained
 
@@ -77,6 +84,7 @@ class TrainConfig:
     limit_valid: int | None = None
     resume: bool = False
     stop_after_epoch: int | None = None
+    final_fit: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of all options."""
@@ -197,6 +205,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise InvalidArgumentError(f"optimizer must be adamw or sgd, got {cfg.optimizer!r}")
     if cfg.scheduler not in ("cosine", "onecycle", "plateau"):
         raise InvalidArgumentError(f"scheduler must be cosine, onecycle or plateau, got {cfg.scheduler!r}")
+    if not 0.0 <= cfg.final_fit < 1.0:
+        raise InvalidArgumentError(f"final_fit (the held-out share of Valid) must be in [0, 1), got {cfg.final_fit}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise InvalidArgumentError(f"epochs and batch_size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
 
@@ -232,6 +242,12 @@ def build_data(cfg: TrainConfig, model_config: ModelConfig, device: torch.device
     t0 = time.time()
     train_split = load_split(cfg.data, "train", limit=cfg.limit_train)
     valid_split = load_split(cfg.data, "valid", limit=cfg.limit_valid)
+    if cfg.final_fit > 0:
+        fold = holdout_mask(valid_split.votes, cfg.final_fit)
+        train_split = train_split.concat(valid_split.subset(np.flatnonzero(~fold)))
+        valid_split = valid_split.subset(np.flatnonzero(fold))
+        print(f"final fit: training on Train + {int((~fold).sum())} Valid faces; {int(fold.sum())} Valid faces "
+              f"held out (fold seed {HOLDOUT_SEED})")
     train_set = LabelledFaces(train_split, cfg.label_mode, train_transform(model_config, cfg.augment), cfg.seed)
     valid_set = LabelledFaces(valid_split, "majority", eval_transform(model_config))
     counts = train_set.class_counts()
@@ -368,6 +384,9 @@ def load_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, ema: Average
         raise InvalidArgumentError(f"--resume: no checkpoint at {path}")
     ckpt = torch.load(path, map_location=device, weights_only=True)
     saved, now = ckpt.get("config"), _defining(cfg)
+    if saved is not None:  # options newer than the checkpoint ran at their defaults
+        saved = {**{k: v for k, v in _defining(TrainConfig(data=cfg.data, out=cfg.out)).items() if k not in saved},
+                 **saved}
     if saved is not None and saved != now:
         changed = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
                             if saved.get(k) != now.get(k))
@@ -474,7 +493,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
               f"valid loss {row['valid_loss']:.4f} acc {row['valid_acc']:.4f} UAR {row['valid_uar']:.4f}"
               + (f" (raw weights acc {raw['valid_acc']:.4f})" if ema is not None else "") + " | "
               f"{row['images_per_s']:.0f} img/s, {time.time() - t_epoch:.0f}s", flush=True)
-        if row["valid_acc"] > best["valid_acc"]:
+        if cfg.final_fit > 0:  # no selection: the fixed schedule's latest epoch is the model
+            best = dict(row)
+            evaluated.config.recipe = {**summarise(cfg, init, device), "final_epoch": epoch + 1}
+            evaluated.save_pretrained(out / "final")
+        elif row["valid_acc"] > best["valid_acc"]:
             best = dict(row)
             evaluated.config.recipe = {**summarise(cfg, init, device), "best_epoch": epoch + 1}
             evaluated.save_pretrained(out / "best")
@@ -483,14 +506,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                         history)
     if last_epoch < cfg.epochs:
         print(f"stopped after epoch {last_epoch} of {cfg.epochs} (--stop-after-epoch); continue with --resume")
-    print(f"best epoch {best.get('epoch')}: valid acc {best['valid_acc']:.4f}, UAR {best.get('valid_uar', 0):.4f}")
+    kind = "final" if cfg.final_fit > 0 else "best"
+    print(f"{kind} epoch {best.get('epoch')}: valid acc {best['valid_acc']:.4f}, UAR {best.get('valid_uar', 0):.4f}")
     return best
 
 
 def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, Any]:
     """The recipe stored in the exported ``config.json`` and shown in the model card."""
+    data = "FER+ (FER2013Train, selected on FER2013Valid)" if cfg.final_fit == 0 else (
+        f"FER+ (FER2013Train + {1 - cfg.final_fit:.0%} of FER2013Valid, final fit with the epoch count fixed in "
+        f"advance; {cfg.final_fit:.0%} of FER2013Valid held out, stratified, fold seed {HOLDOUT_SEED})")
     return {
-        "data": "FER+ (FER2013Train, selected on FER2013Valid)",
+        "data": data, "final_fit": cfg.final_fit,
         "label_mode": cfg.label_mode, "init": init, "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
         "weight_decay": cfg.weight_decay, "scheduler": cfg.scheduler, "warmup_epochs": cfg.warmup_epochs,
