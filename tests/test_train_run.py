@@ -16,6 +16,7 @@ from tests.conftest import TINY_RUN
 from train.__main__ import main as train_main
 from train.augment import eval_transform
 from train.data import LabelledFaces, holdout_mask, load_split
+from train.compare import summarise_run
 from train.evaluate import evaluate
 from train.export import export
 from train.export import main as export_main
@@ -218,6 +219,7 @@ def test_final_fit_trains_on_valid_but_its_fold_and_exports_the_last_epoch(tmp_p
     fold = holdout_mask(load_split(ferplus, "valid", limit=128).votes, 0.25)
     assert f"training on Train + {int((~fold).sum())} Valid faces; {int(fold.sum())} Valid faces held out" in printed
     assert not (out / "best").exists()  # nothing selected on the fold
+    assert summarise_run(out).epoch == 2  # python -m train.compare reports the last epoch too
     args = json.loads((out / "args.json").read_text())
     recipe = json.loads((out / "final" / "config.json").read_text())["recipe"]
     assert recipe["final_fit"] == 0.25 and recipe["final_epoch"] == 2 and "held out" in recipe["data"]
