@@ -15,8 +15,8 @@ from fer_core.model import load_model
 from tests.conftest import TINY_RUN
 from train.__main__ import main as train_main
 from train.augment import eval_transform
-from train.data import LabelledFaces, holdout_mask, load_split
 from train.compare import summarise_run
+from train.data import LabelledFaces, holdout_mask, load_split
 from train.evaluate import evaluate
 from train.export import export
 from train.export import main as export_main
