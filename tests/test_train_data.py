@@ -63,7 +63,8 @@ def test_missing_split(tmp_path):
 
 
 def test_holdout_fold_is_stratified_and_fixed(ferplus):
-    votes = load_split(ferplus, "valid").votes
+    valid = load_split(ferplus, "valid")
+    votes = valid.votes
     mask = holdout_mask(votes, 0.2)
     assert mask.dtype == bool and mask.shape == (len(votes),)
     assert np.array_equal(mask, holdout_mask(votes, 0.2))  # the same fold every time (every seed of a recipe)
@@ -76,6 +77,5 @@ def test_holdout_fold_is_stratified_and_fixed(ferplus):
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(ValueError, match="in \\(0, 1\\)"):
             holdout_mask(votes, bad)
-    rest, fold = load_split(ferplus, "valid").subset(np.flatnonzero(~mask)), np.flatnonzero(mask)
-    joined = rest.concat(load_split(ferplus, "valid").subset(fold))
-    assert len(joined) == len(votes) and sorted(joined.names) == sorted(load_split(ferplus, "valid").names)
+    joined = valid.subset(np.flatnonzero(~mask)).concat(valid.subset(np.flatnonzero(mask)))
+    assert len(joined) == len(votes) and sorted(joined.names) == sorted(valid.names)

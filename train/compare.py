@@ -85,6 +85,15 @@ def spread(values: list[float]) -> dict[str, float]:
 NUMBERS = ("valid_acc", "valid_uar", "last_acc", "minutes")
 
 
+def spread_over(rows: list[RunSummary]) -> dict[str, dict[str, float]]:
+    """:func:`spread` of each of :data:`NUMBERS` over already read run summaries.
+
+    Returns:
+        ``{number: {"mean", "spread", "std"}}``.
+    """
+    return {k: spread([getattr(r, k) for r in rows]) for k in NUMBERS}
+
+
 def compare(runs: list[str | Path]) -> dict[str, dict[str, float]]:
     """Summaries of ``runs`` and :func:`spread` of each of :data:`NUMBERS` over them.
 
@@ -96,8 +105,7 @@ def compare(runs: list[str | Path]) -> dict[str, dict[str, float]]:
     """
     if not runs:
         raise InvalidArgumentError("compare: no runs given")
-    rows = [summarise_run(r) for r in runs]
-    return {k: spread([getattr(r, k) for r in rows]) for k in NUMBERS}
+    return spread_over([summarise_run(r) for r in runs])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", help="run folders of one recipe (e.g. one per --seed)")
     args = p.parse_args(argv)
     try:
-        rows = [summarise_run(r) for r in args.runs]
-        stats = compare(args.runs)
+        rows = [summarise_run(r) for r in args.runs]  # each run read once, for the table and the stats
     except InvalidArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    stats = spread_over(rows)
     print(f"{'run':<32} {'seed':>4} {'epoch':>7} {'acc':>7} {'UAR':>7} {'last acc':>8} {'minutes':>8}")
     for r in rows:
         state = "" if r.finished else f"  (in progress: {r.epochs_done}/{r.epochs} epochs)"
