@@ -8,6 +8,7 @@ as the REST routes); the browser keeps only an access token in its per-tab ``gr.
 from __future__ import annotations
 
 import csv
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -118,40 +119,52 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
             db.add(started)
             db.commit()
         state = {"live": LiveSession(started.id), "t0": time.monotonic(), "frames": 0, "plotted": None,
-                 "timeline": Timeline(list(LABELS), window_s=LIVE_WINDOW_S)}
+                 "timeline": Timeline(list(LABELS), window_s=LIVE_WINDOW_S), "last_s": 0.0,
+                 "lock": threading.Lock(), "ended": None}
         return state, f"Session **{started.id}** running: turn the webcam on.", gr.update(interactive=True)
 
     def frame(image, current: str | None, state: dict | None):
         if image is None or not state:
             return None, gr.skip(), gr.skip()
         who(current)
+        if state["ended"]:  # the webcam still streams after "Stop session": keep saying so
+            return gr.skip(), state["ended"], gr.skip()
         at = time.monotonic() - state["t0"]
         try:
             pil, faces = service.predict(image, service.defaults())
         except ServerBusyError:
             return gr.skip(), "Server busy: this frame was skipped.", gr.skip()
-        with factory() as db:
-            tracked, _ = state["live"].add_faces(db, at, faces)
-        state["timeline"].add(state["frames"], at, tracked, faces)
-        state["frames"] += 1
-        plot = gr.skip()
-        if state["plotted"] is None or at - state["plotted"] >= LIVE_PLOT_EVERY_S:
-            plot, state["plotted"] = state["timeline"].timeline_figure(max_faces=4), at
-        status = f"Session {state['live'].session_id}: {state['frames']} frames, {at:.0f} s."
+        # Two frames are classified at once (concurrency 2) and "Stop session" can come while one
+        # is: add them one at a time, in time order, and none after the stop.
+        with state["lock"]:
+            if state["ended"]:
+                return gr.skip(), state["ended"], gr.skip()
+            at = state["last_s"] = max(at, state["last_s"])
+            with factory() as db:
+                tracked, _ = state["live"].add_faces(db, at, faces)
+            state["timeline"].add(state["frames"], at, tracked, faces)
+            state["frames"] += 1
+            plot = gr.skip()
+            if state["plotted"] is None or at - state["plotted"] >= LIVE_PLOT_EVERY_S:
+                plot, state["plotted"] = state["timeline"].timeline_figure(max_faces=4), at
+            status = f"Session {state['live'].session_id}: {state['frames']} frames, {at:.0f} s."
         return annotate(pil, tracked), status, plot
 
     def stop(current: str | None, state: dict | None, subject_id: int | None):
         claims = who(current)
-        if not state:
+        if not state or state["ended"]:
             raise gr.Error("No session is running.")
-        with factory() as db:
-            written = state["live"].finish(db)
-            monitored = store.get_session(db, claims.team_id, state["live"].session_id)
-            if monitored is not None and monitored.ended_at is None:
-                monitored.ended_at = store.now()
-                db.commit()
-        return None, f"Session {state['live'].session_id} ended ({written} last rows written).", \
-            sessions_update(claims, subject_id)
+        with state["lock"]:
+            with factory() as db:
+                written = state["live"].finish(db)
+                monitored = store.get_session(db, claims.team_id, state["live"].session_id)
+                if monitored is not None and monitored.ended_at is None:
+                    monitored.ended_at = store.now()
+                    db.commit()
+            state["ended"] = f"Session {state['live'].session_id} ended ({written} last rows written)."
+        # The state stays (marked ended): a frame whose answer reaches the page after this one
+        # cannot leave "running" there, since the next frame puts the ended line back.
+        return state, state["ended"], sessions_update(claims, subject_id)
 
     def sessions_update(claims: TokenClaims, subject_id: int | None):
         if subject_id is None:

@@ -51,12 +51,14 @@ class Track:
         box: the last matched ``(x1, y1, x2, y2)`` box, pixels.
         probs: float64 ``(num_classes,)`` smoothed probabilities, summing to 1.
         last_time_s: when the face was last seen.
+        missed: whether a frame since ``last_time_s`` came without this face.
     """
 
     face_id: int
     box: tuple[float, float, float, float]
     probs: np.ndarray
     last_time_s: float
+    missed: bool = False
 
 
 class FaceTracker:
@@ -68,8 +70,10 @@ class FaceTracker:
         labels: label names, in probability order (``EmotionRecognizer.labels``).
         half_life_s: smoothing half-life in seconds (see :func:`ema_weight`); 0 = no smoothing.
         min_iou: overlap (0..1) a face needs with a track's last box to continue it.
-        max_missed_s: seconds a track survives without a matching face; a face that comes back
-            later gets a new id.
+        max_missed_s: seconds a track survives without a matching face, counted from when it was
+            last seen and ended only once a frame has come without it; a face that comes back
+            later gets a new id. A slow stream (frames further apart than this, e.g. a live
+            webcam on a busy CPU) keeps its ids as long as every frame shows the face.
 
     Raises:
         InvalidArgumentError: a parameter is out of range.
@@ -107,8 +111,11 @@ class FaceTracker:
         if self._last_time is not None and time_s < self._last_time:
             raise InvalidArgumentError(f"frames must come in time order: {time_s} s after {self._last_time} s")
         self._last_time = time_s
-        self.tracks = [t for t in self.tracks if time_s - t.last_time_s <= self.max_missed_s]
+        self.tracks = [t for t in self.tracks if not (t.missed and time_s - t.last_time_s > self.max_missed_s)]
         matches = self._match(faces)
+        matched = {id(t) for t in matches.values()}
+        for track in self.tracks:
+            track.missed = id(track) not in matched
         out = []
         for fi, face in enumerate(faces):
             current = np.array([face.probs[k] for k in self.labels], dtype=np.float64)

@@ -73,6 +73,17 @@ def test_two_faces_keep_their_ids_and_tracks_expire_by_time():
     assert new.face_id == 3  # came back too late: a new identity
 
 
+def test_a_slow_stream_keeps_its_ids_until_a_frame_misses_the_face():
+    """Frames 2 s apart (a live webcam on a busy CPU) with the face in each: one identity; once a
+    frame comes without it and the next is more than max_missed_s after it was last seen, a new one."""
+    tracker = FaceTracker(LABELS, max_missed_s=1.0)
+    ids = [tracker.update([face((0, 0, 100, 100), "anger")], t)[0].face_id for t in (0.0, 2.0, 4.0, 6.0)]
+    assert ids == [1, 1, 1, 1]
+    assert tracker.update([], 8.0) == [] and len(tracker.tracks) == 1  # first frame without it: kept
+    (back,) = tracker.update([face((0, 0, 100, 100), "anger")], 10.0)
+    assert back.face_id == 2
+
+
 def test_bad_arguments_and_time_going_backwards():
     with pytest.raises(ValueError, match="half_life_s"):
         FaceTracker(LABELS, half_life_s=-1)

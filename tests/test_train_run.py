@@ -103,7 +103,21 @@ def test_precise_bn_run_exports_recomputed_statistics(tmp_path, ferplus):
     weight, stat = "net.features.0.0.weight", "net.features.0.1.running_mean"
     assert torch.equal(best[weight], ckpt["ema"][f"module.{weight}"])  # the EMA weights ...
     assert not torch.allclose(best[stat], ckpt["ema"][f"module.{stat}"])  # ... with statistics recomputed
-    assert json.loads((out / "best" / "config.json").read_text())["recipe"]["precise_bn"] == 64
+    recipe = json.loads((out / "best" / "config.json").read_text())["recipe"]
+    assert recipe["precise_bn"] == 64 and recipe["mixed_precision"] is False  # CPU: float32
+
+
+def test_mixed_precision_runs_on_cuda_unless_turned_off():
+    from train.__main__ import build_parser
+    from train.loop import TrainConfig, mixed_precision
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    default = vars(build_parser().parse_args(["--data", "d", "--out", "o"]))
+    off = vars(build_parser().parse_args(["--data", "d", "--out", "o", "--no-amp"]))
+    assert default["amp"] is True and off["amp"] is False
+    assert mixed_precision(TrainConfig(data="d", out="o", amp=default["amp"]), cuda)
+    assert not mixed_precision(TrainConfig(data="d", out="o", amp=off["amp"]), cuda)
+    assert not mixed_precision(TrainConfig(data="d", out="o"), cpu)
 
 
 def test_missing_pretrained_weights_name_the_fix(tmp_path, ferplus, capsys, monkeypatch):

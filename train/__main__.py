@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ensemble; they are averaged)")
     p.add_argument("--distill-weight", type=float, default=d.distill_weight,
                    help="share of the teachers' probabilities in the target (with --teacher)")
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="train in float32 on CUDA too (default: mixed precision there; CPU is always float32)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")

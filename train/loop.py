@@ -74,6 +74,7 @@ class TrainConfig:
     tta_flip: bool = False
     ema_decay: float = 0.0
     precise_bn: int = 0
+    amp: bool = True
     teacher: list[str] = field(default_factory=list)
     distill_weight: float = 0.5
     seed: int = 0
@@ -305,7 +306,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         ``train_loss``, ``train_acc`` (against the majority label) and ``images_per_s``.
     """
     model.train()
-    use_amp = device.type == "cuda"
+    use_amp = mixed_precision(cfg, device)
     t_epoch = time.time()
     seen, loss_sum, correct = 0, 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=2)
@@ -457,7 +458,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     # as timm's ModelEmaV2); validated and exported in place of the raw weights when enabled.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
         if cfg.ema_decay > 0 else None
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed_precision(cfg, device))
 
     start_epoch, best, history, elapsed = 0, {"valid_acc": -1.0}, [], 0.0
     ckpt_path = out / "last.pt"
@@ -511,6 +512,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return best
 
 
+def mixed_precision(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether training steps run under ``torch.autocast`` (float16 on CUDA, with gradient
+    scaling): on CUDA unless ``--no-amp``; never on CPU (float32 throughout)."""
+    return device.type == "cuda" and cfg.amp
+
+
 def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, Any]:
     """The recipe stored in the exported ``config.json`` and shown in the model card."""
     data = "FER+ (FER2013Train, selected on FER2013Valid)" if cfg.final_fit == 0 else (
@@ -525,7 +532,7 @@ def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, An
         "balance": cfg.balance, "augment": asdict(cfg.augment), "tta_flip": cfg.tta_flip,
         "ema_decay": cfg.ema_decay, "precise_bn": cfg.precise_bn,
         "teachers": list(cfg.teacher), "distill_weight": cfg.distill_weight if cfg.teacher else 0.0,
-        "seed": cfg.seed, "device": str(device),
+        "seed": cfg.seed, "device": str(device), "mixed_precision": mixed_precision(cfg, device),
         "hardware": torch.cuda.get_device_name(0) if device.type == "cuda"
         else f"CPU, {torch.get_num_threads()} threads",
     }
