@@ -110,6 +110,8 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
         claims = who(current)
         if subject_id is None:
             raise gr.Error("Choose or create a subject first.")
+        if state and not state["ended"]:
+            raise gr.Error(f"Session {state['live'].session_id} is still running: stop it first.")
         with factory() as db:
             if store.get_subject(db, claims.team_id, int(subject_id)) is None:
                 raise gr.Error("That subject is not in your team.")

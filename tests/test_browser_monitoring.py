@@ -50,6 +50,8 @@ def test_monitoring_tab_session_and_history(playwright, tmp_path, model_dir):  #
             page.wait_for_selector("#mon-live-plot img, #mon-live-plot svg", timeout=60_000)  # the session so far
             page.wait_for_function("/ [3-9]\\d* s\\.|\\d\\d+ s\\./.test(document.querySelector('#mon-live-status')"
                                    ".innerText)", timeout=90_000)  # at least 3 s of frames
+            page.locator("#mon-start").click()  # a second start while one runs is refused, not leaked
+            page.get_by_text("is still running: stop it first").first.wait_for(timeout=30_000)
             page.locator("#mon-stop").click()
             page.wait_for_function("document.querySelector('#mon-live-status').innerText.includes('ended')",
                                    timeout=30_000)
