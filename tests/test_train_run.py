@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -21,6 +22,8 @@ from train.evaluate import evaluate
 from train.export import export
 from train.export import main as export_main
 from train.loop import predict_logits, with_precise_bn
+from train.paired import main as paired_main
+from train.paired import paired
 
 TINY = TINY_RUN
 pytestmark = pytest.mark.usefixtures("torch_home")
@@ -225,7 +228,8 @@ def test_precise_bn_recomputes_statistics_on_a_copy():
     assert with_precise_bn(net, None, torch.device("cpu")) is net
 
 
-def test_final_fit_trains_on_valid_but_its_fold_and_exports_the_last_epoch(tmp_path, ferplus, capsys):
+def test_final_fit_trains_on_valid_but_its_fold_and_exports_the_last_epoch(tmp_path, ferplus, capsys,
+                                                                           random_model_dir):
     out = tmp_path / "final"
     base = ["--data", str(ferplus), "--out", str(out), "--final-fit", "0.25", *TINY]
     assert train_main([*base, "--epochs", "2"]) == 0
@@ -246,6 +250,24 @@ def test_final_fit_trains_on_valid_but_its_fold_and_exports_the_last_epoch(tmp_p
                       write_temperature=False)
     assert report["n_images"] == args["n_valid"] < fold.sum() + 1  # the fold alone, not the faces trained on
     assert report["split"] == "valid (held-out fold)" and "held-out fold" in report["temperature_fitted_on"]
+    # python -m train.paired measures any other model on the same fold, right/wrong face by face
+    vs_random = paired(random_model_dir, out / "final", ferplus, limit=128)
+    assert vs_random.n_images == report["n_images"] and vs_random.faces == "valid held-out fold (0.25)"
+    assert vs_random.accuracy_b == pytest.approx(report["accuracy"])
+    gap = (vs_random.accuracy_a - vs_random.accuracy_b) * report["n_images"]
+    assert vs_random.only_a - vs_random.only_b == round(gap)
+    assert 0.0 < vs_random.p_value <= 1.0
+    same = paired(out / "final", out / "final", ferplus, limit=128)
+    assert (same.only_a, same.only_b, same.p_value) == (0, 0, 1.0)
+    assert paired_main([str(random_model_dir), str(out / "final"), "--data", str(ferplus), "--limit", "128"]) == 0
+    assert "exact McNemar p = " in capsys.readouterr().out
+    other = tmp_path / "other_fold"  # a final fit that held out another share: no face unseen by both
+    shutil.copytree(out / "final", other)
+    config = json.loads((other / "config.json").read_text())
+    config["recipe"]["final_fit"] = 0.5
+    (other / "config.json").write_text(json.dumps(config))
+    assert paired_main([str(other), str(out / "final"), "--data", str(ferplus), "--limit", "128"]) == 1
+    assert "different shares of Valid" in capsys.readouterr().err
     export(out, tmp_path / "export", crop_margin=0.0, limit=128)
     card = (tmp_path / "export" / "README.md").read_text()
     assert "final fit" in card and "FER+ Valid held-out fold" in card and "no selection" in card

@@ -32,12 +32,13 @@ from sklearn.metrics import (
 )
 from torch.utils.data import DataLoader
 
+from fer_core.config import ModelConfig
 from fer_core.errors import FERError
-from fer_core.model import fuse_batchnorm, load_model
+from fer_core.model import EmotionNet, fuse_batchnorm, load_model
 
 from .augment import eval_transform
 from .calibrate import expected_calibration_error, fit_temperature, reliability_diagram, softmax
-from .data import LabelledFaces, holdout_mask, load_split
+from .data import LabelledFaces, VoteSplit, holdout_mask, load_split
 from .loop import predict_logits
 
 
@@ -77,17 +78,10 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(model_dir)
     cfg = model.config
-    faces_split = load_split(data, split, limit=limit)
-    final_fit = float((cfg.recipe or {}).get("final_fit") or 0.0)
+    final_fit = final_fit_fraction(cfg)
     fitted_on = f"valid held-out fold ({final_fit:.0%} of valid, not trained on)" if final_fit > 0 else "valid"
-    if split == "valid" and final_fit > 0:  # the rest of Valid was trained on
-        faces_split = faces_split.subset(np.flatnonzero(holdout_mask(faces_split.votes, final_fit)))
-    faces = LabelledFaces(faces_split, "majority", eval_transform(cfg))
-    loader = DataLoader(faces, batch_size=256)
-    # Measure the network fer_core runs: BatchNorm folded into the convolutions (same logits to
-    # about 1e-6, about 1.6x faster on CPU).
-    logits, labels = predict_logits(fuse_batchnorm(model), loader, torch.device("cpu"), tta_flip)
-    logits = logits.astype(np.float64)
+    faces_split = evaluation_faces(data, split, final_fit, limit)
+    logits, labels = majority_logits(model, faces_split, tta_flip)
     k = list(range(cfg.num_classes))
 
     if split == "valid":
@@ -139,6 +133,36 @@ def evaluate(
     if metrics_file is not None and Path(metrics_file).is_file():
         plot_curves(json.loads(Path(metrics_file).read_text()), out / "curves.png")
     return report
+
+
+def final_fit_fraction(config: ModelConfig) -> float:
+    """The share of Valid a model's run held out (``recipe.final_fit`` in its ``config.json``),
+    0.0 for a model trained on Train alone."""
+    return float((config.recipe or {}).get("final_fit") or 0.0)
+
+
+def evaluation_faces(data: str | Path, split: str, final_fit: float = 0.0, limit: int | None = None) -> VoteSplit:
+    """The faces a model is measured on: the whole split, or on ``valid`` for a final fit
+    (``final_fit`` > 0) only its held-out fold (:func:`train.data.holdout_mask`, the rest was
+    trained on).
+
+    Raises:
+        DatasetError: the data is missing or malformed.
+    """
+    faces = load_split(data, split, limit=limit)
+    if split == "valid" and final_fit > 0:
+        faces = faces.subset(np.flatnonzero(holdout_mask(faces.votes, final_fit)))
+    return faces
+
+
+def majority_logits(model: EmotionNet, faces: VoteSplit, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(N, C)`` float64 and majority labels ``(N,)`` int64 of ``faces``, computed on CPU
+    by the network fer_core runs: BatchNorm folded into the convolutions (same logits to about
+    1e-6, about 1.6x faster on CPU).
+    """
+    loader = DataLoader(LabelledFaces(faces, "majority", eval_transform(model.config)), batch_size=256)
+    logits, labels = predict_logits(fuse_batchnorm(model), loader, torch.device("cpu"), tta_flip)
+    return logits.astype(np.float64), labels
 
 
 #: The logit-adjustment strengths every evaluation reports (``tau_sweep`` in report.json).
