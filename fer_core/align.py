@@ -1,4 +1,4 @@
-"""Face alignment and cropping: level the eyes, then cut a square crop with a margin.
+"""Face alignment and cropping: level the eyes, then cut a square crop with a margin (or a negative one).
 
 Rotating the face so the line between the eyes is horizontal, using the detector's landmarks, is
 the usual normalisation of FER pipelines (e.g. the dlib-aligned crops of Kazemi & Sullivan 2014 /
@@ -51,7 +51,8 @@ def crop_face(
         box: ``(x1, y1, x2, y2)`` float pixels in ``image``.
         landmarks: ``(5, 2)`` landmarks in ``image``'s frame; needed when ``align`` is true
             (without them no rotation is applied).
-        margin: border added around the box, as a fraction of its longer side (>= 0).
+        margin: border added around the box, as a fraction of its longer side (> -1; negative
+            cuts the square tighter than the box's longer side, e.g. -0.05 = 5 % smaller).
         align: rotate so the eyes are level.
         max_size: the crop's side in pixels is ``min(round(side), max_size)``.
 
@@ -59,10 +60,10 @@ def crop_face(
         Square ``PIL.Image`` in ``image``'s mode, side between 1 and ``max_size`` pixels.
 
     Raises:
-        InvalidArgumentError: ``margin`` is negative or the box is empty.
+        InvalidArgumentError: ``margin`` is -1 or less, or the box is empty.
     """
-    if margin < 0:
-        raise InvalidArgumentError(f"margin must be >= 0, got {margin}")
+    if not margin > -1:
+        raise InvalidArgumentError(f"margin must be > -1, got {margin}")
     x1, y1, x2, y2 = (float(v) for v in box)
     if x2 <= x1 or y2 <= y1:
         raise InvalidArgumentError(f"empty box {tuple(box)}")

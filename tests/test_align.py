@@ -35,6 +35,11 @@ def test_crop_geometry(astronaut):
     region = np.asarray(img.crop((100, 75, 200, 175)), dtype=float)
     assert np.abs(np.asarray(crop, dtype=float) - region).mean() < 3
     assert crop_face(img, (0, 0, 2000, 2000), align=False).size == (256, 256)  # capped
+    # a negative margin cuts inside the box, still centred on it
+    tight = crop_face(img, (100, 100, 200, 150), margin=-0.2, align=False)
+    assert tight.size == (80, 80)
+    inner = np.asarray(img.crop((110, 85, 190, 165)), dtype=float)
+    assert np.abs(np.asarray(tight, dtype=float) - inner).mean() < 3
     with pytest.raises(ValueError):
         crop_face(img, (10, 10, 5, 20))
     with pytest.raises(ValueError):

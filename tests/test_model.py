@@ -52,6 +52,7 @@ def test_hub_mixin_from_pretrained_on_folder(random_model_dir):
         ({"labels": ["a"]}, "'labels' must be a list"),
         ({"num_classes": 7}, "'num_classes' is 7 but 'labels' has 8"),
         ({"color_mode": "cmyk"}, "'color_mode'"),
+        ({"crop_margin": -0.6}, "'crop_margin' must be a number from -0.5 to 2"),
     ],
 )
 def test_bad_config_values(random_model_dir, tmp_path, change, message):

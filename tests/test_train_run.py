@@ -169,6 +169,7 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     assert "not a medical device" in card.text.lower()
     assert "Two operating points" in card.text and "Default in this model: plain" in card.text
     assert "(0.5 warm-up epochs)" in card.text and "dropout\n  0.2, label smoothing 0.0" in card.text
+    assert "crop_margin = 0.0, rotated so the eyes are level" in card.text  # the inference crop
     assert [p.name for p in files_to_upload(out)] == sorted(
         ["README.md", "config.json", "confusion_matrix.png", "curves.png", "metrics.json", "model.safetensors",
          "reliability.png", "report.json"])

@@ -71,6 +71,7 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
                                                          "seed", "hardware", "dropout", "label_smoothing")}, **recipe},
         label_mode=recipe.get("label_mode", "?"), color_mode=config["color_mode"],
         native_size=config.get("native_size"), input_size=config["input_size"],
+        crop_margin=config.get("crop_margin", 0.0), align=config.get("align", True),
         augment=", ".join(f"{k}={v}" for k, v in aug.items()) or "none",
         train_minutes=recipe.get("train_minutes", "?"),  # set by export() from the run's metrics
         n_train=n_train if n_train is not None else "?", has_curves=(model_dir / "curves.png").is_file(),

@@ -1,0 +1,67 @@
+"""FER+ faces through the whole inference pipeline (python -m train.pipeline_eval): real MTCNN, the
+bundled model, real FER+ Valid faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.model import load_model
+from fer_core.recognizer import DEFAULT_MODEL_DIR
+from train.evaluate import evaluation_faces, majority_logits
+from train.pipeline_eval import box_iou, face_on_canvas, main, pipeline_eval
+
+LIMIT = 80
+
+
+def test_face_on_canvas_and_box_iou():
+    face = np.arange(48 * 48, dtype=np.uint8).reshape(48, 48)
+    canvas, box = face_on_canvas(face, 100)
+    assert canvas.size == (200, 200) and canvas.mode == "RGB" and box == (50.0, 50.0, 150.0, 150.0)
+    pasted = np.asarray(canvas.crop(tuple(int(v) for v in box)).convert("L"))
+    expected = np.asarray(Image.fromarray(face).resize((100, 100), Image.Resampling.BICUBIC))
+    assert np.abs(pasted.astype(int) - expected).max() <= 1
+    assert canvas.getpixel((5, 5)) == (128, 128, 128)
+    with pytest.raises(ValueError, match="size must be >= 12"):
+        face_on_canvas(face, 8)
+    assert box_iou(box, box) == 1.0
+    assert box_iou(box, (150, 150, 200, 200)) == 0.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+
+
+def test_pipeline_keeps_the_dataset_accuracy_and_the_crop_framing(ferplus):
+    r = pipeline_eval(DEFAULT_MODEL_DIR, ferplus, limit=LIMIT, progress=False)
+    faces = evaluation_faces(ferplus, "valid", limit=LIMIT)
+    logits, labels = majority_logits(load_model(DEFAULT_MODEL_DIR), faces)
+    # the dataset-crop path is the network train.evaluate measures (one preprocessing module)
+    assert r.n_images == len(labels)
+    assert r.crop_accuracy_all == pytest.approx(float((logits.argmax(1) == labels).mean()), abs=1.01 / len(labels))
+    assert 0.75 * r.n_images <= r.n_detected <= r.n_images  # MTCNN finds most upscaled FER+ faces
+    # the bundled crop_margin makes the pipeline's crop about as large as the dataset's
+    assert 0.9 < r.crop_side < 1.1
+    crop, aligned, unaligned = r.paths
+    assert [p.name for p in r.paths] == ["dataset crop", "pipeline, aligned", "pipeline, not aligned"]
+    for path in (aligned, unaligned):
+        assert path.accuracy > crop.accuracy - 0.1  # detection + alignment + cropping lose little
+        assert path.balanced_accuracy is not None and 0 <= path.p_value <= 1
+        # the discordant counts explain the accuracy difference face for face
+        assert (path.only_this - path.only_crop) == round((path.accuracy - crop.accuracy) * r.n_detected)
+
+
+def test_cli_prints_the_paths_and_refuses_a_bad_size(ferplus, capsys):
+    assert main(["--data", str(ferplus), "--limit", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "MTCNN found" in out and "pipeline, aligned" in out and "McNemar p" in out
+    assert main(["--data", str(ferplus), "--limit", "24", "--size", "4"]) == 1
+    assert "size must be >= 12" in capsys.readouterr().err
+    assert main(["--data", str(ferplus), "--limit", "24", "--crop-margin", "-0.7"]) == 1
+    assert "crop_margin must be from -0.5 to 2" in capsys.readouterr().err
+
+
+def test_a_wider_crop_margin_is_measured_as_a_wider_crop(ferplus):
+    tight = pipeline_eval(DEFAULT_MODEL_DIR, ferplus, limit=24, crop_margin=-0.05, progress=False)
+    wide = pipeline_eval(DEFAULT_MODEL_DIR, ferplus, limit=24, crop_margin=0.2, progress=False)
+    assert (tight.crop_margin, wide.crop_margin) == (-0.05, 0.2)
+    assert wide.crop_side == pytest.approx(tight.crop_side * 1.2 / 0.95, rel=1e-6)
+    assert wide.crop_accuracy_all == tight.crop_accuracy_all  # the dataset crops do not change

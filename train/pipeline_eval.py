@@ -1,0 +1,246 @@
+"""``python -m train.pipeline_eval --model DIR --data DIR``: FER+ faces through the whole inference
+pipeline (MTCNN + alignment + crop + classifier) against the classifier on the dataset's own crops.
+
+``train.evaluate`` feeds the network FER2013's 48x48 crops, as in training. A photo goes through
+:class:`fer_core.recognizer.EmotionRecognizer` instead: MTCNN finds the face, its landmarks level
+the eyes, :func:`fer_core.align.crop_face` cuts a square with the model's ``crop_margin``, and only
+then does the classifier run. Whatever that path loses (missed faces, another framing, rotation,
+resampling) is invisible to ``train.evaluate`` and is the first thing that differs on real photos.
+
+Each face with a majority label is upscaled to ``size`` pixels (bicubic) and pasted at the centre
+of a mid-grey canvas twice that side, as ``benchmarks/bench_crop_margin.py`` does; the detection
+overlapping the pasted square best (IoU >= :data:`MIN_IOU`) is classified with and without
+alignment. Accuracies are compared on the same faces with the exact McNemar test of
+:mod:`train.paired`. Only the grey border is artificial: the face pixels are FER2013's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.stats import binomtest
+from sklearn.metrics import balanced_accuracy_score
+from tqdm import tqdm
+
+from fer_core.errors import FERError, InvalidArgumentError
+from fer_core.recognizer import EmotionRecognizer
+
+from .evaluate import evaluation_faces, final_fit_fraction
+from .labels import majority_label
+
+#: A detection counts as the pasted face when its box overlaps the face square by at least this
+#: intersection over union.
+MIN_IOU: float = 0.4
+
+#: Canvases detected per MTCNN call (all canvases have one size, so they batch).
+DETECT_CHUNK: int = 32
+
+
+def face_on_canvas(face: np.ndarray, size: int) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """One gray FER+ face, upscaled and pasted at the centre of a mid-grey RGB canvas.
+
+    Args:
+        face: uint8 ``(H, W)`` gray face (48x48 for FER+).
+        size: side of the upscaled face in pixels (>= 12, MTCNN's smallest window).
+
+    Returns:
+        The ``(2 * size, 2 * size)`` RGB canvas and the face's ``xyxy`` box on it in pixels.
+
+    Raises:
+        InvalidArgumentError: ``size`` < 12.
+    """
+    if size < 12:
+        raise InvalidArgumentError(f"size must be >= 12 pixels, got {size}")
+    upscaled = Image.fromarray(face).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", (2 * size, 2 * size), (128, 128, 128))
+    canvas.paste(upscaled, (size // 2, size // 2))
+    x1 = float(size // 2)
+    return canvas, (x1, x1, x1 + size, x1 + size)
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two ``xyxy`` pixel boxes, 0..1."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class PathScore:
+    """One way of classifying the detected faces.
+
+    Attributes:
+        name: ``"dataset crop"``, ``"pipeline, aligned"`` or ``"pipeline, not aligned"``.
+        accuracy, uar: plain (argmax) decisions on the detected faces, 0..1.
+        balanced_accuracy, balanced_uar: balanced decisions (the model's prior and tau); ``None``
+            for a model without a prior.
+        only_this, only_crop: detected faces this path gets right and the dataset crop wrong, and
+            the reverse (plain decisions); 0 for the dataset crop itself.
+        p_value: two-sided exact McNemar p-value against the dataset crop, 0..1.
+    """
+
+    name: str
+    accuracy: float
+    uar: float
+    balanced_accuracy: float | None
+    balanced_uar: float | None
+    only_this: int = 0
+    only_crop: int = 0
+    p_value: float = 1.0
+
+
+@dataclass
+class PipelineEvaluation:
+    """The result of :func:`pipeline_eval`.
+
+    Attributes:
+        faces: which faces (``"valid"``, ``"test"`` or a final fit's held-out fold).
+        n_images: faces with a majority label.
+        n_detected: of those, faces MTCNN found (IoU >= :data:`MIN_IOU` with the pasted square).
+        size: pixels per side the 48 px faces were upscaled to.
+        crop_margin: the crop margin the pipeline cut the faces with.
+        crop_accuracy_all: the classifier on the dataset crops of all ``n_images`` faces, 0..1.
+        paths: the dataset crop and the pipeline paths, on the ``n_detected`` faces.
+        crop_side: median side of the pipeline's crop over the pasted face's side (1.0 = same
+            framing as the dataset; > 1 the pipeline's crop shows more around the face).
+    """
+
+    faces: str
+    n_images: int
+    n_detected: int
+    size: int
+    crop_margin: float
+    crop_accuracy_all: float
+    paths: list[PathScore] = field(default_factory=list)
+    crop_side: float = float("nan")
+
+
+def _score(name: str, plain: np.ndarray, balanced: np.ndarray | None, labels: np.ndarray,
+           crop_right: np.ndarray | None) -> PathScore:
+    pred = plain.argmax(1)
+    right = pred == labels
+    score = PathScore(name, float(right.mean()), float(balanced_accuracy_score(labels, pred)),
+                      None if balanced is None else float((balanced.argmax(1) == labels).mean()),
+                      None if balanced is None else float(balanced_accuracy_score(labels, balanced.argmax(1))))
+    if crop_right is not None:
+        score.only_this, score.only_crop = int(np.sum(right & ~crop_right)), int(np.sum(~right & crop_right))
+        n = score.only_this + score.only_crop
+        score.p_value = float(binomtest(score.only_this, n).pvalue) if n else 1.0
+    return score
+
+
+def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid", size: int = 160,
+                  limit: int | None = None, crop_margin: float | None = None,
+                  progress: bool = True) -> PipelineEvaluation:
+    """Measure a model on FER+ faces through the whole pipeline (module docstring).
+
+    Args:
+        model_dir: model folder (``config.json`` + ``model.safetensors``).
+        data: FER+ folder (FERPlus layout or raw CSVs).
+        split: ``valid`` or ``test``; on ``valid`` a final fit is measured on its held-out fold.
+        size: pixels per side each face is upscaled to before detection (>= 12).
+        limit: only the first N faces of the split (tests).
+        crop_margin: measure with this crop margin instead of the model's ``config.json`` one
+            (-0.5..2, see :class:`fer_core.config.ModelConfig`).
+        progress: show a tqdm bar over the detection.
+
+    Raises:
+        InvalidArgumentError: ``size`` < 12 or ``crop_margin`` out of range.
+        ModelLoadError: the model folder is invalid.
+        DatasetError: the data is missing or malformed.
+    """
+    if size < 12:
+        raise InvalidArgumentError(f"size must be >= 12 pixels, got {size}")
+    if crop_margin is not None and not -0.5 <= crop_margin <= 2:
+        raise InvalidArgumentError(f"crop_margin must be from -0.5 to 2, got {crop_margin}")
+    rec = EmotionRecognizer.from_pretrained(model_dir)
+    if crop_margin is not None:
+        rec.model.config.crop_margin = float(crop_margin)
+    final_fit = final_fit_fraction(rec.config) if split == "valid" else 0.0
+    faces = evaluation_faces(data, split, final_fit, limit)
+    majority = [majority_label(v) for v in faces.votes]
+    keep = [i for i, m in enumerate(majority) if m is not None]
+    labels = np.array([majority[i] for i in keep], dtype=np.int64)
+    crops = [Image.fromarray(faces.images[i]) for i in keep]
+    has_prior = rec.config.prior is not None
+
+    def probabilities(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
+        return (rec.classify_crops(images, balanced=False),
+                rec.classify_crops(images, balanced=True) if has_prior else None)
+
+    crop_plain, crop_balanced = probabilities(crops)
+    crop_accuracy_all = float((crop_plain.argmax(1) == labels).mean())
+
+    found, chosen, sides = [], [], []
+    for start in tqdm(range(0, len(keep), DETECT_CHUNK), desc="MTCNN", disable=not progress):
+        batch = [face_on_canvas(faces.images[i], size) for i in keep[start:start + DETECT_CHUNK]]
+        detections = rec.detector.detect_batch([canvas for canvas, _ in batch])
+        for k, ((canvas, square), dets) in enumerate(zip(batch, detections)):
+            best = max(dets, key=lambda d: box_iou(d.box, square), default=None)
+            if best is not None and box_iou(best.box, square) >= MIN_IOU:
+                found.append(start + k)
+                chosen.append((canvas, best))
+                x1, y1, x2, y2 = best.box
+                sides.append(max(x2 - x1, y2 - y1) * (1 + rec.config.crop_margin) / size)
+    idx = np.array(found, dtype=np.int64)
+    det_labels = labels[idx]
+    crop_right = crop_plain[idx].argmax(1) == det_labels
+    paths = [_score("dataset crop", crop_plain[idx], None if crop_balanced is None else crop_balanced[idx],
+                    det_labels, None)]
+    for align in (True, False):
+        results = rec.classify_detections([c for c, _ in chosen], [[d] for _, d in chosen], align=align,
+                                          balanced=False)
+        plain = np.array([[r[0].probs[n] for n in rec.labels] for r in results])
+        balanced = None
+        if has_prior:
+            results = rec.classify_detections([c for c, _ in chosen], [[d] for _, d in chosen], align=align,
+                                              balanced=True)
+            balanced = np.array([[r[0].probs[n] for n in rec.labels] for r in results])
+        paths.append(_score(f"pipeline, {'aligned' if align else 'not aligned'}", plain, balanced, det_labels,
+                            crop_right))
+    return PipelineEvaluation(faces=f"valid held-out fold ({final_fit:g})" if final_fit else split,
+                              n_images=len(keep), n_detected=len(found), size=size,
+                              crop_margin=rec.config.crop_margin, crop_accuracy_all=crop_accuracy_all, paths=paths,
+                              crop_side=float(np.median(sides)) if sides else float("nan"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the comparison; exit status 1 with a message on a bad model, data or size."""
+    p = argparse.ArgumentParser(prog="python -m train.pipeline_eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="fer_core/default_model", help="model folder")
+    p.add_argument("--data", required=True, help="FER+ folder")
+    p.add_argument("--split", default="valid", choices=("valid", "test"))
+    p.add_argument("--size", type=int, default=160, help="pixels per side of the upscaled face")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--crop-margin", type=float, default=None, help="instead of config.json's crop_margin")
+    args = p.parse_args(argv)
+    try:
+        r = pipeline_eval(args.model, args.data, args.split, args.size, args.limit, args.crop_margin)
+    except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{r.faces}: {r.n_images} faces with a majority label, upscaled to {r.size} px; "
+          f"MTCNN found {r.n_detected} ({r.n_detected / max(r.n_images, 1):.1%})")
+    print(f"dataset crops, all faces: accuracy {r.crop_accuracy_all:.4f}")
+    print(f"crop_margin {r.crop_margin:+.3f}: pipeline crop side / face side, median {r.crop_side:.3f}")
+    print("on the detected faces:")
+    for s in r.paths:
+        line = f"  {s.name:22s} accuracy {s.accuracy:.4f}  UAR {s.uar:.3f}"
+        if s.balanced_accuracy is not None:
+            line += f"  | balanced {s.balanced_accuracy:.4f} / UAR {s.balanced_uar:.3f}"
+        if s.name != "dataset crop":
+            line += f"  | right only here {s.only_this}, only on the crop {s.only_crop}, McNemar p {s.p_value:.3f}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
