@@ -45,6 +45,13 @@ def test_pipeline_keeps_the_dataset_accuracy_and_the_crop_framing(ferplus):
     for path in (aligned, unaligned):
         assert path.accuracy > crop.accuracy - 0.1  # detection + alignment + cropping lose little
         assert path.balanced_accuracy is not None and 0 <= path.p_value <= 1
+        assert len(path.recall) == 8 and all(0 <= v <= 1 for v in path.recall)
+    # recall is that of the model's default decisions (balanced for the bundled model), per class
+    assert r.default_balanced and r.labels[0] == "neutral" and sum(r.support) == r.n_detected
+    present = [c for c, n in enumerate(r.support) if n > 0]
+    for path in r.paths:
+        assert np.average(path.recall, weights=r.support) == pytest.approx(path.balanced_accuracy)
+        assert np.mean([path.recall[c] for c in present]) == pytest.approx(path.balanced_uar)
         # the discordant counts explain the accuracy difference face for face
         assert (path.only_this - path.only_crop) == round((path.accuracy - crop.accuracy) * r.n_detected)
 
@@ -57,6 +64,8 @@ def test_cli_prints_the_paths_and_refuses_a_bad_size(ferplus, capsys):
     assert "size must be >= 12" in capsys.readouterr().err
     assert main(["--data", str(ferplus), "--limit", "24", "--crop-margin", "-0.7"]) == 1
     assert "crop_margin must be from -0.5 to 2" in capsys.readouterr().err
+    assert main(["--data", str(ferplus), "--limit", "4", "--size", "12"]) == 1  # MTCNN's floor: no face
+    assert "MTCNN found none of the" in capsys.readouterr().err
 
 
 def test_a_wider_crop_margin_is_measured_as_a_wider_crop(ferplus):

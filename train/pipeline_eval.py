@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from scipy.stats import binomtest
-from sklearn.metrics import balanced_accuracy_score
+from sklearn.metrics import balanced_accuracy_score, recall_score
 from tqdm import tqdm
 
 from fer_core.errors import FERError, InvalidArgumentError
@@ -81,6 +81,8 @@ class PathScore:
         accuracy, uar: plain (argmax) decisions on the detected faces, 0..1.
         balanced_accuracy, balanced_uar: balanced decisions (the model's prior and tau); ``None``
             for a model without a prior.
+        recall: per-class recall of the model's default decisions (balanced when its config says
+            so), in label order, 0..1 (0 for a class with no face).
         only_this, only_crop: detected faces this path gets right and the dataset crop wrong, and
             the reverse (plain decisions); 0 for the dataset crop itself.
         p_value: two-sided exact McNemar p-value against the dataset crop, 0..1.
@@ -91,6 +93,7 @@ class PathScore:
     uar: float
     balanced_accuracy: float | None
     balanced_uar: float | None
+    recall: list[float] = field(default_factory=list)
     only_this: int = 0
     only_crop: int = 0
     p_value: float = 1.0
@@ -108,6 +111,9 @@ class PipelineEvaluation:
         crop_margin: the crop margin the pipeline cut the faces with.
         crop_accuracy_all: the classifier on the dataset crops of all ``n_images`` faces, 0..1.
         paths: the dataset crop and the pipeline paths, on the ``n_detected`` faces.
+        labels: the model's label names, the order of :attr:`PathScore.recall`.
+        default_balanced: the model's default decisions are balanced (what ``recall`` measures).
+        support: detected faces per class, in label order.
         crop_side: median side of the pipeline's crop over the pasted face's side (1.0 = same
             framing as the dataset; > 1 the pipeline's crop shows more around the face).
     """
@@ -119,16 +125,22 @@ class PipelineEvaluation:
     crop_margin: float
     crop_accuracy_all: float
     paths: list[PathScore] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    default_balanced: bool = False
+    support: list[int] = field(default_factory=list)
     crop_side: float = float("nan")
 
 
 def _score(name: str, plain: np.ndarray, balanced: np.ndarray | None, labels: np.ndarray,
-           crop_right: np.ndarray | None) -> PathScore:
+           crop_right: np.ndarray | None, default_balanced: bool) -> PathScore:
     pred = plain.argmax(1)
     right = pred == labels
+    default = balanced if default_balanced and balanced is not None else plain
+    recall = recall_score(labels, default.argmax(1), labels=range(plain.shape[1]), average=None, zero_division=0)
     score = PathScore(name, float(right.mean()), float(balanced_accuracy_score(labels, pred)),
                       None if balanced is None else float((balanced.argmax(1) == labels).mean()),
-                      None if balanced is None else float(balanced_accuracy_score(labels, balanced.argmax(1))))
+                      None if balanced is None else float(balanced_accuracy_score(labels, balanced.argmax(1))),
+                      [float(v) for v in recall])
     if crop_right is not None:
         score.only_this, score.only_crop = int(np.sum(right & ~crop_right)), int(np.sum(~right & crop_right))
         n = score.only_this + score.only_crop
@@ -152,7 +164,8 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
         progress: show a tqdm bar over the detection.
 
     Raises:
-        InvalidArgumentError: ``size`` < 12 or ``crop_margin`` out of range.
+        InvalidArgumentError: ``size`` < 12, ``crop_margin`` out of range, or MTCNN found none of
+            the faces.
         ModelLoadError: the model folder is invalid.
         DatasetError: the data is missing or malformed.
     """
@@ -189,11 +202,14 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
                 chosen.append((canvas, best))
                 x1, y1, x2, y2 = best.box
                 sides.append(max(x2 - x1, y2 - y1) * (1 + rec.config.crop_margin) / size)
+    if not found:
+        raise InvalidArgumentError(f"MTCNN found none of the {len(keep)} faces upscaled to {size} px; "
+                                   "nothing to compare (try a larger size or more faces)")
     idx = np.array(found, dtype=np.int64)
     det_labels = labels[idx]
     crop_right = crop_plain[idx].argmax(1) == det_labels
     paths = [_score("dataset crop", crop_plain[idx], None if crop_balanced is None else crop_balanced[idx],
-                    det_labels, None)]
+                    det_labels, None, rec.config.balanced)]
     for align in (True, False):
         results = rec.classify_detections([c for c, _ in chosen], [[d] for _, d in chosen], align=align,
                                           balanced=False)
@@ -204,10 +220,12 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
                                               balanced=True)
             balanced = np.array([[r[0].probs[n] for n in rec.labels] for r in results])
         paths.append(_score(f"pipeline, {'aligned' if align else 'not aligned'}", plain, balanced, det_labels,
-                            crop_right))
+                            crop_right, rec.config.balanced))
     return PipelineEvaluation(faces=f"valid held-out fold ({final_fit:g})" if final_fit else split,
                               n_images=len(keep), n_detected=len(found), size=size,
                               crop_margin=rec.config.crop_margin, crop_accuracy_all=crop_accuracy_all, paths=paths,
+                              labels=rec.labels, default_balanced=rec.config.balanced,
+                              support=np.bincount(det_labels, minlength=len(rec.labels)).tolist(),
                               crop_side=float(np.median(sides)) if sides else float("nan"))
 
 
@@ -239,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         if s.name != "dataset crop":
             line += f"  | right only here {s.only_this}, only on the crop {s.only_crop}, McNemar p {s.p_value:.3f}"
         print(line)
+    print(f"recall per class, {'balanced' if r.default_balanced else 'plain'} (the model's default):")
+    for s in r.paths:
+        print(f"  {s.name:22s} " + "  ".join(f"{n} {v:.3f}" for n, v in zip(r.labels, s.recall)))
     return 0
 
 
