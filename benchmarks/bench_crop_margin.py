@@ -2,8 +2,8 @@
 [--split train|valid] [--n 1000]``.
 
 Each of the first N FER+ faces of the split is upscaled to 160 px and pasted on a grey canvas
-(:func:`train.pipeline_eval.face_on_canvas`); MTCNN's box overlapping it best is compared with the
-crop. Prints the median and IQR of ``crop side / box longer side - 1``: the ``crop_margin`` that
+(:func:`train.pipeline_eval.face_on_canvas`); MTCNN's box on it (:func:`train.pipeline_eval.pasted_face`)
+is compared with the crop. Prints the median and IQR of ``crop side / box longer side - 1``: the ``crop_margin`` that
 makes inference crops as large as the training crops (negative: MTCNN's box is larger than the
 FER2013 crop, so the crop is cut tighter than the box). The bundled model's margin comes from
 the Train split, so it is not chosen on the Valid faces it is measured on.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED  # noqa: E402
 from fer_core.detect import FaceDetector  # noqa: E402
 from train.data import load_split  # noqa: E402
-from train.pipeline_eval import MIN_IOU, box_iou, face_on_canvas  # noqa: E402
+from train.pipeline_eval import face_on_canvas, pasted_face  # noqa: E402
 
 SIDE = 160
 
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     for start in range(0, len(faces), 32):
         batch = [face_on_canvas(img, SIDE) for img in faces.images[start:start + 32]]
         for (_, square), found in zip(batch, det.detect_batch([canvas for canvas, _ in batch])):
-            best = max(found, key=lambda d: box_iou(d.box, square), default=None)
-            if best is not None and box_iou(best.box, square) >= MIN_IOU:
+            best = pasted_face(found, square)
+            if best is not None:
                 x1, y1, x2, y2 = best.box
                 margins.append(SIDE / max(x2 - x1, y2 - y1) - 1)
     q1, med, q3 = np.percentile(margins, [25, 50, 75])

@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_core.detect import Detection
 from fer_core.model import load_model
 from fer_core.recognizer import DEFAULT_MODEL_DIR
 from train.evaluate import evaluation_faces, majority_logits
-from train.pipeline_eval import box_iou, face_on_canvas, main, pipeline_eval
+from train.pipeline_eval import face_on_canvas, main, pasted_face, pipeline_eval
 
 LIMIT = 80
 
 
-def test_face_on_canvas_and_box_iou():
+def test_face_on_canvas_and_pasted_face():
     face = np.arange(48 * 48, dtype=np.uint8).reshape(48, 48)
     canvas, box = face_on_canvas(face, 100)
     assert canvas.size == (200, 200) and canvas.mode == "RGB" and box == (50.0, 50.0, 150.0, 150.0)
@@ -25,9 +26,14 @@ def test_face_on_canvas_and_box_iou():
     assert canvas.getpixel((5, 5)) == (128, 128, 128)
     with pytest.raises(ValueError, match="size must be >= 12"):
         face_on_canvas(face, 8)
-    assert box_iou(box, box) == 1.0
-    assert box_iou(box, (150, 150, 200, 200)) == 0.0
-    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+    # the pasted face is the detection overlapping its square most, if by IoU >= MIN_IOU
+    marks = np.zeros((5, 2), np.float32)
+    exact, third = Detection(box, 0.99, marks), Detection((50.0, 50.0, 150.0, 100.0), 0.99, marks)  # IoU 1, 0.5
+    elsewhere = Detection((150.0, 150.0, 200.0, 200.0), 0.95, marks)  # IoU 0
+    assert pasted_face([elsewhere, third, exact], box) is exact
+    assert pasted_face([elsewhere, third], box) is third
+    assert pasted_face([Detection((0.0, 0.0, 10.0, 10.0), 0.9, marks)], (5.0, 0.0, 15.0, 10.0)) is None  # IoU 1/3
+    assert pasted_face([elsewhere], box) is None and pasted_face([], box) is None
 
 
 def test_pipeline_keeps_the_dataset_accuracy_and_the_crop_framing(ferplus):

@@ -155,6 +155,12 @@ def evaluation_faces(data: str | Path, split: str, final_fit: float = 0.0, limit
     return faces
 
 
+def faces_name(split: str, final_fit: float = 0.0) -> str:
+    """How :func:`evaluation_faces` names the faces it returns: ``"valid"``, ``"test"`` or
+    ``"valid held-out fold (F)"``."""
+    return f"valid held-out fold ({final_fit:g})" if split == "valid" and final_fit > 0 else split
+
+
 def majority_logits(model: EmotionNet, faces: VoteSplit, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` float64 and majority labels ``(N,)`` int64 of ``faces``, computed on CPU
     by the network fer_core runs: BatchNorm folded into the convolutions (same logits to about

@@ -27,7 +27,7 @@ from scipy.stats import binomtest
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.model import load_model
 
-from .evaluate import evaluation_faces, final_fit_fraction, majority_logits
+from .evaluate import evaluation_faces, faces_name, final_fit_fraction, majority_logits
 
 
 @dataclass
@@ -49,6 +49,21 @@ class PairedComparison:
     only_a: int
     only_b: int
     p_value: float
+
+
+def mcnemar(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int, float]:
+    """Exact McNemar test of two classifiers on the same faces (module docstring).
+
+    Args:
+        right_a, right_b: bool ``(N,)``, whether each classifier got each face right.
+
+    Returns:
+        ``(only_a, only_b, p_value)``: faces only A (only B) got right, and the two-sided exact
+        binomial p-value of that split, 0..1 (1.0 when no face is discordant).
+    """
+    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
+    p_value = float(binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
+    return only_a, only_b, p_value
 
 
 def paired(model_a: str | Path, model_b: str | Path, data: str | Path, split: str = "valid",
@@ -78,11 +93,9 @@ def paired(model_a: str | Path, model_b: str | Path, data: str | Path, split: st
         logits, labels = majority_logits(model, faces)
         correct.append(logits.argmax(1) == labels)
     a, b = correct
-    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    p_value = binomtest(only_a, only_a + only_b).pvalue if only_a + only_b else 1.0
-    return PairedComparison(n_images=len(a), faces=f"valid held-out fold ({final_fit:g})" if final_fit else split,
-                            accuracy_a=float(a.mean()), accuracy_b=float(b.mean()), only_a=only_a, only_b=only_b,
-                            p_value=float(p_value))
+    only_a, only_b, p_value = mcnemar(a, b)
+    return PairedComparison(n_images=len(a), faces=faces_name(split, final_fit), accuracy_a=float(a.mean()),
+                            accuracy_b=float(b.mean()), only_a=only_a, only_b=only_b, p_value=p_value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,20 +20,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
-from scipy.stats import binomtest
 from sklearn.metrics import balanced_accuracy_score, recall_score
+from torchvision.ops import box_iou
 from tqdm import tqdm
 
+from fer_core.detect import Detection
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.recognizer import EmotionRecognizer
 
-from .evaluate import evaluation_faces, final_fit_fraction
-from .labels import majority_label
+from .data import LabelledFaces
+from .evaluate import evaluation_faces, faces_name, final_fit_fraction
+from .paired import mcnemar
 
 #: A detection counts as the pasted face when its box overlaps the face square by at least this
 #: intersection over union.
@@ -65,13 +69,16 @@ def face_on_canvas(face: np.ndarray, size: int) -> tuple[Image.Image, tuple[floa
     return canvas, (x1, x1, x1 + size, x1 + size)
 
 
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two ``xyxy`` pixel boxes, 0..1."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def pasted_face(detections: Sequence[Detection], square: tuple[float, float, float, float]) -> Detection | None:
+    """The detection that is the pasted face: the one overlapping ``square`` (``xyxy`` pixels) most,
+    if its intersection over union (``torchvision.ops.box_iou``) is at least :data:`MIN_IOU`;
+    ``None`` otherwise (no detection, or only false ones elsewhere on the canvas)."""
+    if not detections:
+        return None
+    overlap = box_iou(torch.tensor([d.box for d in detections], dtype=torch.float64),
+                      torch.tensor([square], dtype=torch.float64))[:, 0]
+    best = int(overlap.argmax())
+    return detections[best] if overlap[best] >= MIN_IOU else None
 
 
 @dataclass
@@ -144,9 +151,7 @@ def _score(name: str, plain: np.ndarray, balanced: np.ndarray | None, labels: np
                       None if balanced is None else float(balanced_accuracy_score(labels, balanced.argmax(1))),
                       [float(v) for v in recall])
     if crop_right is not None:
-        score.only_this, score.only_crop = int(np.sum(right & ~crop_right)), int(np.sum(~right & crop_right))
-        n = score.only_this + score.only_crop
-        score.p_value = float(binomtest(score.only_this, n).pvalue) if n else 1.0
+        score.only_this, score.only_crop, score.p_value = mcnemar(right, crop_right)
     return score
 
 
@@ -180,10 +185,9 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
         rec.model.config.crop_margin = float(crop_margin)
     final_fit = final_fit_fraction(rec.config) if split == "valid" else 0.0
     faces = evaluation_faces(data, split, final_fit, limit)
-    majority = [majority_label(v) for v in faces.votes]
-    keep = [i for i, m in enumerate(majority) if m is not None]
-    labels = np.array([majority[i] for i in keep], dtype=np.int64)
-    crops = [Image.fromarray(faces.images[i]) for i in keep]
+    kept = LabelledFaces(faces, "majority", transform=lambda face: face)  # the faces train.evaluate measures
+    labels = kept.dists.argmax(1)
+    crops = [Image.fromarray(face) for face in kept.images]
     has_prior = rec.config.prior is not None
 
     def probabilities(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -199,12 +203,12 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
     found: list[int] = []
     sides: list[float] = []
     probs: dict[tuple[bool, bool], list[np.ndarray]] = {v: [] for v in variants}
-    for start in tqdm(range(0, len(keep), DETECT_CHUNK), desc="MTCNN", disable=not progress):
-        batch = [face_on_canvas(faces.images[i], size) for i in keep[start:start + DETECT_CHUNK]]
+    for start in tqdm(range(0, len(kept), DETECT_CHUNK), desc="MTCNN", disable=not progress):
+        batch = [face_on_canvas(face, size) for face in kept.images[start:start + DETECT_CHUNK]]
         chosen = []
         for k, ((canvas, square), dets) in enumerate(zip(batch, rec.detector.detect_batch([c for c, _ in batch]))):
-            best = max(dets, key=lambda d: box_iou(d.box, square), default=None)
-            if best is not None and box_iou(best.box, square) >= MIN_IOU:
+            best = pasted_face(dets, square)
+            if best is not None:
                 found.append(start + k)
                 chosen.append((canvas, best))
                 x1, y1, x2, y2 = best.box
@@ -216,7 +220,7 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
                                               balanced=bal)
             probs[align, bal].append(np.array([[r[0].probs[n] for n in rec.labels] for r in results]))
     if not found:
-        raise InvalidArgumentError(f"MTCNN found none of the {len(keep)} faces upscaled to {size} px; "
+        raise InvalidArgumentError(f"MTCNN found none of the {len(kept)} faces upscaled to {size} px; "
                                    "nothing to compare (try a larger size or more faces)")
     idx = np.array(found, dtype=np.int64)
     det_labels = labels[idx]
@@ -228,8 +232,8 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
         balanced = np.concatenate(probs[align, True]) if has_prior else None
         paths.append(_score(f"pipeline, {'aligned' if align else 'not aligned'}", plain, balanced, det_labels,
                             crop_right, rec.config.balanced))
-    return PipelineEvaluation(faces=f"valid held-out fold ({final_fit:g})" if final_fit else split,
-                              n_images=len(keep), n_detected=len(found), size=size,
+    return PipelineEvaluation(faces=faces_name(split, final_fit),
+                              n_images=len(kept), n_detected=len(found), size=size,
                               crop_margin=rec.config.crop_margin, crop_accuracy_all=crop_accuracy_all, paths=paths,
                               labels=rec.labels, default_balanced=rec.config.balanced,
                               support=np.bincount(det_labels, minlength=len(rec.labels)).tolist(),
