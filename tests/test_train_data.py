@@ -1,14 +1,21 @@
-"""Reading FER+ in both forms: the FERPlus folder layout and the raw Kaggle CSV pair."""
+"""Reading FER+ in its three forms: the FERPlus folder layout, the raw Kaggle CSV pair, a packed file."""
 
 from __future__ import annotations
 
 import csv
+import io
+import lzma
+import subprocess
 
 import numpy as np
 import pytest
 
 from fer_core.labels import VOTE_COLUMNS
+from tests.conftest import TINY_RUN
+from train.__main__ import main as train_main
 from train.data import DatasetError, holdout_mask, load_split, read_raw_csv
+from train.pack import main as pack_main
+from train.pack import pack_splits
 
 USAGES = ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]
 
@@ -79,3 +86,53 @@ def test_holdout_fold_is_stratified_and_fixed(ferplus):
             holdout_mask(votes, bad)
     joined = valid.subset(np.flatnonzero(~mask)).concat(valid.subset(np.flatnonzero(mask)))
     assert len(joined) == len(votes) and sorted(joined.names) == sorted(valid.names)
+
+
+def test_packed_file_reads_back_exactly_the_folder(ferplus, tmp_path, capsys):
+    packed = tmp_path / "ferplus.npz.xz"
+    assert pack_main(["--data", str(ferplus), "--out", str(packed), "--limit", "300"]) == 0
+    assert f"packed train 300, valid 300 faces into {packed}" in capsys.readouterr().out
+    for split in ("train", "valid"):
+        folder, pack = load_split(ferplus, split, limit=300), load_split(packed, split)
+        assert pack.names == folder.names and pack.votes.dtype == np.float32
+        assert np.array_equal(pack.images, folder.images) and np.array_equal(pack.votes, folder.votes)
+    assert load_split(packed, "valid", limit=7).names == load_split(ferplus, "valid", limit=7).names
+    with pytest.raises(DatasetError, match="holds no 'test' split \\(it holds \\['train', 'valid'\\]\\)"):
+        load_split(packed, "test")
+
+
+def test_training_reads_a_packed_file(ferplus, tmp_path, torch_home, capsys):
+    packed = tmp_path / "ferplus.npz.xz"
+    pack_splits(ferplus, packed, ["train", "valid"], limit=192)
+    assert train_main(["--data", str(packed), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY_RUN]) == 0
+    assert "train 192 images -> " in capsys.readouterr().out
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+
+
+def test_not_a_packed_file_is_a_clear_error(tmp_path):
+    png = tmp_path / "face.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    not_npz = tmp_path / "text.xz"
+    not_npz.write_bytes(lzma.compress(b"name,votes\n"))
+    for path in (png, not_npz):
+        with pytest.raises(DatasetError, match="is not a packed FER\\+ file"):
+            load_split(path, "train")
+    bad = tmp_path / "bad.npz.xz"
+    raw = io.BytesIO()
+    np.savez(raw, train_images=np.zeros((2, 32, 32), np.uint8), train_votes=np.zeros((2, 10), np.float32),
+             train_names=np.asarray(["a", "b"]))
+    bad.write_bytes(lzma.compress(raw.getvalue()))
+    with pytest.raises(DatasetError, match="expected uint8 \\(2, 48, 48\\)"):
+        load_split(bad, "train")
+
+
+def test_pack_refuses_a_path_git_would_commit(ferplus, tmp_path):
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("runs/\n")
+    with pytest.raises(ValueError, match="never be committed"):
+        pack_splits(ferplus, repo / "ferplus.npz.xz", ["valid"], limit=4)
+    assert not (repo / "ferplus.npz.xz").exists()
+    assert pack_splits(ferplus, repo / "runs" / "ferplus.npz.xz", ["valid"], limit=4) == {"valid": 4}
+    with pytest.raises(ValueError, match="splits must be distinct"):
+        pack_splits(ferplus, repo / "runs" / "x.npz.xz", ["valid", "valid"])

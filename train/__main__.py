@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aug-brightness", type=float, default=a.brightness)
     p.add_argument("--aug-contrast", type=float, default=a.contrast)
     p.add_argument("--aug-erasing", type=float, default=a.erasing, help="probability")
+    p.add_argument("--aug-zoom-out", type=float, default=a.zoom_out,
+                   help="largest zoom-out as extra side (0.3 = face down to 1/1.3 of the frame), reflect-padded")
+    p.add_argument("--aug-zoom-out-p", type=float, default=a.zoom_out_p, help="probability of a zoom-out")
     p.add_argument("--tta-flip", action="store_true",
                    help="average with the mirrored face at validation (fer_core does not do this at inference)")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay,

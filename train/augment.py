@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
@@ -30,6 +31,13 @@ class AugmentConfig:
         hflip: probability of a horizontal flip.
         brightness, contrast: colour-jitter strengths (0 = off).
         erasing: probability of random erasing (Zhong et al. 2020, AAAI).
+        zoom_out: largest zoom-out, as the extra side a face is shown with (0.3: the face fills
+            as little as 1/1.3 of the side); 0 = off. FER2013's crops have no context beyond
+            them, so the border is the face's own mirror image (reflect padding), never a flat
+            fill. MTCNN's box is often looser than FER2013's crop, and a network trained only
+            on zoom-ins reads zoomed-out faces as neutral (``python -m train.pipeline_eval
+            --crop-margin 0.2``).
+        zoom_out_p: probability of a zoom-out, sampled uniformly in ``[1, 1 + zoom_out]``.
     """
 
     geometry: str = "crop"
@@ -39,16 +47,53 @@ class AugmentConfig:
     brightness: float = 0.3
     contrast: float = 0.3
     erasing: float = 0.25
+    zoom_out: float = 0.0
+    zoom_out_p: float = 0.5
+
+
+class RandomZoomOutReflect:
+    """Show a face smaller within the same frame, its border filled by reflection.
+
+    Args:
+        max_extra: largest extra side (the padded side is up to ``(1 + max_extra) * side``), > 0.
+        p: probability of applying it, 0..1.
+
+    Called on a PIL image of size ``(W, H)``, it returns an image of the same size and mode: the
+    input reflect-padded by a random, equal fraction on each side and resized back (bilinear).
+
+    Raises:
+        InvalidArgumentError: ``max_extra`` <= 0 or ``p`` outside 0..1.
+    """
+
+    def __init__(self, max_extra: float, p: float = 0.5) -> None:
+        if max_extra <= 0 or not 0 <= p <= 1:
+            raise InvalidArgumentError(f"zoom-out needs max_extra > 0 and p in 0..1, got {max_extra}, {p}")
+        self.max_extra, self.p = max_extra, p
+
+    def __call__(self, face: Image.Image) -> Image.Image:
+        if torch.rand(()) >= self.p:
+            return face
+        scale = 1.0 + float(torch.rand(())) * self.max_extra
+        arr = np.asarray(face)
+        pad_y, pad_x = (round((scale - 1.0) * n / 2) for n in arr.shape[:2])
+        pad_y, pad_x = min(pad_y, arr.shape[0] - 1), min(pad_x, arr.shape[1] - 1)  # reflect's limit
+        if pad_y == 0 and pad_x == 0:
+            return face
+        widths = ((pad_y, pad_y), (pad_x, pad_x)) + ((0, 0),) * (arr.ndim - 2)
+        padded = Image.fromarray(np.pad(arr, widths, mode="reflect"), mode=face.mode)
+        return padded.resize(face.size, Image.Resampling.BILINEAR)
 
 
 def train_transform(model_config: ModelConfig, aug: AugmentConfig) -> Callable[[Image.Image], torch.Tensor]:
     """PIL face -> augmented, preprocessed float32 tensor ``(3, S, S)`` for training.
 
     Raises:
-        InvalidArgumentError: unknown ``aug.geometry``.
+        InvalidArgumentError: unknown ``aug.geometry``, or a zoom-out probability outside 0..1.
     """
     ops: list = []
     size = 48
+    if aug.zoom_out > 0:
+        ops.append(RandomZoomOutReflect(aug.zoom_out, aug.zoom_out_p))
     if aug.geometry == "crop":
         ops.append(v2.RandomResizedCrop(size, scale=(aug.crop_scale, 1.0), ratio=(0.9, 1.1)))
         if aug.rotation > 0:

@@ -1,6 +1,6 @@
 """FER+ data: read the FERPlus folder layout or the raw Kaggle CSVs into memory, and serve samples.
 
-Two input forms, one in-memory result (:class:`VoteSplit`: 48x48 gray faces + 10 votes each):
+Three input forms, one in-memory result (:class:`VoteSplit`: 48x48 gray faces + 10 votes each):
 
 * FERPlus layout (microsoft/FERPlus ``generate_training_data.py``): ``FER2013Train/``,
   ``FER2013Valid/``, ``FER2013Test/``, each with ``label.csv`` (no header: ``image name,
@@ -8,11 +8,17 @@ Two input forms, one in-memory result (:class:`VoteSplit`: 48x48 gray faces + 10
 * Raw form: ``fer2013.csv`` (``emotion,pixels,Usage``; 48*48 space-separated gray values) with
   ``fer2013new.csv`` (``Usage,Image name,neutral,...,NF``), same row order. Usage ``Training`` /
   ``PublicTest`` / ``PrivateTest`` = train / valid / test.
+* Packed form: one xz-compressed ``.npz`` file written by ``python -m train.pack`` from either form
+  above (arrays ``<split>_images``, ``<split>_votes``, ``<split>_names``). It carries the splits
+  as a single file of about 50 MB, small enough to travel to a lent GPU machine; being FER2013
+  images, it must never be committed.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import lzma
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,14 +184,52 @@ def read_raw_csv(fer2013_csv: str | Path, ferplus_csv: str | Path, split: str) -
     return VoteSplit(np.stack(images), np.asarray(votes, dtype=np.float32), names)
 
 
-def load_split(data: str | Path, split: str, limit: int | None = None) -> VoteSplit:
-    """Read a split from ``data``: a FERPlus layout folder, or a folder holding ``fer2013.csv``
-    and ``fer2013new.csv``.
+def read_packed(path: str | Path, split: str, limit: int | None = None) -> VoteSplit:
+    """Read one split from a packed file (``python -m train.pack``).
+
+    Args:
+        path: the xz-compressed ``.npz`` file.
+        split: ``train``, ``valid`` or ``test``.
+        limit: keep only the first ``limit`` faces.
+
+    Returns:
+        The split, exactly as it was read from the folder or CSV form it was packed from.
 
     Raises:
-        DatasetError: neither form is found in ``data``, or a file is malformed.
+        DatasetError: the file is not a packed FER+ file (not xz, not an ``.npz``, arrays missing
+            or of the wrong shape or dtype), or it does not hold ``split``.
+    """
+    try:
+        with lzma.open(path) as fh, np.load(io.BytesIO(fh.read()), allow_pickle=False) as arrays:
+            keys = set(arrays.files)
+            wanted = [f"{split}_images", f"{split}_votes", f"{split}_names"]
+            if not set(wanted) <= keys:
+                held = sorted({k.rsplit("_", 1)[0] for k in keys})
+                raise DatasetError(f"{path} holds no {split!r} split (it holds {held})")
+            images, votes, names = (arrays[k] for k in wanted)
+    except (lzma.LZMAError, EOFError, ValueError, OSError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path} is not a packed FER+ file (python -m train.pack): {exc}") from exc
+    n = len(names)
+    if (images.dtype != np.uint8 or images.shape != (n, FACE_SIZE, FACE_SIZE)
+            or votes.shape != (n, len(VOTE_COLUMNS))):
+        raise DatasetError(f"{path}: {split} arrays have shapes {images.shape} {images.dtype}, {votes.shape} "
+                           f"for {n} names; expected uint8 ({n}, {FACE_SIZE}, {FACE_SIZE}) and ({n}, 10)")
+    result = VoteSplit(images, votes.astype(np.float32), [str(name) for name in names])
+    return result if limit is None else result.subset(range(min(limit, len(result))))
+
+
+def load_split(data: str | Path, split: str, limit: int | None = None) -> VoteSplit:
+    """Read a split from ``data``: a FERPlus layout folder, a folder holding ``fer2013.csv``
+    and ``fer2013new.csv``, or a packed file written by ``python -m train.pack``.
+
+    Raises:
+        DatasetError: none of the forms is found at ``data``, or a file is malformed.
     """
     root = Path(data)
+    if root.is_file():
+        return read_packed(root, split, limit=limit)
     if (root / "fer2013.csv").is_file() and (root / "fer2013new.csv").is_file():
         result = read_raw_csv(root / "fer2013.csv", root / "fer2013new.csv", split)
         return result if limit is None else result.subset(range(min(limit, len(result))))

@@ -386,8 +386,10 @@ def load_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, ema: Average
     ckpt = torch.load(path, map_location=device, weights_only=True)
     saved, now = ckpt.get("config"), _defining(cfg)
     if saved is not None:  # options newer than the checkpoint ran at their defaults
-        saved = {**{k: v for k, v in _defining(TrainConfig(data=cfg.data, out=cfg.out)).items() if k not in saved},
-                 **saved}
+        defaults = _defining(TrainConfig(data=cfg.data, out=cfg.out))
+        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+        if isinstance(saved.get("augment"), dict):
+            saved["augment"] = {**defaults["augment"], **saved["augment"]}
     if saved is not None and saved != now:
         changed = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now))
                             if saved.get(k) != now.get(k))
