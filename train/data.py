@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import lzma
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,11 +204,13 @@ def read_packed(path: str | Path, split: str, limit: int | None = None) -> VoteS
         with lzma.open(path) as fh, np.load(io.BytesIO(fh.read()), allow_pickle=False) as arrays:
             keys = set(arrays.files)
             wanted = [f"{split}_images", f"{split}_votes", f"{split}_names"]
-            if not set(wanted) <= keys:
+            missing = [k for k in wanted if k not in keys]
+            if missing:
                 held = sorted({k.rsplit("_", 1)[0] for k in keys})
-                raise DatasetError(f"{path} holds no {split!r} split (it holds {held})")
+                raise DatasetError(f"{path} holds no complete {split!r} split (missing {', '.join(missing)}; "
+                                   f"it holds {held})")
             images, votes, names = (arrays[k] for k in wanted)
-    except (lzma.LZMAError, EOFError, ValueError, OSError) as exc:
+    except (lzma.LZMAError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"{path} is not a packed FER+ file (python -m train.pack): {exc}") from exc
