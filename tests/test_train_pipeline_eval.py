@@ -3,6 +3,9 @@ bundled model, real FER+ Valid faces."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,7 +14,7 @@ from fer_core.detect import Detection
 from fer_core.model import load_model
 from fer_core.recognizer import DEFAULT_MODEL_DIR
 from train.evaluate import evaluation_faces, majority_logits
-from train.pipeline_eval import face_on_canvas, main, pasted_face, pipeline_eval
+from train.pipeline_eval import face_on_canvas, main, paired_paths, pasted_face, pipeline_eval
 
 LIMIT = 80
 
@@ -80,3 +83,29 @@ def test_a_wider_crop_margin_is_measured_as_a_wider_crop(ferplus):
     assert (tight.crop_margin, wide.crop_margin) == (-0.05, 0.2)
     assert wide.crop_side == pytest.approx(tight.crop_side * 1.2 / 0.95, rel=1e-6)
     assert wide.crop_accuracy_all == tight.crop_accuracy_all  # the dataset crops do not change
+
+
+def test_two_models_compared_face_for_face(ferplus, tmp_path, capsys):
+    wide = tmp_path / "wide"  # the bundled weights, cropping wider: a different model on the pipeline
+    shutil.copytree(DEFAULT_MODEL_DIR, wide)
+    config = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**config, "crop_margin": 0.3}))
+    this = pipeline_eval(DEFAULT_MODEL_DIR, ferplus, limit=LIMIT, progress=False)
+    other = pipeline_eval(wide, ferplus, limit=LIMIT, progress=False)
+    assert np.array_equal(this.detected, other.detected)  # MTCNN is deterministic: the same faces
+    pair = paired_paths(this, other)
+    aligned, other_aligned = this.paths[1], other.paths[1]
+    assert pair.n_faces == this.n_detected == len(aligned.right)
+    assert (pair.accuracy, pair.other_accuracy) == (aligned.accuracy, other_aligned.accuracy)
+    assert pair.only_this - pair.only_other == round((pair.accuracy - pair.other_accuracy) * pair.n_faces)
+    assert pair.only_this + pair.only_other > 0  # the wider crop changes some decisions
+    assert pair.balanced is not None and pair.balanced[0] == aligned.balanced_accuracy
+    assert paired_paths(this, this).only_this == paired_paths(this, this).only_other == 0
+    with pytest.raises(ValueError, match="different faces"):
+        paired_paths(this, pipeline_eval(wide, ferplus, limit=LIMIT // 2, progress=False))
+    with pytest.raises(ValueError, match="no path 'scan'"):
+        paired_paths(this, other, path="scan")
+    assert main(["--data", str(ferplus), "--limit", "24", "--against", str(wide)]) == 0
+    out = capsys.readouterr().out
+    assert f"against {wide} (crop_margin +0.300), pipeline, aligned, the " in out
+    assert "balanced  accuracy" in out and "by the other only" in out

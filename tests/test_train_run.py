@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import confusion_matrix
 from torch.utils.data import DataLoader
 
+from fer_core.errors import InvalidArgumentError
 from fer_core.model import load_model
 from tests.conftest import TINY_RUN
 from train.__main__ import main as train_main
@@ -192,6 +193,15 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     assert "Initialised from an earlier stage" in (tmp_path / "export2" / "README.md").read_text()
     staged = json.loads((tmp_path / "export2" / "metrics.json").read_text())  # both stages' curves
     assert [(r["epoch"], r["stage_epoch"]) for r in staged] == [(1, 1), (2, 1)]
+    # ... also from an exported model folder (a fine-tune of a shipped model), keeping its stages
+    export(run, tmp_path / "export3", crop_margin=0.0, limit=100, previous_run=tmp_path / "export2")
+    recipe = json.loads((tmp_path / "export3" / "config.json").read_text())["recipe"]
+    assert "IMAGENET1K_V1" in recipe["base_init"]
+    staged = json.loads((tmp_path / "export3" / "metrics.json").read_text())
+    assert [(r["epoch"], r["stage_epoch"], r["stage"]) for r in staged] == [
+        (1, 1, "run"), (2, 1, "run"), (3, 1, "run")]
+    with pytest.raises(InvalidArgumentError, match="config.json not found"):
+        export(run, tmp_path / "export4", limit=100, previous_run=tmp_path / "mirrors")
 
     # pull it back through a real Hub-API server (olah serving a git repo of the export)
     mirrors = tmp_path / "mirrors"

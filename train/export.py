@@ -84,9 +84,14 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
 
 def run_model(run: str | Path) -> Path:
     """The model folder of a training run: ``final/`` for a final fit (``--final-fit``), else
-    ``best/`` (the epoch selected on Valid)."""
+    ``best/`` (the epoch selected on Valid); ``run`` itself when it is an exported model folder
+    (``config.json`` at its top, as ``fer_core/default_model``)."""
     run = Path(run)
-    return run / "final" if (run / "final" / "config.json").is_file() else run / "best"
+    if (run / "final" / "config.json").is_file():
+        return run / "final"
+    if not (run / "best" / "config.json").is_file() and (run / "config.json").is_file():
+        return run
+    return run / "best"
 
 
 def train_minutes(run: Path) -> float | None:
@@ -101,9 +106,13 @@ def previous_stage(run: Path) -> tuple[str, float, str]:
     initialisation it started from.
 
     Raises:
-        InvalidArgumentError: the run has no ``best/config.json`` or no ``metrics.json``.
+        InvalidArgumentError: the run (or exported model folder) has no ``config.json`` or no
+            ``metrics.json``.
     """
-    recipe = json.loads((run_model(run) / "config.json").read_text()).get("recipe", {})
+    config = run_model(run) / "config.json"
+    if not config.is_file():
+        raise InvalidArgumentError(f"{config} not found: is {run} a finished training run or an exported model?")
+    recipe = json.loads(config.read_text()).get("recipe", {})
     minutes = train_minutes(run)
     if minutes is None:
         raise InvalidArgumentError(f"{run}/metrics.json not found: is {run} a finished training run?")
@@ -127,8 +136,8 @@ def stage_history(run: Path, previous_run: str | Path | None = None) -> list[dic
             raise InvalidArgumentError(f"{stage}/metrics.json not found: is {stage} a finished training run?")
         offset = len(history)
         for row in json.loads((stage / "metrics.json").read_text()):
-            history.append({**row, "epoch": offset + row["epoch"], "stage_epoch": row["epoch"],
-                            "stage": stage.name})
+            history.append({**row, "epoch": offset + row["epoch"], "stage_epoch": row.get("stage_epoch", row["epoch"]),
+                            "stage": row.get("stage", stage.name)})  # an exported folder keeps its stages
     return history
 
 

@@ -14,6 +14,10 @@ alignment. Accuracies are compared on the same faces with the exact McNemar test
 :mod:`train.paired`. The face pixels are FER2013's; the grey border and the upscaling are the
 protocol's own (cutting the exact pasted square back out and classifying it loses 0.4-0.7 points
 of accuracy by itself, at 160 and 96 px), so read the pipeline against that, not against zero.
+
+``--against OTHER_DIR`` runs a second model the same way and compares the two face for face on the
+aligned pipeline (plain and balanced decisions, exact McNemar): how two models fare on what a photo
+gives them, e.g. at a wider ``--crop-margin`` than MTCNN's typical box.
 """
 
 from __future__ import annotations
@@ -95,6 +99,8 @@ class PathScore:
         only_this, only_crop: detected faces this path gets right and the dataset crop wrong, and
             the reverse (plain decisions); 0 for the dataset crop itself.
         p_value: two-sided exact McNemar p-value against the dataset crop, 0..1.
+        right: bool ``(n_detected,)``, each detected face classified right (plain decisions).
+        balanced_right: the same for balanced decisions; ``None`` for a model without a prior.
     """
 
     name: str
@@ -106,6 +112,8 @@ class PathScore:
     only_this: int = 0
     only_crop: int = 0
     p_value: float = 1.0
+    right: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    balanced_right: np.ndarray | None = None
 
 
 @dataclass
@@ -125,6 +133,7 @@ class PipelineEvaluation:
         support: detected faces per class, in label order.
         crop_side: median side of the pipeline's crop over the pasted face's side (1.0 = same
             framing as the dataset; > 1 the pipeline's crop shows more around the face).
+        detected: int64 ``(n_detected,)``, which of the ``n_images`` faces MTCNN found, ascending.
     """
 
     faces: str
@@ -138,6 +147,59 @@ class PipelineEvaluation:
     default_balanced: bool = False
     support: list[int] = field(default_factory=list)
     crop_side: float = float("nan")
+    detected: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+@dataclass
+class PairedPaths:
+    """Two models' evaluations compared face for face on one path (:func:`paired_paths`).
+
+    Attributes:
+        path: the path compared, e.g. ``"pipeline, aligned"``.
+        n_faces: faces both evaluations detected (the same for two models, MTCNN being
+            deterministic, unless their sizes or limits differ).
+        accuracy, other_accuracy: plain accuracies of the two on those faces, 0..1.
+        only_this, only_other, p_value: faces right by the first only, by the second only, and the
+            two-sided exact McNemar p-value (plain decisions).
+        balanced: the same three numbers for balanced decisions with
+            ``balanced_accuracy, other_balanced_accuracy`` before them; ``None`` unless both
+            models have a prior.
+    """
+
+    path: str
+    n_faces: int
+    accuracy: float
+    other_accuracy: float
+    only_this: int
+    only_other: int
+    p_value: float
+    balanced: tuple[float, float, int, int, float] | None = None
+
+
+def paired_paths(this: PipelineEvaluation, other: PipelineEvaluation,
+                 path: str = "pipeline, aligned") -> PairedPaths:
+    """Compare two models' :func:`pipeline_eval` results on the faces both found, face for face.
+
+    Raises:
+        InvalidArgumentError: ``path`` is not one of the evaluations' paths, the two were run on
+            different faces (split, fold or limit) or found no face in common.
+    """
+    if (this.faces, this.n_images) != (other.faces, other.n_images):
+        raise InvalidArgumentError(f"the two evaluations measured different faces ({this.faces}, {this.n_images} "
+                                   f"against {other.faces}, {other.n_images}); compare models on the same split")
+    a = {p.name: p for p in this.paths}.get(path)
+    b = {p.name: p for p in other.paths}.get(path)
+    if a is None or b is None:
+        raise InvalidArgumentError(f"no path {path!r}; the paths are {[p.name for p in this.paths]}")
+    common, ia, ib = np.intersect1d(this.detected, other.detected, assume_unique=True, return_indices=True)
+    if len(common) == 0:
+        raise InvalidArgumentError("the two evaluations have no detected face in common")
+    ra, rb = a.right[ia], b.right[ib]
+    result = PairedPaths(path, len(common), float(ra.mean()), float(rb.mean()), *mcnemar(ra, rb))
+    if a.balanced_right is not None and b.balanced_right is not None:
+        ba, bb = a.balanced_right[ia], b.balanced_right[ib]
+        result.balanced = (float(ba.mean()), float(bb.mean()), *mcnemar(ba, bb))
+    return result
 
 
 def _score(name: str, plain: np.ndarray, balanced: np.ndarray | None, labels: np.ndarray,
@@ -149,7 +211,8 @@ def _score(name: str, plain: np.ndarray, balanced: np.ndarray | None, labels: np
     score = PathScore(name, float(right.mean()), float(balanced_accuracy_score(labels, pred)),
                       None if balanced is None else float((balanced.argmax(1) == labels).mean()),
                       None if balanced is None else float(balanced_accuracy_score(labels, balanced.argmax(1))),
-                      [float(v) for v in recall])
+                      [float(v) for v in recall], right=right,
+                      balanced_right=None if balanced is None else balanced.argmax(1) == labels)
     if crop_right is not None:
         score.only_this, score.only_crop, score.p_value = mcnemar(right, crop_right)
     return score
@@ -237,7 +300,7 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
                               crop_margin=rec.config.crop_margin, crop_accuracy_all=crop_accuracy_all, paths=paths,
                               labels=rec.labels, default_balanced=rec.config.balanced,
                               support=np.bincount(det_labels, minlength=len(rec.labels)).tolist(),
-                              crop_side=float(np.median(sides)) if sides else float("nan"))
+                              crop_side=float(np.median(sides)) if sides else float("nan"), detected=idx)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,9 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=160, help="pixels per side of the upscaled face")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--crop-margin", type=float, default=None, help="instead of config.json's crop_margin")
+    p.add_argument("--against", metavar="MODEL_DIR", default=None,
+                   help="also run this model the same way and compare the two face for face (aligned path)")
     args = p.parse_args(argv)
     try:
         r = pipeline_eval(args.model, args.data, args.split, args.size, args.limit, args.crop_margin)
+        other = None
+        if args.against is not None:
+            other = pipeline_eval(args.against, args.data, args.split, args.size, args.limit, args.crop_margin)
+            pair = paired_paths(r, other)
     except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -271,6 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recall per class, {'balanced' if r.default_balanced else 'plain'} (the model's default):")
     for s in r.paths:
         print(f"  {s.name:22s} " + "  ".join(f"{n} {v:.3f}" for n, v in zip(r.labels, s.recall)))
+    if other is not None:
+        print(f"against {args.against} (crop_margin {other.crop_margin:+.3f}), {pair.path}, "
+              f"the {pair.n_faces} faces both found:")
+        rows = [("plain", (pair.accuracy, pair.other_accuracy, pair.only_this, pair.only_other, pair.p_value))]
+        rows += [("balanced", pair.balanced)] if pair.balanced is not None else []
+        for kind, (acc, other_acc, only_this, only_other, p_value) in rows:
+            print(f"  {kind:9s} accuracy {acc:.4f} against {other_acc:.4f} | right by this model only "
+                  f"{only_this}, by the other only {only_other}, McNemar p {p_value:.3f}")
     return 0
 
 
