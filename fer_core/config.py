@@ -75,7 +75,7 @@ class ModelConfig:
             MTCNN's longer box side (``benchmarks/bench_crop_margin.py --split train``). Through the
             whole pipeline (``python -m train.pipeline_eval``, faces upscaled to 96/160/320 px) it
             measures FER+ Valid accuracy 0.876/0.886/0.885 against 0.876/0.871/0.879 with 0.0
-            (the classifier on the dataset's own crops: 0.89).
+            (the classifier on the dataset's own crops: 0.89; the bundled model's first stage).
         align: rotate each face so its eyes are level before cropping.
         dropout: dropout probability before the classification head (0..1).
         prior: the training set's class frequencies in ``labels`` order (positive, summing to 1),

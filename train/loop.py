@@ -536,7 +536,7 @@ def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, An
         "teachers": list(cfg.teacher), "distill_weight": cfg.distill_weight if cfg.teacher else 0.0,
         "seed": cfg.seed, "device": str(device), "mixed_precision": mixed_precision(cfg, device),
         "hardware": torch.cuda.get_device_name(0) if device.type == "cuda"
-        else f"CPU, {torch.get_num_threads()} threads",
+        else f"CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}",
     }
 
 
