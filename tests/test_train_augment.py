@@ -60,3 +60,5 @@ def test_train_transform_with_zoom_out_on_a_real_face(ferplus):
     assert args["aug_zoom_out"] == 0.3 and args["aug_zoom_out_p"] == 0.5
     with pytest.raises(ValueError, match="zoom-out needs"):
         train_transform(config, AugmentConfig(zoom_out=0.3, zoom_out_p=2.0))
+    with pytest.raises(ValueError, match="zoom-out needs max_extra >= 0"):
+        train_transform(config, AugmentConfig(zoom_out=-0.1))

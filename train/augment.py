@@ -88,10 +88,13 @@ def train_transform(model_config: ModelConfig, aug: AugmentConfig) -> Callable[[
     """PIL face -> augmented, preprocessed float32 tensor ``(3, S, S)`` for training.
 
     Raises:
-        InvalidArgumentError: unknown ``aug.geometry``, or a zoom-out probability outside 0..1.
+        InvalidArgumentError: unknown ``aug.geometry``, a negative ``aug.zoom_out`` or a zoom-out
+            probability outside 0..1.
     """
     ops: list = []
     size = 48
+    if aug.zoom_out < 0:
+        raise InvalidArgumentError(f"zoom-out needs max_extra >= 0 (0 = off), got {aug.zoom_out}")
     if aug.zoom_out > 0:
         ops.append(RandomZoomOutReflect(aug.zoom_out, aug.zoom_out_p))
     if aug.geometry == "crop":
