@@ -67,6 +67,7 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, ferplus, capsys):
     assert "resumed from" in printed and "epoch 2/2" in printed and "epoch 1/2:" not in printed
     history = json.loads((out / "metrics.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2] and history[0] == first[0]
+    assert json.loads((out / "last" / "config.json").read_text())["recipe"]["last_epoch"] == 2  # last/ follows
     assert "scaler" in torch.load(out / "last.pt", weights_only=True)  # the AMP scaler state is saved too
 
 
@@ -202,6 +203,15 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
         (1, 1, "run"), (2, 1, "run"), (3, 1, "run")]
     with pytest.raises(InvalidArgumentError, match="config.json not found"):
         export(run, tmp_path / "export4", limit=100, previous_run=tmp_path / "mirrors")
+
+    # --epoch last: the schedule's latest epoch, exported without selection
+    report_last = export(run, tmp_path / "export_last", crop_margin=0.0, limit=100, epoch="last")
+    last_recipe = json.loads((tmp_path / "export_last" / "config.json").read_text())["recipe"]
+    assert last_recipe["last_epoch"] == 1 and "best_epoch" not in last_recipe and 0 <= report_last["accuracy"] <= 1
+    assert "not used to select it" in last_recipe["data"]
+    assert "1 epochs (the last exported, no selection)" in (tmp_path / "export_last" / "README.md").read_text()
+    with pytest.raises(InvalidArgumentError, match="epoch must be best or last"):
+        export(run, tmp_path / "export5", limit=100, epoch="first")
 
     # pull it back through a real Hub-API server (olah serving a git repo of the export)
     mirrors = tmp_path / "mirrors"

@@ -82,16 +82,23 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
     )
 
 
-def run_model(run: str | Path) -> Path:
+def run_model(run: str | Path, epoch: str = "best") -> Path:
     """The model folder of a training run: ``final/`` for a final fit (``--final-fit``), else
-    ``best/`` (the epoch selected on Valid); ``run`` itself when it is an exported model folder
-    (``config.json`` at its top, as ``fer_core/default_model``)."""
+    ``best/`` (the epoch selected on Valid) or, with ``epoch="last"``, ``last/`` (the latest
+    epoch, no selection); ``run`` itself when it is an exported model folder (``config.json`` at
+    its top, as ``fer_core/default_model``).
+
+    Raises:
+        InvalidArgumentError: ``epoch`` is not ``best`` or ``last``.
+    """
+    if epoch not in ("best", "last"):
+        raise InvalidArgumentError(f"epoch must be best or last, got {epoch!r}")
     run = Path(run)
     if (run / "final" / "config.json").is_file():
         return run / "final"
-    if not (run / "best" / "config.json").is_file() and (run / "config.json").is_file():
+    if not (run / epoch / "config.json").is_file() and (run / "config.json").is_file():
         return run
-    return run / "best"
+    return run / epoch
 
 
 def train_minutes(run: Path) -> float | None:
@@ -165,7 +172,7 @@ def teacher_summary(folder: str | Path) -> tuple[str, float | None, Path | None]
 def export(run: str | Path, out: str | Path, data: str | Path | None = None, repo_id: str = "fer-core/ferplus",
            model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
            previous_run: str | Path | None = None, balanced: bool | None = None,
-           tau: float | None = None) -> dict[str, Any]:
+           tau: float | None = None, epoch: str = "best") -> dict[str, Any]:
     """Export a run's model (``run/best``, or ``run/final`` for a final fit: :func:`run_model`) to
     ``out`` with evaluation on Valid (a final fit's held-out fold), plots and model card.
 
@@ -185,17 +192,21 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         balanced: the exported model's default operating point (``config.json`` ``balanced``);
             ``None`` keeps the run's (plain).
         tau: strength of the balanced operating point (``config.json`` ``tau``); ``None`` keeps it.
+        epoch: ``best`` (the epoch selected on Valid) or ``last`` (the latest epoch of a schedule
+            fixed in advance; runs from before ``last/`` existed have none). A final fit always
+            exports its ``final/`` model.
 
     Returns:
         The Valid evaluation report.
 
     Raises:
-        InvalidArgumentError: the run has no ``best/`` model or the data is missing.
+        InvalidArgumentError: the run has no such model, ``epoch`` is unknown, or the data is missing.
     """
     run, out = Path(run), Path(out)
-    best = run_model(run)
+    best = run_model(run, epoch)
     if not (best / "model.safetensors").is_file():
-        raise InvalidArgumentError(f"{best}/model.safetensors not found: is {run} a finished training run?")
+        raise InvalidArgumentError(f"{best}/model.safetensors not found: is {run} a finished training run"
+                                   + (" that saves last/?" if epoch == "last" else "?"))
     args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
     data = data or args.get("data")
     if not data:
@@ -286,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop-margin", type=float, default=None, help="override config.json's crop_margin")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N Valid images")
     p.add_argument("--previous-run", default=None, help="the run this one continued from (--pretrained)")
+    p.add_argument("--epoch", choices=("best", "last"), default="best",
+                   help="best: the epoch selected on Valid; last: the schedule's latest epoch, no selection")
     p.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
                    help="make balanced (prior-corrected) decisions the model's default operating point")
     p.add_argument("--tau", type=float, default=None, help="strength of the balanced operating point (0..5)")
@@ -300,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out = args.refresh
         else:
             r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
-                       args.previous_run, args.balanced, args.tau)
+                       args.previous_run, args.balanced, args.tau, args.epoch)
     except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,8 @@ Layout of a run folder (``--out``)::
     last.pt          full training state after the latest epoch (for --resume)
     best/            config.json + model.safetensors of the epoch with the best valid accuracy
                      (of the EMA weights when ``--ema-decay`` > 0)
+    last/            the same for the latest epoch: the model of a schedule fixed in advance,
+                     with no selection on Valid (``python -m train.export --epoch last``)
     final/           with ``--final-fit``: the last epoch's model instead (nothing is selected)
 
 A final fit (``--final-fit FRACTION``) trains on Train plus Valid except a held-out fold of
@@ -500,10 +502,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             best = dict(row)
             evaluated.config.recipe = {**summarise(cfg, init, device), "final_epoch": epoch + 1}
             evaluated.save_pretrained(out / "final")
-        elif row["valid_acc"] > best["valid_acc"]:
-            best = dict(row)
-            evaluated.config.recipe = {**summarise(cfg, init, device), "best_epoch": epoch + 1}
-            evaluated.save_pretrained(out / "best")
+        else:
+            if row["valid_acc"] > best["valid_acc"]:
+                best = dict(row)
+                evaluated.config.recipe = {**summarise(cfg, init, device), "best_epoch": epoch + 1}
+                evaluated.save_pretrained(out / "best")
+            evaluated.config.recipe = {**summarise(cfg, init, device), "last_epoch": epoch + 1,
+                                       "data": "FER+ (FER2013Train; the schedule's last epoch, FER2013Valid not "
+                                               "used to select it)"}
+            evaluated.save_pretrained(out / "last")
         _write_metrics(out, history)
         save_checkpoint(ckpt_path, cfg, model, ema, optimizer, scheduler, scaler, data.loader_rng, epoch + 1, best,
                         history)
