@@ -93,6 +93,13 @@ def test_two_models_compared_face_for_face(ferplus, tmp_path, capsys):
     this = pipeline_eval(DEFAULT_MODEL_DIR, ferplus, limit=LIMIT, progress=False)
     other = pipeline_eval(wide, ferplus, limit=LIMIT, progress=False)
     assert np.array_equal(this.detected, other.detected)  # MTCNN is deterministic: the same faces
+    # so another model can be measured on the first one's detections, with the same result
+    reused = pipeline_eval(wide, ferplus, limit=LIMIT, progress=False, detections_from=this)
+    assert np.array_equal(reused.detected, other.detected) and reused.crop_side == other.crop_side
+    assert [(p.accuracy, p.balanced_accuracy, p.recall) for p in reused.paths] == [
+        (p.accuracy, p.balanced_accuracy, p.recall) for p in other.paths]
+    with pytest.raises(ValueError, match="detections_from measured"):
+        pipeline_eval(wide, ferplus, limit=LIMIT, size=96, progress=False, detections_from=this)
     pair = paired_paths(this, other)
     aligned, other_aligned = this.paths[1], other.paths[1]
     assert pair.n_faces == this.n_detected == len(aligned.right)
