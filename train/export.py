@@ -173,8 +173,9 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
            model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
            previous_run: str | Path | None = None, balanced: bool | None = None,
            tau: float | None = None, epoch: str = "best") -> dict[str, Any]:
-    """Export a run's model (``run/best``, or ``run/final`` for a final fit: :func:`run_model`) to
-    ``out`` with evaluation on Valid (a final fit's held-out fold), plots and model card.
+    """Export a run's model (``run/best``, ``run/last`` with ``epoch="last"``, or ``run/final`` for a
+    final fit: :func:`run_model`) to ``out`` with evaluation on Valid (a final fit's held-out fold),
+    plots and model card.
 
     Args:
         run: a ``python -m train`` run folder (with ``best/`` or ``final/``, ``metrics.json``, ``args.json``).
@@ -203,9 +204,9 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         InvalidArgumentError: the run has no such model, ``epoch`` is unknown, or the data is missing.
     """
     run, out = Path(run), Path(out)
-    best = run_model(run, epoch)
-    if not (best / "model.safetensors").is_file():
-        raise InvalidArgumentError(f"{best}/model.safetensors not found: is {run} a finished training run"
+    model_dir = run_model(run, epoch)
+    if not (model_dir / "model.safetensors").is_file():
+        raise InvalidArgumentError(f"{model_dir}/model.safetensors not found: is {run} a finished training run"
                                    + (" that saves last/?" if epoch == "last" else "?"))
     args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
     data = data or args.get("data")
@@ -213,7 +214,7 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         raise InvalidArgumentError("no --data given and the run's args.json names none")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
-        shutil.copyfile(best / name, out / name)
+        shutil.copyfile(model_dir / name, out / name)
     config = json.loads((out / "config.json").read_text())
     if crop_margin is not None:
         config["crop_margin"] = crop_margin

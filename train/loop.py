@@ -498,16 +498,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
               f"valid loss {row['valid_loss']:.4f} acc {row['valid_acc']:.4f} UAR {row['valid_uar']:.4f}"
               + (f" (raw weights acc {raw['valid_acc']:.4f})" if ema is not None else "") + " | "
               f"{row['images_per_s']:.0f} img/s, {time.time() - t_epoch:.0f}s", flush=True)
+        recipe = summarise(cfg, init, device)
         if cfg.final_fit > 0:  # no selection: the fixed schedule's latest epoch is the model
             best = dict(row)
-            evaluated.config.recipe = {**summarise(cfg, init, device), "final_epoch": epoch + 1}
+            evaluated.config.recipe = {**recipe, "final_epoch": epoch + 1}
             evaluated.save_pretrained(out / "final")
         else:
             if row["valid_acc"] > best["valid_acc"]:
                 best = dict(row)
-                evaluated.config.recipe = {**summarise(cfg, init, device), "best_epoch": epoch + 1}
+                evaluated.config.recipe = {**recipe, "best_epoch": epoch + 1}
                 evaluated.save_pretrained(out / "best")
-            evaluated.config.recipe = {**summarise(cfg, init, device), "last_epoch": epoch + 1,
+            evaluated.config.recipe = {**recipe, "last_epoch": epoch + 1,
                                        "data": "FER+ (FER2013Train; the schedule's last epoch, FER2013Valid not "
                                                "used to select it)"}
             evaluated.save_pretrained(out / "last")
