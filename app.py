@@ -15,7 +15,9 @@ import gradio as gr
 from fastapi import FastAPI
 
 from app_ui.blocks import build_blocks
-from app_ui.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, BodySizeLimitMiddleware
+from app_ui.guard import RequestGuard
+from app_ui.headers import SecurityHeaders
+from app_ui.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES
 from app_ui.monitoring_tab import MonitoringContext
 from app_ui.rest import build_router
 from app_ui.service import FERService
@@ -23,19 +25,22 @@ from monitoring.db import make_engine, session_factory, upgrade
 from monitoring.routes import build_monitoring_router
 from monitoring.settings import MonitoringConfigError, MonitoringSettings
 
-#: Largest body per upload route, bytes (form overhead on top of the file: 64 KiB).
-BODY_LIMITS: dict[str, int] = {
-    "/api/predict": MAX_UPLOAD_BYTES + 65536,
-    "/api/predict/video": MAX_UPLOAD_BYTES + 65536,
-    "/api/predict/batch": MAX_REQUEST_BYTES,
-    "/gradio_api/upload": MAX_REQUEST_BYTES,
-    "/api/sessions": MAX_UPLOAD_BYTES + 65536,
-}
+#: Largest body per route, bytes, as ``(path regex, bytes)`` (first match wins; form overhead on top
+#: of a file: 64 KiB). Every other route gets :data:`app_ui.guard.DEFAULT_BODY_BYTES` (1 MB).
+BODY_LIMITS: list[tuple[str, int]] = [
+    (r"/api/predict/batch$", MAX_REQUEST_BYTES),
+    (r"/api/predict(/video)?$", MAX_UPLOAD_BYTES + 65536),
+    (r"/gradio_api/upload$", MAX_REQUEST_BYTES),
+    (r"/api/sessions/\d+/frames$", MAX_UPLOAD_BYTES + 65536),
+    (r"/api/auth/", 16 * 1024),  # a login form
+    (r"/gradio_api/(queue/join|stream/)", 8 * 1024 * 1024),  # webcam frames as data URLs
+]
 
 
 def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
     """The FastAPI app: REST routes, the monitoring routes and the Gradio UI mounted at ``/``,
-    behind the body-size limit (:class:`app_ui.limits.BodySizeLimitMiddleware`, :data:`BODY_LIMITS`).
+    behind the request guard (:class:`app_ui.guard.RequestGuard`, :data:`BODY_LIMITS`) and the
+    security headers (:class:`app_ui.headers.SecurityHeaders`).
 
     Args:
         service: the loaded model service (default: :meth:`FERService.from_env`).
@@ -56,17 +61,33 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
         upgrade(engine)
         context = MonitoringContext(settings, session_factory(engine))
         api.include_router(build_monitoring_router(service, settings, context.factory))
-    api.add_middleware(BodySizeLimitMiddleware, limits=BODY_LIMITS)
+    api.add_middleware(RequestGuard, limits=BODY_LIMITS)
+    api.add_middleware(SecurityHeaders)  # added last = outermost: the guard's own answers get them too
     blocks = build_blocks(service, context, off_reason)
     return gr.mount_gradio_app(api, blocks, path="/", max_file_size=MAX_UPLOAD_BYTES)
 
 
+def serve_host(dev: bool, environ: dict[str, str] | None = None) -> str:
+    """The address to bind: ``GRADIO_SERVER_NAME`` when set; otherwise 0.0.0.0 (a Space, a
+    container), except with ``--dev``, which binds 127.0.0.1 only (its built-in secret lets anyone
+    who can reach the port forge logins)."""
+    environ = os.environ if environ is None else environ
+    return environ.get("GRADIO_SERVER_NAME") or ("127.0.0.1" if dev else "0.0.0.0")
+
+
 if __name__ == "__main__":
     import argparse
+    import sys
 
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dev", action="store_true", help="monitoring on a built-in secret (local development only)")
-    uvicorn.run(create_app(dev=parser.parse_args().dev), host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
-                port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--dev", action="store_true", help="monitoring on a built-in secret (local development "
+                        "only; binds 127.0.0.1 unless GRADIO_SERVER_NAME is set)")
+    dev = parser.parse_args().dev
+    host = serve_host(dev)
+    if dev:
+        print(f"WARNING: --dev: monitoring runs on a built-in, public JWT secret; serving on {host} only. "
+              "Never use --dev in production.", file=sys.stderr)
+    uvicorn.run(create_app(dev=dev), host=host, port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                server_header=False)

@@ -12,11 +12,33 @@ Variable                        Default                   Meaning
 ``FER_MAX_REQUEST_MEGAPIXELS``  100                       pixels of all images of one request, from
                                                           their headers, before any is decoded
 ``FER_MAX_VIDEO_SECONDS``       120                       seconds of video analysed per request
+``FER_MAX_VIDEO_FRAMES``        7200 (120 s x 60/s)       frames *decoded* per video request (sampled
+                                                          out or not; default ``FER_MAX_VIDEO_SECONDS``
+                                                          x 60, the highest ``sample_fps``): bounds
+                                                          the work of a file of many frames whatever
+                                                          its timestamps say; past it the analysis
+                                                          stops, keeps what it has and says so
+                                                          (``truncated``)
+``FER_MAX_FACES``               64                        faces classified per image (or video
+                                                          frame), the highest detection scores first;
+                                                          the rest are counted in ``faces_dropped``
+``FER_MAX_REQUEST_FACES``       256                       faces classified per request (all images
+                                                          of a batch); the rest as above
+``FER_REQUEST_BUDGET_S``        120                       seconds of inference per batch request;
+                                                          files not started by then get the error
+                                                          "not processed: time budget spent"
 ``FER_INFERENCE_SLOTS``         2                         requests running inference at once, UI and
                                                           REST together
 ``FER_MAX_QUEUE``               16                        requests waiting for a slot; one more gets
                                                           503 with ``Retry-After``
 ``FER_QUEUE_TIMEOUT_S``         30                        longest wait for a slot before 503
+``FER_CACHE_MAX_AGE_S``         3600                      age in seconds after which Gradio's cached
+                                                          uploads and outputs and the app's download
+                                                          folders are deleted (checked every
+                                                          ``min(age, 600)`` s, and on each new batch)
+``FER_DOWNLOADS_MAX_MB``        500                       total size of the app's download folders
+                                                          (CSV/JSON/PNG/annotated MP4); the oldest
+                                                          are deleted first when over it
 =============================  ========================  =============================================
 """
 
@@ -27,8 +49,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fer_core.options import MAX_SAMPLE_FPS
 
-def _env(name: str, default: float, allow_zero: bool = False) -> float:
+
+def env_number(name: str, default: float, allow_zero: bool = False) -> float:
+    """The environment variable ``name`` as a number, ``default`` when unset or empty.
+
+    Raises:
+        RuntimeError: not a number, negative, or zero when ``allow_zero`` is false.
+    """
     value = os.environ.get(name)
     if not value:
         return default
@@ -43,21 +72,35 @@ def _env(name: str, default: float, allow_zero: bool = False) -> float:
 
 MB = 1024 * 1024
 #: Largest accepted file, bytes.
-MAX_UPLOAD_BYTES: int = int(_env("FER_MAX_UPLOAD_MB", 20) * MB)
+MAX_UPLOAD_BYTES: int = int(env_number("FER_MAX_UPLOAD_MB", 20) * MB)
 #: Largest accepted request body, bytes.
-MAX_REQUEST_BYTES: int = int(_env("FER_MAX_REQUEST_MB", 100) * MB)
+MAX_REQUEST_BYTES: int = int(env_number("FER_MAX_REQUEST_MB", 100) * MB)
 #: Most files in one batch request.
-MAX_FILES: int = int(_env("FER_MAX_FILES", 32))
+MAX_FILES: int = int(env_number("FER_MAX_FILES", 32))
 #: Most pixels (width x height summed over the images) in one request.
-MAX_REQUEST_PIXELS: int = int(_env("FER_MAX_REQUEST_MEGAPIXELS", 100) * 1_000_000)
+MAX_REQUEST_PIXELS: int = int(env_number("FER_MAX_REQUEST_MEGAPIXELS", 100) * 1_000_000)
 #: Longest video analysed per request, seconds.
-MAX_VIDEO_SECONDS: float = _env("FER_MAX_VIDEO_SECONDS", 120)
+MAX_VIDEO_SECONDS: float = env_number("FER_MAX_VIDEO_SECONDS", 120)
+#: Most video frames decoded per request (analysed or skipped by ``sample_fps``).
+MAX_VIDEO_FRAMES: int = max(1, int(env_number("FER_MAX_VIDEO_FRAMES", MAX_VIDEO_SECONDS * MAX_SAMPLE_FPS)))
+#: Most faces classified per image or video frame.
+MAX_FACES: int = max(1, int(env_number("FER_MAX_FACES", 64)))
+#: Most faces classified per request (a batch's images together).
+MAX_REQUEST_FACES: int = max(1, int(env_number("FER_MAX_REQUEST_FACES", 256)))
+#: Seconds of inference a batch request may use; files not started by then are not processed.
+REQUEST_BUDGET_S: float = env_number("FER_REQUEST_BUDGET_S", 120)
+#: Age, seconds, after which cached uploads, outputs and download folders are deleted.
+CACHE_MAX_AGE_S: int = max(1, int(env_number("FER_CACHE_MAX_AGE_S", 3600)))
+#: Seconds between two sweeps of Gradio's cache for files older than :data:`CACHE_MAX_AGE_S`.
+CACHE_SWEEP_EVERY_S: int = min(CACHE_MAX_AGE_S, 600)
+#: Largest total size of the app's download folders, bytes.
+DOWNLOADS_MAX_BYTES: int = int(env_number("FER_DOWNLOADS_MAX_MB", 500) * MB)
 #: Requests running inference at once.
-INFERENCE_SLOTS: int = int(_env("FER_INFERENCE_SLOTS", 2))
+INFERENCE_SLOTS: int = int(env_number("FER_INFERENCE_SLOTS", 2))
 #: Requests allowed to wait for a slot.
-MAX_QUEUE: int = int(_env("FER_MAX_QUEUE", 16, allow_zero=True))
+MAX_QUEUE: int = int(env_number("FER_MAX_QUEUE", 16, allow_zero=True))
 #: Seconds a request waits for a slot before it is refused.
-QUEUE_TIMEOUT_S: float = _env("FER_QUEUE_TIMEOUT_S", 30)
+QUEUE_TIMEOUT_S: float = env_number("FER_QUEUE_TIMEOUT_S", 30)
 #: ``Retry-After`` seconds sent with a 503.
 RETRY_AFTER_S: int = 5
 
@@ -131,40 +174,3 @@ class InferenceLimiter:
             with self._lock:
                 self.running -= 1
             self._semaphore.release()
-
-
-class BodySizeLimitMiddleware:
-    """ASGI middleware that refuses an oversized POST/PUT body from its ``Content-Length`` header,
-    before a byte of it is read or parsed: 413 above the limit, 411 when an upload route gets a
-    body without ``Content-Length`` (chunked), so no parser ever sees an unbounded body.
-
-    Args:
-        app: the ASGI app to wrap.
-        limits: path prefix -> largest body in bytes; the longest matching prefix applies, paths
-            with no match are passed through unchanged.
-    """
-
-    def __init__(self, app, limits: dict[str, int]) -> None:  # noqa: ANN001 (any ASGI app)
-        self.app = app
-        self.limits = sorted(limits.items(), key=lambda kv: -len(kv[0]))
-
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 (ASGI signature)
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            limit = next((n for prefix, n in self.limits if scope["path"].startswith(prefix)), None)
-            if limit is not None:
-                length = dict(scope["headers"]).get(b"content-length")
-                if length is None:
-                    return await _refuse(send, 411, "send the body with a Content-Length header")
-                if not length.isdigit() or int(length) > limit:
-                    return await _refuse(send, 413, f"request body larger than {limit / MB:.0f} MB")
-        await self.app(scope, receive, send)
-
-
-async def _refuse(send, status: int, detail: str) -> None:  # noqa: ANN001 (ASGI send)
-    import json
-
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})

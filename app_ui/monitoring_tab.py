@@ -1,16 +1,29 @@
-"""The app's "Monitoring" tab: log in, choose or create a subject, run a live webcam session whose
-per-second rows are stored, and look back at earlier sessions (one plot each, CSV export).
+"""The app's "Monitoring" tab: log in, choose, create or erase a subject, run a live webcam session
+whose per-second rows are stored, and look back at earlier sessions (one plot each, CSV link).
 
-Everything goes through :mod:`monitoring` (the same store, tokens and :class:`~monitoring.live.LiveSession`
-as the REST routes); the browser keeps only an access token in its per-tab ``gr.State``.
+Privacy and access, by construction:
+
+- **No image reaches the disk.** Webcam frames arrive as in-memory data URLs; the annotated frame
+  goes back as a data URL inside HTML (Gradio caches files of image outputs, never HTML text);
+  the plots travel as in-memory PNGs; the CSV is a link to the REST route, made in memory.
+- **The login is a cookie, not the page.** The Log in button's browser code posts the form to
+  ``POST /api/auth/session``, which sets an HttpOnly, ``SameSite=Strict`` cookie; the password
+  never passes through Gradio. Every event reads that cookie from its own request and calls
+  :func:`monitoring.auth.authorize` (user exists, active, same token version, team and role), so
+  Gradio's ``session_hash`` alone can do nothing and a disabled user is stopped at the next event.
+
+Everything goes through :mod:`monitoring` (the same store, login and
+:class:`~monitoring.live.LiveSession` as the REST routes).
 """
 
 from __future__ import annotations
 
-import csv
+import base64
+import io
 import threading
 import time
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 import gradio as gr
@@ -21,13 +34,44 @@ from fer_core.draw import annotate, label_color
 from fer_core.labels import LABELS
 from fer_core.timeline import Timeline
 from monitoring import store
+from monitoring.auth import authorize, cookie_token
 from monitoring.live import LiveSession
-from monitoring.models import MonitoringSession
-from monitoring.security import AuthError, TokenClaims, create_token, read_token
+from monitoring.models import User
+from monitoring.security import AuthError
 from monitoring.settings import MonitoringSettings
 
 from .limits import ServerBusyError
-from .service import BATCH_ROOT, LIVE_PLOT_EVERY_S, LIVE_WINDOW_S, FERService, batch_folder
+from .service import LIVE_PLOT_EVERY_S, LIVE_WINDOW_S, FERService
+
+#: Browser code of the Log in button: post the form to the cookie route; hand Python only the
+#: error text (never the password).
+LOGIN_JS = """
+async (username, password) => {
+  const body = new URLSearchParams({username: username || "", password: password || ""});
+  let error = "";
+  try {
+    const r = await fetch("/api/auth/session", {method: "POST", body: body, credentials: "same-origin",
+                                                 headers: {"X-Requested-With": "fer-app"}});
+    if (!r.ok) {
+      const detail = (await r.json().catch(() => ({}))).detail;
+      error = typeof detail === "string" ? detail : "login failed (" + r.status + ")";
+    }
+  } catch (e) { error = "the server cannot be reached"; }
+  return [error, ""];
+}
+"""
+#: Browser code of the Log out button: drop the cookie.
+LOGOUT_JS = """
+async () => {
+  await fetch("/api/auth/logout", {method: "POST", credentials: "same-origin"}).catch(() => null);
+  return [];
+}
+"""
+#: Browser code of the Erase button: ask first.
+ERASE_JS = """
+(subject) => (subject != null && confirm("Erase this subject and all its sessions? This cannot be undone.")) ?
+             [subject] : [null]
+"""
 
 
 @dataclass
@@ -62,6 +106,14 @@ def session_figure(rows: list[dict[str, Any]], title: str, step_s: int = 1) -> F
     return fig
 
 
+def frame_html(image: Any, quality: int = 80) -> str:
+    """An ``<img>`` holding ``image`` (PIL) as a JPEG data URL: shown by the browser, never a file."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img alt="tracked faces" style="max-width:100%" src="data:image/jpeg;base64,{data}">'
+
+
 def build_monitoring_tab(service: FERService, context: MonitoringContext | None, disabled_reason: str) -> None:
     """Add the Monitoring tab's components and events to the current ``gr.Blocks``."""
     gr.Markdown("Monitoring stores **numbers only** (per second and tracked face: mean probabilities, label, "
@@ -70,67 +122,87 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
         gr.Markdown(f"**Monitoring is off on this server.** {disabled_reason}", elem_id="monitoring-off")
         return
     settings, factory = context.settings, context.factory
-    token = gr.State(None)
     live = gr.State(None)
 
-    def who(current: str | None) -> TokenClaims:
-        if not current:
-            raise gr.Error("Log in first.")
-        try:
-            return read_token(settings.jwt_secret, current)
-        except AuthError as exc:
-            raise gr.Error(f"{exc}") from exc
-
-    def subject_choices(claims: TokenClaims) -> list[tuple[str, int]]:
+    def who(request: gr.Request | None) -> User:
+        """The logged-in user of this event's own request (its cookie), checked in the database."""
+        token = cookie_token(request.headers) if request is not None else None
         with factory() as db:
-            return [(s.label, s.id) for s in store.list_subjects(db, claims.team_id)]
+            try:
+                return authorize(db, settings.jwt_secret, token)
+            except AuthError as exc:
+                raise gr.Error(str(exc)) from exc
 
-    def login(username: str, password: str):
+    def subject_choices(user: User) -> list[tuple[str, int]]:
         with factory() as db:
-            user = store.authenticate(db, username or "", password or "")
-        if user is None:
-            raise gr.Error("Wrong username or password.")
-        issued = create_token(settings.jwt_secret, user.id, user.team_id, user.role, settings.token_minutes)
-        claims = read_token(settings.jwt_secret, issued)
-        return (issued, f"Logged in as **{user.username}** ({user.role}).",
-                gr.update(choices=subject_choices(claims), value=None), "")
+            return [(s.label, s.id) for s in store.list_subjects(db, user.team_id)]
 
-    def create_subject(current: str | None, label: str):
-        claims = who(current)
+    def after_login(error: str, _blank: str, request: gr.Request):
+        if error:
+            raise gr.Error(error)
+        user = who(request)
+        return (f"Logged in as **{escape(user.username)}** ({user.role}).",
+                gr.update(choices=subject_choices(user), value=None), "")
+
+    def after_logout():
+        return "Logged out.", gr.update(choices=[], value=None), gr.update(choices=[], value=None), ""
+
+    def create_subject(label: str, request: gr.Request):
+        user = who(request)
         if not (label or "").strip():
             raise gr.Error("Give the subject a label (a pseudonym, not a name).")
         with factory() as db:
-            if any(s.label == label for s in store.list_subjects(db, claims.team_id)):
-                raise gr.Error(f"A subject labelled {label!r} exists.")
-            subject = store.create_subject(db, claims.team_id, label)
+            if any(s.label == label.strip() for s in store.list_subjects(db, user.team_id)):
+                raise gr.Error("A subject with that label exists.")
+            try:
+                subject = store.create_subject(db, user.team_id, label)
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from exc
+            store.audit(db, "subject_create", team_id=user.team_id, actor_id=user.id, subject_id=subject.id)
             db.commit()
-        return gr.update(choices=subject_choices(claims), value=subject.id), ""
+        return gr.update(choices=subject_choices(user), value=subject.id), ""
 
-    def start(current: str | None, subject_id: int | None, state: dict | None):
-        claims = who(current)
+    def erase_subject(subject_id: int | None, request: gr.Request):
+        user = who(request)
+        if subject_id is None:  # nothing chosen, or the confirmation was cancelled
+            return gr.skip(), gr.skip(), gr.skip()
+        if user.role != "admin":
+            raise gr.Error("Only admins can erase a subject.")
+        with factory() as db:
+            subject = store.get_subject(db, user.team_id, int(subject_id))
+            if subject is None:
+                raise gr.Error("That subject is not in your team.")
+            erased = store.erase_subject(db, subject, user.id)
+        return (gr.update(choices=subject_choices(user), value=None), gr.update(choices=[], value=None),
+                f"Subject {int(subject_id)} erased with its {len(erased)} session(s).")
+
+    def start(subject_id: int | None, state: dict | None, request: gr.Request):
+        user = who(request)
         if subject_id is None:
             raise gr.Error("Choose or create a subject first.")
         if state and not state["ended"]:
             raise gr.Error(f"Session {state['live'].session_id} is still running: stop it first.")
         with factory() as db:
-            if store.get_subject(db, claims.team_id, int(subject_id)) is None:
+            if store.get_subject(db, user.team_id, int(subject_id)) is None:
                 raise gr.Error("That subject is not in your team.")
-            started = MonitoringSession(subject_id=int(subject_id), started_by=claims.user_id,
-                                        started_at=store.now(), model_id=service.model_id,
-                                        model_revision=service.recognizer.revision)
-            db.add(started)
-            db.commit()
+            started = store.start_session(db, int(subject_id), user.id, user.team_id, service.model_id,
+                                          service.recognizer.revision)
         state = {"live": LiveSession(started.id), "t0": time.monotonic(), "frames": 0, "plotted": None,
                  "timeline": Timeline(list(LABELS), window_s=LIVE_WINDOW_S), "last_s": 0.0,
-                 "lock": threading.Lock(), "ended": None}
+                 "lock": threading.Lock(), "ended": None, "team_id": user.team_id}
         return state, f"Session **{started.id}** running: turn the webcam on.", gr.update(interactive=True)
 
-    def frame(image, current: str | None, state: dict | None):
+    def frame(image, state: dict | None, request: gr.Request):
         if image is None or not state:
             return None, gr.skip(), gr.skip()
-        who(current)
+        try:
+            user = who(request)
+        except gr.Error as exc:  # logged out or disabled: drop the frame, say so (no toast per frame)
+            return "", f"Frames are not recorded: {exc.message}", gr.skip()
         if state["ended"]:  # the webcam still streams after "Stop session": keep saying so
             return gr.skip(), state["ended"], gr.skip()
+        if user.team_id != state["team_id"]:
+            return "", "Frames are not recorded: this session belongs to another team.", gr.skip()
         at = time.monotonic() - state["t0"]
         try:
             pil, faces = service.predict(image, service.defaults())
@@ -143,6 +215,9 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
                 return gr.skip(), state["ended"], gr.skip()
             at = state["last_s"] = max(at, state["last_s"])
             with factory() as db:
+                if store.get_session(db, user.team_id, state["live"].session_id) is None:
+                    state["ended"] = "This session was erased with its subject."
+                    return "", state["ended"], gr.skip()
                 tracked, _ = state["live"].add_faces(db, at, faces)
             state["timeline"].add(state["frames"], at, tracked, faces)
             state["frames"] += 1
@@ -150,70 +225,66 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
             if state["plotted"] is None or at - state["plotted"] >= LIVE_PLOT_EVERY_S:
                 plot, state["plotted"] = state["timeline"].timeline_figure(max_faces=4), at
             status = f"Session {state['live'].session_id}: {state['frames']} frames, {at:.0f} s."
-        return annotate(pil, tracked), status, plot
+        return frame_html(annotate(pil, tracked)), status, plot
 
-    def stop(current: str | None, state: dict | None, subject_id: int | None):
-        claims = who(current)
+    def stop(state: dict | None, subject_id: int | None, request: gr.Request):
+        user = who(request)
         if not state or state["ended"]:
             raise gr.Error("No session is running.")
         with state["lock"]:
             with factory() as db:
                 written = state["live"].finish(db)
-                monitored = store.get_session(db, claims.team_id, state["live"].session_id)
-                if monitored is not None and monitored.ended_at is None:
-                    monitored.ended_at = store.now()
-                    db.commit()
+                monitored = store.get_session(db, user.team_id, state["live"].session_id)
+                if monitored is not None:
+                    store.end_session(db, monitored, user.id, user.team_id)
             state["ended"] = f"Session {state['live'].session_id} ended ({written} last rows written)."
         # The state stays (marked ended): a frame whose answer reaches the page after this one
         # cannot leave "running" there, since the next frame puts the ended line back.
-        return state, state["ended"], sessions_update(claims, subject_id)
+        return state, state["ended"], sessions_update(user, subject_id)
 
-    def sessions_update(claims: TokenClaims, subject_id: int | None):
+    def sessions_update(user: User, subject_id: int | None):
         if subject_id is None:
             return gr.update(choices=[], value=None)
         with factory() as db:
-            if store.get_subject(db, claims.team_id, int(subject_id)) is None:
+            if store.get_subject(db, user.team_id, int(subject_id)) is None:
                 return gr.update(choices=[], value=None)
             found = store.list_sessions(db, int(subject_id))
         return gr.update(choices=[(f"#{s.id} {s.started_at:%Y-%m-%d %H:%M}", s.id) for s in found], value=None)
 
-    def on_subject(current: str | None, subject_id: int | None):
-        return sessions_update(who(current), subject_id)
+    def on_subject(subject_id: int | None, request: gr.Request):
+        return sessions_update(who(request), subject_id)
 
-    def history(current: str | None, session_id: int | None, resolution: str):
-        claims = who(current)
+    def history(session_id: int | None, resolution: str, request: gr.Request):
+        user = who(request)
         if session_id is None:
             raise gr.Error("Choose a session.")
         with factory() as db:
-            monitored = store.get_session(db, claims.team_id, int(session_id))
-            if monitored is None:
+            if store.get_session(db, user.team_id, int(session_id)) is None:
                 raise gr.Error("That session is not in your team.")
             rows = store.timeline(db, int(session_id), resolution)
-        path = batch_folder(BATCH_ROOT) / f"session_{session_id}.csv"
-        with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["start_s", "face_id", "n_frames", "faces", "label", *LABELS])
-            for r in rows:
-                writer.writerow([r["start_s"], r["face_id"], r["n_frames"], r["faces"], r["label"],
-                                 *[r["probs"][k] for k in LABELS]])
         figure = session_figure(rows, f"session {session_id} ({resolution} means)", store.RESOLUTIONS[resolution])
-        return figure, str(path)
+        sid = int(session_id)
+        link = (f'<a href="/api/sessions/{sid}/timeline?format=csv&amp;resolution={escape(resolution)}" '
+                f'download="session_{sid}.csv">session_{sid}.csv</a> (made on request, for your login only)')
+        return figure, link
 
     with gr.Row():
         username = gr.Textbox(label="Username", elem_id="mon-user")
         password = gr.Textbox(label="Password", type="password", elem_id="mon-password")
         login_button = gr.Button("Log in", elem_id="mon-login")
+        logout_button = gr.Button("Log out", elem_id="mon-logout")
     status = gr.Markdown(elem_id="mon-status")
     with gr.Row():
         subject = gr.Dropdown(label="Subject", choices=[], elem_id="mon-subject")
         new_label = gr.Textbox(label="New subject (pseudonymous label)", elem_id="mon-new-label")
         create_button = gr.Button("Create subject", elem_id="mon-create")
+        erase_button = gr.Button("Erase subject (admins)", variant="stop", elem_id="mon-erase")
     with gr.Row():
         start_button = gr.Button("Start session", variant="primary", elem_id="mon-start")
         stop_button = gr.Button("Stop session", elem_id="mon-stop")
     with gr.Row():
         cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam", elem_id="mon-cam")
-        shown = gr.Image(label="Tracked", elem_id="mon-live")
+        shown = gr.HTML(label="Tracked", elem_id="mon-live")
     live_status = gr.Markdown(elem_id="mon-live-status")
     live_plot = gr.Plot(label=f"This session (last {LIVE_WINDOW_S / 60:.0f} minutes)", elem_id="mon-live-plot")
     with gr.Row():
@@ -221,14 +292,16 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
         resolution = gr.Radio(["1s", "10s", "1min"], value="10s", label="Resolution")
         show_button = gr.Button("Show", elem_id="mon-show")
     plot = gr.Plot(label="Expressions over the session", elem_id="mon-plot")
-    csv_file = gr.File(label="Session CSV", elem_id="mon-csv")
+    csv_link = gr.HTML(elem_id="mon-csv")
 
-    login_button.click(login, [username, password], [token, status, subject, password], api_visibility="private")
-    create_button.click(create_subject, [token, new_label], [subject, new_label], api_visibility="private")
-    subject.change(on_subject, [token, subject], past, api_visibility="private")
-    start_button.click(start, [token, subject, live], [live, live_status, cam], api_visibility="private")
-    cam.stream(frame, [cam, token, live], [shown, live_status, live_plot], stream_every=0.2, concurrency_limit=2,
-               time_limit=24 * 3600, show_progress="hidden", api_visibility="private")
-    stop_button.click(stop, [token, live, subject], [live, live_status, past], api_visibility="private")
-    show_button.click(history, [token, past, resolution], [plot, csv_file], api_visibility="private")
-
+    private = {"api_visibility": "private"}
+    login_button.click(after_login, [username, password], [status, subject, password], js=LOGIN_JS, **private)
+    logout_button.click(after_logout, None, [status, subject, past, csv_link], js=LOGOUT_JS, **private)
+    create_button.click(create_subject, [new_label], [subject, new_label], **private)
+    erase_button.click(erase_subject, [subject], [subject, past, live_status], js=ERASE_JS, **private)
+    subject.change(on_subject, [subject], past, **private)
+    start_button.click(start, [subject, live], [live, live_status, cam], **private)
+    cam.stream(frame, [cam, live], [shown, live_status, live_plot], stream_every=0.2, concurrency_limit=2,
+               time_limit=24 * 3600, show_progress="hidden", **private)
+    stop_button.click(stop, [live, subject], [live, live_status, past], **private)
+    show_button.click(history, [past, resolution], [plot, csv_link], **private)

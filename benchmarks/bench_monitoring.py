@@ -30,7 +30,7 @@ from app_ui.launch import ROOT, app_server  # noqa: E402
 from fer_core.labels import LABELS  # noqa: E402
 from monitoring.pgserver import fresh_database, postgres_server  # noqa: E402
 
-SECRET = "bench-secret-" + "z" * 40
+SECRET = "bench-secret-Kq7Vw2Lp9Zx4Rt8Nm3Bc6Hd1Fg5Js0"
 PASSWORD = "benchmark password"
 FRAME_PERIOD_S = 0.2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -11,11 +12,20 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``. SQLite: the file's folder is created, foreign keys are enforced
-    (``ON DELETE CASCADE`` needs it) and the journal is write-ahead, so each committed second
-    survives a crash; PostgreSQL (``postgresql+psycopg://...``) as is."""
+    """An engine for ``url``.
+
+    SQLite: the file's folder is created mode 0700 and the file mode 0600 (its ``-wal``/``-shm``
+    files take the file's mode), so other local users cannot read it; foreign keys are enforced
+    (``ON DELETE CASCADE`` needs it); the journal is write-ahead, so each committed second survives
+    a crash; ``secure_delete`` zeroes deleted content, so an erased label is not left in free pages.
+    PostgreSQL (``postgresql+psycopg://...``) as is.
+    """
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        os.chmod(path, 0o600)
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
@@ -23,6 +33,7 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
     return engine
 

@@ -1,16 +1,18 @@
 """The monitoring tables (SQLAlchemy 2 declarative). Alembic migrations in ``migrations/`` create them.
 
 ``teams`` (a deployment: its users see only its subjects) -> ``users`` (argon2 hash, role
-``admin`` or ``staff``) and ``subjects`` (a pseudonymous label) -> ``sessions`` (start/end, model
-id + revision) -> ``aggregates`` (one row per second per tracked face). Deleting a subject
-deletes its sessions and their aggregates (``ON DELETE CASCADE``). No column holds an image.
+``admin`` or ``staff``, a random ``key`` that tokens name, ``active``, ``token_version``) and
+``subjects`` (a pseudonymous label) -> ``sessions`` (start/end, model id + revision) ->
+``aggregates`` (one row per second per tracked face). Deleting a subject deletes its sessions and
+their aggregates (``ON DELETE CASCADE``). ``audit_events`` records who did what, when (ids only:
+no probabilities, labels or images), and outlives what it names. No column holds an image.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from fer_core.labels import LABELS
@@ -34,7 +36,10 @@ class Team(Base):
 
 
 class User(Base):
-    """A login: ``username`` (unique), argon2 ``password_hash``, ``role`` admin or staff."""
+    """A login: ``username`` (unique, NFKC + case-folded), argon2 ``password_hash``, ``role`` admin
+    or staff, ``key`` (random, what tokens name: a token never matches a later user who gets the
+    same ``id``), ``active`` (disabled users can do nothing) and ``token_version`` (bumped on
+    disable or password change: older tokens stop working)."""
 
     __tablename__ = "users"
     __table_args__ = (CheckConstraint("role IN ('admin', 'staff')", name="ck_users_role"),)
@@ -44,6 +49,27 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(500))
     role: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEvent(Base):
+    """One accountable action: ``at`` (UTC), ``action`` (e.g. ``login_failed``, ``subject_erase``),
+    the acting user's id and team, and the ids it concerns (``subject_id``, ``session_id``,
+    ``target_user_id``). ``detail`` holds at most a username tried at login. Never probabilities,
+    labels or images; no foreign keys, so an erased subject keeps its audit lines (id only)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action: Mapped[str] = mapped_column(String(40))
+    team_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    subject_id: Mapped[int | None] = mapped_column(Integer)
+    session_id: Mapped[int | None] = mapped_column(Integer)
+    target_user_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(String(100))
 
 
 class Subject(Base):

@@ -1,74 +1,109 @@
-"""Monitoring REST routes (FastAPI), beside the Gradio app. Every route but the token one needs a
-bearer token; every row is looked up within the caller's team.
+"""Monitoring REST routes (FastAPI), beside the Gradio app. Every route but the login ones needs a
+valid login (:func:`monitoring.auth.authorize` on every request); every row is looked up within
+the caller's team.
 
-``POST /api/auth/token`` (OAuth2 password form) · ``POST /api/users`` (admin) ·
-``POST/GET /api/subjects`` · ``DELETE /api/subjects/{id}`` (admin; erases the subject, its
-sessions and aggregates) · ``GET /api/subjects/{id}/sessions`` · ``POST /api/sessions`` ·
-``POST /api/sessions/{id}/frames`` (a multipart ``file`` image, or JSON per-frame results) ·
+Login: ``POST /api/auth/token`` (OAuth2 password form -> bearer token) · ``POST /api/auth/session``
+(the same form, with header ``X-Requested-With``; sets the browser's HttpOnly cookie) ·
+``POST /api/auth/logout``. Users (admin): ``POST /api/users`` · ``POST /api/users/{id}/disable`` ·
+``POST /api/users/{id}/password`` (an admin, or the user for itself) · ``GET /api/audit``.
+Subjects: ``POST/GET /api/subjects`` · ``DELETE /api/subjects/{id}`` (admin; erases the subject,
+its sessions and aggregates, and scrubs the database files) · ``GET /api/subjects/{id}/sessions``.
+Sessions: ``POST /api/sessions`` · ``POST /api/sessions/{id}/frames`` (an image as a multipart
+``file`` or a raw ``image/*`` body, held in memory only; or JSON per-frame results) ·
 ``POST /api/sessions/{id}/end`` · ``GET /api/sessions/{id}/timeline?resolution=1s|10s|1min&format=json|csv``.
+
+Bearer tokens work on every route; the browser's cookie on ``GET`` routes (reads, the CSV link)
+only, so a cross-site form can change nothing. Answers: 401 no or invalid login, 403 not yours or
+not an admin, 409 a taken name or an ended session, 422 a value out of range (ids 1..2^31-1,
+probabilities 0..1, ``time_s`` 0..:data:`MAX_SESSION_S`, text without control characters or
+unpaired surrogates), 429 with ``Retry-After`` too many logins.
 
 (No ``from __future__ import annotations`` here: FastAPI must see the dependency annotations
 built inside :func:`build_monitoring_router` as objects, not as strings.)
 """
 
 
-import csv
-import io
+import logging
 import math
 import threading
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
-from pydantic import BaseModel, Field
+import anyio
+from fastapi import APIRouter, Depends, Form, Header, HTTPException, Path, Query, Request, Response
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartParser
 
 from fer_core import FERError
 from fer_core.labels import LABELS
 
 from . import store
+from .auth import COOKIE, authorize, cookie_token, login
 from .live import LiveSession
-from .models import MonitoringSession
-from .security import AuthError, TokenClaims, create_token, read_token
+from .models import MonitoringSession, User
+from .security import MAX_PASSWORD_LENGTH, MAX_USERNAME_LENGTH, AuthError, check_text, create_token
 from .settings import MonitoringSettings
+from .throttle import LoginThrottle, TooManyAttemptsError
 
+log = logging.getLogger(__name__)
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+
+#: Largest id accepted anywhere (the tables' ids are 32-bit integers).
+MAX_ID = 2**31 - 1
+#: Latest ``time_s`` of a frame: a week after the session started.
+MAX_SESSION_S = 7 * 24 * 3600.0
+#: Largest image accepted as a frame, bytes (held in memory, never spooled to disk).
+MAX_FRAME_BYTES = 20 * 1024 * 1024
+
+Text = Annotated[str, AfterValidator(lambda v: check_text(v, "text"))]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class SubjectIn(BaseModel):
     """A new subject: a pseudonymous label (no name needed)."""
 
-    label: str = Field(min_length=1, max_length=200)
+    label: Annotated[Text, Field(min_length=1, max_length=store.MAX_LABEL_LENGTH)]
 
 
 class UserIn(BaseModel):
-    """A new user of the caller's team."""
+    """A new user of the caller's team (username normalised; password checked for strength)."""
 
-    username: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=10, max_length=500)
+    username: Annotated[Text, Field(min_length=1, max_length=MAX_USERNAME_LENGTH)]
+    password: Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
     role: Literal["admin", "staff"] = "staff"
+
+
+class PasswordIn(BaseModel):
+    """A new password."""
+
+    password: Annotated[str, Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
 
 
 class SessionIn(BaseModel):
     """A new session for a subject."""
 
-    subject_id: int
+    subject_id: Id
+
+
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 class FaceIn(BaseModel):
-    """One tracked face of a frame computed by the client: its id and the 8 FER+ probabilities."""
+    """One tracked face of a frame computed by the client: its id and the 8 FER+ probabilities (0..1 each)."""
 
-    face_id: int = Field(ge=1)
-    probs: dict[str, float]
+    face_id: Id
+    probs: dict[str, Probability]
 
 
 class FrameIn(BaseModel):
     """One frame's results: seconds since the session started and its faces."""
 
-    time_s: float = Field(ge=0)
+    time_s: Annotated[float, Field(ge=0, le=MAX_SESSION_S, allow_inf_nan=False)]
     faces: list[FaceIn] = Field(max_length=64)
 
 
@@ -78,8 +113,15 @@ class FramesIn(BaseModel):
     frames: list[FrameIn] = Field(min_length=1, max_length=600)
 
 
+class _InMemoryMultiPart(MultiPartParser):
+    """Starlette's multipart parser with files kept in memory up to :data:`MAX_FRAME_BYTES` (the
+    request guard bounds the body): a monitoring frame never touches the disk."""
+
+    spool_max_size = MAX_FRAME_BYTES + 65536
+
+
 def build_monitoring_router(service: Any, settings: MonitoringSettings | None, factory: sessionmaker | None,
-                            disabled_reason: str = "") -> APIRouter:
+                            disabled_reason: str = "", throttle: LoginThrottle | None = None) -> APIRouter:
     """The monitoring routes. With ``settings`` ``None`` every route answers 503 with
     ``disabled_reason`` (monitoring not configured), so the public demo still runs.
 
@@ -88,10 +130,13 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         settings: monitoring settings, or ``None`` when monitoring is off.
         factory: ORM session factory bound to the migrated database.
         disabled_reason: why monitoring is off.
+        throttle: login limits (default: :meth:`LoginThrottle.from_env`).
     """
     router = APIRouter(prefix="/api", tags=["monitoring"])
     live: dict[int, LiveSession] = {}
     live_lock = threading.Lock()
+    throttle = throttle or LoginThrottle.from_env()
+    login_slots: list[anyio.CapacityLimiter] = []  # made in the event loop, on first use
 
     def db() -> Iterator[Session]:
         if settings is None or factory is None:
@@ -101,122 +146,205 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
 
     Db = Annotated[Session, Depends(db)]
 
-    def claims(token: Annotated[str | None, Depends(oauth2_scheme)], session: Db) -> TokenClaims:
+    def current(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)], session: Db) -> User:
         unauthorized = {"WWW-Authenticate": "Bearer"}
-        if not token:
-            raise HTTPException(401, "log in first: no bearer token", headers=unauthorized)
+        if not token and request.method == "GET":
+            token = cookie_token(request.headers)
         try:
-            found = read_token(settings.jwt_secret, token)
+            return authorize(session, settings.jwt_secret, token)
         except AuthError as exc:
             raise HTTPException(401, str(exc), headers=unauthorized) from exc
-        user = session.get(store.User, found.user_id)
-        if user is None or user.team_id != found.team_id or user.role != found.role:
-            raise HTTPException(401, "the token's user no longer exists or changed", headers=unauthorized)
-        return found
 
-    Claims = Annotated[TokenClaims, Depends(claims)]
+    Current = Annotated[User, Depends(current)]
 
-    def admin(who: Claims) -> TokenClaims:
+    def admin(who: Current) -> User:
         if who.role != "admin":
             raise HTTPException(403, "admins only")
         return who
 
-    def own_session(session: Session, who: TokenClaims, session_id: int) -> MonitoringSession:
+    Admin = Annotated[User, Depends(admin)]
+
+    def own_session(session: Session, who: User, session_id: int) -> MonitoringSession:
         found = store.get_session(session, who.team_id, session_id)
         if found is None:
             raise HTTPException(403, f"no session {session_id} in your team")
         return found
 
+    async def checked_login(request: Request, username: str, password: str) -> User:
+        if settings is None or factory is None:
+            raise HTTPException(503, f"monitoring is off: {disabled_reason}")
+        if not login_slots:
+            login_slots.append(anyio.CapacityLimiter(2))  # argon2 at most twice at once; others wait, no thread
+
+        def attempt() -> User:
+            with factory() as session:
+                return login(session, throttle, username, password, request.client.host if request.client else "?")
+        try:
+            return await anyio.to_thread.run_sync(attempt, limiter=login_slots[0])
+        except TooManyAttemptsError as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
+        except AuthError as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+
+    def issue(user: User) -> str:
+        return create_token(settings.jwt_secret, user.key, user.token_version, user.team_id, user.role,
+                            settings.token_minutes)
+
+    Username = Annotated[str, Form(max_length=1000)]
+    Password = Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)]
+
     @router.post("/auth/token")
-    def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: Db) -> dict[str, Any]:
-        """OAuth2 password flow: ``username`` + ``password`` form fields -> a bearer access token."""
-        user = store.authenticate(session, form.username, form.password)
-        if user is None:
-            raise HTTPException(401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
-        return {"access_token": create_token(settings.jwt_secret, user.id, user.team_id, user.role,
-                                             settings.token_minutes),
-                "token_type": "bearer", "expires_in": int(settings.token_minutes * 60), "role": user.role}
+    async def token(request: Request, username: Username, password: Password) -> dict[str, Any]:
+        """OAuth2 password flow: ``username`` + ``password`` form fields -> a bearer access token
+        (``Cache-Control: no-store``, RFC 6749 §5.1). 401 for any wrong login, 429 with
+        ``Retry-After`` past the limits of :mod:`monitoring.throttle`."""
+        user = await checked_login(request, username, password)
+        return {"access_token": issue(user), "token_type": "bearer", "expires_in": int(settings.token_minutes * 60),
+                "role": user.role}
+
+    @router.post("/auth/session")
+    async def browser_session(request: Request, response: Response, username: Username, password: Password,
+                              x_requested_with: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        """The browser's login: sets the token as an HttpOnly, ``SameSite=Strict`` cookie
+        (``Secure`` over HTTPS), never readable by page scripts. Needs the header
+        ``X-Requested-With`` (a cross-site form cannot send it)."""
+        if not x_requested_with:
+            raise HTTPException(400, "send the header X-Requested-With")
+        user = await checked_login(request, username, password)
+        secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+        response.set_cookie(COOKIE, issue(user), max_age=int(settings.token_minutes * 60), httponly=True,
+                            samesite="strict", secure=secure, path="/")
+        return {"username": user.username, "role": user.role}
+
+    @router.post("/auth/logout")
+    def logout(response: Response) -> dict[str, Any]:
+        """Forget the browser's cookie (the token itself stays valid until it expires or the user
+        is disabled or changes password)."""
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return {"logged_out": True}
 
     @router.post("/users", status_code=201)
-    def create_user(body: UserIn, who: Annotated[TokenClaims, Depends(admin)], session: Db) -> dict[str, Any]:
-        """Admins create users (admin or staff) of their own team."""
+    def create_user(body: UserIn, who: Admin, session: Db) -> dict[str, Any]:
+        """Admins create users (admin or staff) of their own team. 409 if the (normalised) name is
+        not available, without saying where it is used; 422 for a weak password."""
         try:
             user = store.create_user(session, who.team_id, body.username, body.password, body.role)
+            store.audit(session, "user_create", team_id=who.team_id, actor_id=who.id, target_user_id=user.id)
             session.commit()
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
         except IntegrityError as exc:
-            raise HTTPException(409, f"username {body.username!r} is taken") from exc
+            raise HTTPException(409, "that username is not available") from exc
         return {"id": user.id, "username": user.username, "role": user.role}
 
+    def team_user(session: Session, who: User, user_id: int) -> User:
+        user = store.get_user(session, who.team_id, user_id)
+        if user is None:
+            raise HTTPException(403, f"no user {user_id} in your team")
+        return user
+
+    @router.post("/users/{user_id}/disable")
+    def disable_user(user_id: PathId, who: Admin, session: Db) -> dict[str, Any]:
+        """Disable a user of the admin's team: every token of it stops working at once."""
+        user = team_user(session, who, user_id)
+        store.disable_user(user)
+        store.audit(session, "user_disable", team_id=who.team_id, actor_id=who.id, target_user_id=user.id)
+        session.commit()
+        return {"id": user.id, "active": user.active}
+
+    @router.post("/users/{user_id}/password")
+    def change_password(user_id: PathId, body: PasswordIn, who: Current, session: Db) -> dict[str, Any]:
+        """A new password, set by an admin of the team or by the user itself; older tokens stop working."""
+        if who.id != user_id and who.role != "admin":
+            raise HTTPException(403, "admins only (or yourself)")
+        user = team_user(session, who, user_id)
+        try:
+            store.set_password(user, body.password)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        store.audit(session, "password_change", team_id=who.team_id, actor_id=who.id, target_user_id=user.id)
+        session.commit()
+        return {"id": user.id, "changed": True}
+
+    @router.get("/audit")
+    def audit(who: Admin, session: Db, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        """The team's newest audit lines (admins): ``at``, ``action``, ``actor_id``, ``subject_id``,
+        ``session_id``, ``target_user_id``, ``detail`` (a username tried at login, at most)."""
+        return [{"id": e.id, "at": _aware(e.at).isoformat(), "action": e.action, "actor_id": e.actor_id,
+                 "subject_id": e.subject_id, "session_id": e.session_id, "target_user_id": e.target_user_id,
+                 "detail": e.detail} for e in store.list_audit(session, who.team_id, limit)]
+
     @router.post("/subjects", status_code=201)
-    def create_subject(body: SubjectIn, who: Claims, session: Db) -> dict[str, Any]:
+    def create_subject(body: SubjectIn, who: Current, session: Db) -> dict[str, Any]:
         """A new subject of the caller's team."""
         try:
             subject = store.create_subject(session, who.team_id, body.label)
+            store.audit(session, "subject_create", team_id=who.team_id, actor_id=who.id, subject_id=subject.id)
             session.commit()
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
         except IntegrityError as exc:
-            raise HTTPException(409, f"a subject labelled {body.label!r} exists") from exc
+            raise HTTPException(409, "a subject with that label exists in your team") from exc
         return _subject(subject)
 
     @router.get("/subjects")
-    def list_subjects(who: Claims, session: Db) -> list[dict[str, Any]]:
+    def list_subjects(who: Current, session: Db) -> list[dict[str, Any]]:
         """The caller's team's subjects."""
         return [_subject(s) for s in store.list_subjects(session, who.team_id)]
 
     @router.delete("/subjects/{subject_id}", status_code=204)
-    def delete_subject(subject_id: int, who: Annotated[TokenClaims, Depends(admin)], session: Db) -> Response:
-        """Erase a subject and everything about it (sessions, aggregates): the right to erasure.
-        Admins only: it cannot be undone."""
+    def delete_subject(subject_id: PathId, who: Admin, session: Db) -> Response:
+        """Erase a subject and everything about it (sessions, aggregates), and scrub the database
+        files (:func:`monitoring.store.scrub`): the right to erasure. Admins only: it cannot be
+        undone. The audit trail keeps the subject's id, nothing else."""
         subject = store.get_subject(session, who.team_id, subject_id)
         if subject is None:
             raise HTTPException(403, f"no subject {subject_id} in your team")
-        ids = [s.id for s in store.list_sessions(session, subject_id)]
-        session.delete(subject)
-        session.commit()
+        ids = store.erase_subject(session, subject, who.id)
         with live_lock:
             for i in ids:
                 live.pop(i, None)
         return Response(status_code=204)
 
     @router.get("/subjects/{subject_id}/sessions")
-    def subject_sessions(subject_id: int, who: Claims, session: Db) -> list[dict[str, Any]]:
+    def subject_sessions(subject_id: PathId, who: Current, session: Db) -> list[dict[str, Any]]:
         """A subject's sessions, oldest first."""
         if store.get_subject(session, who.team_id, subject_id) is None:
             raise HTTPException(403, f"no subject {subject_id} in your team")
         return [_session(s) for s in store.list_sessions(session, subject_id)]
 
     @router.post("/sessions", status_code=201)
-    def start_session(body: SessionIn, who: Claims, session: Db) -> dict[str, Any]:
+    def start_session(body: SessionIn, who: Current, session: Db) -> dict[str, Any]:
         """Start a session for a subject of the caller's team, recording the model id and revision."""
         if store.get_subject(session, who.team_id, body.subject_id) is None:
             raise HTTPException(403, f"no subject {body.subject_id} in your team")
-        started = MonitoringSession(subject_id=body.subject_id, started_by=who.user_id, started_at=store.now(),
-                                    model_id=service.model_id, model_revision=service.recognizer.revision)
-        session.add(started)
-        session.commit()
+        started = store.start_session(session, body.subject_id, who.id, who.team_id, service.model_id,
+                                      service.recognizer.revision)
         return _session(started)
 
     @router.post("/sessions/{session_id}/frames")
-    async def frames(session_id: int, request: Request, who: Claims, session: Db,
-                     time_s: Annotated[float | None, Query(ge=0, description="seconds since the session "
-                                                           "started; default: now")] = None) -> dict[str, Any]:
-        """Feed frames: a multipart ``file`` image (the server detects, classifies and tracks its
-        faces) or a JSON body ``{"frames": [{"time_s", "faces": [{"face_id", "probs"}]}]}`` of
-        results computed by the client. Each second is committed as soon as a later frame arrives."""
+    async def frames(session_id: PathId, request: Request, who: Current, session: Db,
+                     time_s: Annotated[float | None, Query(ge=0, le=MAX_SESSION_S, allow_inf_nan=False,
+                                                           description="seconds since the session started; "
+                                                                       "default: now")] = None) -> dict[str, Any]:
+        """Feed frames: an image (multipart ``file``, or a raw ``image/*`` body; the server detects,
+        classifies and tracks its faces, in memory) or a JSON body
+        ``{"frames": [{"time_s", "faces": [{"face_id", "probs"}]}]}`` of results computed by the
+        client. Each second is committed as soon as a later frame arrives."""
         monitored = own_session(session, who, session_id)
         if monitored.ended_at is not None:
             raise HTTPException(409, f"session {session_id} has ended")
         state = _live(session_id)
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise HTTPException(422, "send the image as a multipart field named 'file'")
-            data = await upload.read()
+        kind = request.headers.get("content-type", "")
+        if kind.startswith(("multipart/form-data", "image/")):
+            name, data = await _image(request, kind)
             at = time_s if time_s is not None else (store.now() - _aware(monitored.started_at)).total_seconds()
+            if not at <= MAX_SESSION_S:
+                raise HTTPException(422, f"this session is over {MAX_SESSION_S / 86400:.0f} days old; start a new one")
             try:
                 _, faces = await run_in_threadpool(service.predict, data, service.defaults())
             except FERError as exc:
-                raise HTTPException(400, f"{upload.filename}: {exc}") from exc
+                raise HTTPException(400, f"{name}: {exc}") from exc
             try:
                 tracked, written = await run_in_threadpool(state.add_faces, session, at, faces)
             except ValueError as exc:
@@ -224,9 +352,9 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
             answer: dict[str, Any] = {"time_s": at, "faces": [f.to_dict() for f in tracked]}
         else:
             try:
-                body = FramesIn.model_validate(await request.json())
+                body = FramesIn.model_validate_json(await request.body())
             except ValueError as exc:
-                raise HTTPException(422, f"expected {{'frames': [...]}} JSON or a multipart image: {exc}") from exc
+                raise HTTPException(422, f"expected {{'frames': [...]}} JSON or an image: {exc}") from exc
             try:
                 frames_in = [(frame.time_s, [(f.face_id, _probs(f.probs)) for f in frame.faces])
                              for frame in body.frames]
@@ -237,33 +365,36 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         return answer | {"seconds_written": written}
 
     @router.post("/sessions/{session_id}/end")
-    def end(session_id: int, who: Claims, session: Db) -> dict[str, Any]:
-        """End a session: its open seconds are written and no more frames are taken."""
+    def end(session_id: PathId, who: Current, session: Db) -> dict[str, Any]:
+        """End a session: its open seconds are written and no more frames are taken. The session
+        is marked ended even if writing the last seconds fails."""
         monitored = own_session(session, who, session_id)
         with live_lock:
             state = live.pop(session_id, None)
-        written = state.finish(session) if state else 0
-        if monitored.ended_at is None:
-            monitored.ended_at = store.now()
-            session.commit()
+        written = 0
+        try:
+            written = state.finish(session) if state else 0
+        except Exception:  # the end must be recorded whatever happened to the last second
+            log.exception("session %s: the last seconds could not be written", session_id)
+            session.rollback()
+            monitored = own_session(session, who, session_id)
+        store.end_session(session, monitored, who.id, who.team_id)
         return _session(monitored) | {"seconds_written": written}
 
     @router.get("/sessions/{session_id}/timeline")
-    def timeline(session_id: int, who: Claims, session: Db,
+    def timeline(session_id: PathId, who: Current, session: Db,
                  resolution: Literal["1s", "10s", "1min"] = "1s",
                  format: Literal["json", "csv"] = "json") -> Any:  # noqa: A002 (the query parameter's name)
         """Per bucket (1 s, 10 s or 1 min) and tracked face: frame-weighted mean probabilities,
-        label, frames and faces; JSON, or CSV with one column per label."""
+        label, frames and faces; JSON, or CSV with one column per label (made in memory, sent
+        with ``Cache-Control: no-store``; no copy stays on the server)."""
         monitored = own_session(session, who, session_id)
         rows = store.timeline(session, session_id, resolution)
         if format == "csv":
-            buf = io.StringIO()
-            writer = csv.writer(buf)
-            writer.writerow(["start_s", "face_id", "n_frames", "faces", "label", *LABELS])
-            for r in rows:
-                writer.writerow([r["start_s"], r["face_id"], r["n_frames"], r["faces"], r["label"],
-                                 *[r["probs"][k] for k in LABELS]])
-            return Response(buf.getvalue(), media_type="text/csv",
+            store.audit(session, "export", team_id=who.team_id, actor_id=who.id, subject_id=monitored.subject_id,
+                        session_id=session_id)
+            session.commit()
+            return Response(store.timeline_csv(rows), media_type="text/csv",
                             headers={"Content-Disposition": f'attachment; filename="session_{session_id}.csv"'})
         return {"session": _session(monitored), "resolution": resolution, "labels": list(LABELS), "rows": rows}
 
@@ -276,12 +407,29 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
     return router
 
 
+async def _image(request: Request, kind: str) -> tuple[str, bytes]:
+    """The frame image of a request, in memory: ``(name, bytes)``."""
+    if kind.startswith("image/"):
+        return "frame", await request.body()
+    try:
+        form = await _InMemoryMultiPart(request.headers, request.stream(), max_files=1, max_fields=10).parse()
+    except Exception as exc:  # noqa: BLE001 (any malformed multipart body is the client's error)
+        raise HTTPException(400, f"malformed multipart body: {exc}") from exc
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise HTTPException(422, "send the image as a multipart field named 'file'")
+    try:
+        return upload.filename or "frame", await upload.read()
+    finally:
+        await upload.close()
+
+
 def _probs(probs: dict[str, float]) -> list[float]:
     if set(probs) != set(LABELS):
         raise ValueError(f"probs must have exactly the FER+ labels {list(LABELS)}")
     values = [float(probs[k]) for k in LABELS]
-    if not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
-        raise ValueError("probs must be finite, non-negative and not all zero")
+    if not all(math.isfinite(v) and 0 <= v <= 1 for v in values) or sum(values) <= 0:
+        raise ValueError("probs must be within 0..1 and not all zero")
     return values
 
 

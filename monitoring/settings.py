@@ -2,7 +2,8 @@
 
 ``FER_DATABASE_URL`` (default ``sqlite:///data/fer.db``; PostgreSQL:
 ``postgresql+psycopg://user:password@host:5432/db``), ``FER_JWT_SECRET`` (required outside
-``--dev``: at least 32 characters), ``FER_JWT_MINUTES`` (access-token lifetime, default 60).
+``--dev``: at least 32 characters, of which at least 16 different, so ``"a" * 32`` or a word
+repeated is refused), ``FER_JWT_MINUTES`` (access-token lifetime, default 60).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ DEFAULT_DATABASE_URL = "sqlite:///data/fer.db"
 #: The secret used with ``--dev`` only: anyone who reads this file could forge tokens with it.
 DEV_SECRET = "dev-only-secret-do-not-use-in-production-0123456789"
 MIN_SECRET_LENGTH = 32
+#: Different characters a secret needs (``secrets.token_urlsafe(48)`` has about 40).
+MIN_SECRET_DISTINCT = 16
 
 
 class MonitoringConfigError(RuntimeError):
@@ -39,13 +42,16 @@ class MonitoringSettings:
         """Read the environment.
 
         Raises:
-            MonitoringConfigError: ``FER_JWT_SECRET`` is unset, the development secret, or shorter
-                than 32 characters, and ``dev`` is false; or ``FER_JWT_MINUTES`` is not positive.
+            MonitoringConfigError: ``FER_JWT_SECRET`` is unset, the development secret, shorter
+                than 32 characters or with fewer than 16 different characters, and ``dev`` is
+                false; or ``FER_JWT_MINUTES`` is not positive.
         """
         secret = os.environ.get("FER_JWT_SECRET", "")
-        if not dev and (not secret or secret == DEV_SECRET or len(secret) < MIN_SECRET_LENGTH):
+        if not dev and (not secret or secret == DEV_SECRET or len(secret) < MIN_SECRET_LENGTH
+                        or len(set(secret)) < MIN_SECRET_DISTINCT):
             raise MonitoringConfigError(
-                "monitoring needs FER_JWT_SECRET (a random string of at least 32 characters, e.g. "
+                "monitoring needs FER_JWT_SECRET (a random string of at least 32 characters, 16 of them "
+                "different, e.g. "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); `python app.py --dev` "
                 "uses a built-in secret for local development only")
         try:

@@ -1,23 +1,27 @@
 """Every query of the monitoring part, through the SQLAlchemy ORM (so every value is a bound
 parameter, never pasted into SQL). Functions take an ORM ``Session`` and a team id: a row of
-another team is treated as absent."""
+another team is treated as absent. Session start/end, erasure and the CSV text live here once,
+for the REST routes and the app's tab alike."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from fer_core.labels import LABELS
 
 from .aggregate import SecondRow
-from .models import PROB_COLUMNS, ROLES, Aggregate, MonitoringSession, Subject, Team, User
-from .security import hash_password, verify_password
+from .models import PROB_COLUMNS, ROLES, Aggregate, AuditEvent, MonitoringSession, Subject, Team, User
+from .security import check_text, hash_password, normalize_username
 
 #: Timeline resolutions: name -> seconds per bucket.
 RESOLUTIONS: dict[str, int] = {"1s": 1, "10s": 10, "1min": 60}
+#: Longest subject label, characters.
+MAX_LABEL_LENGTH = 200
 
 
 def now() -> datetime:
@@ -34,34 +38,129 @@ def create_team(db: Session, name: str) -> Team:
 
 
 def create_user(db: Session, team_id: int, username: str, password: str, role: str) -> User:
-    """A new user of ``team_id``.
+    """A new user of ``team_id`` with a random token key (the caller commits).
 
     Raises:
-        ValueError: unknown role, empty username, or a password under 10 characters.
+        ValueError: unknown role or an invalid username (:func:`~monitoring.security.normalize_username`).
+        monitoring.security.WeakPasswordError: a weak password (a ``ValueError`` too).
+        sqlalchemy.exc.IntegrityError: the normalised username is taken (in any team).
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    if not username.strip():
-        raise ValueError("username must not be empty")
-    user = User(team_id=team_id, username=username, password_hash=hash_password(password), role=role,
-                created_at=now())
+    name = normalize_username(username)
+    user = User(team_id=team_id, username=name, password_hash=hash_password(password, name), role=role,
+                created_at=now(), key=secrets.token_hex(16), active=True, token_version=0)
     db.add(user)
     db.flush()
     return user
 
 
-def authenticate(db: Session, username: str, password: str) -> User | None:
-    """The user whose name and password match, else ``None``."""
-    user = db.scalar(select(User).where(User.username == username))
-    return user if user is not None and verify_password(user.password_hash, password) else None
+def get_user(db: Session, team_id: int, user_id: int) -> User | None:
+    """The user, if it exists and belongs to ``team_id``."""
+    return db.scalar(select(User).where(User.id == user_id, User.team_id == team_id))
+
+
+def disable_user(user: User) -> None:
+    """Disable ``user`` and revoke every token issued to it (the caller commits)."""
+    user.active = False
+    user.token_version += 1
+
+
+def set_password(user: User, password: str) -> None:
+    """Give ``user`` a new password and revoke every token issued before (the caller commits).
+
+    Raises:
+        monitoring.security.WeakPasswordError: a weak password.
+    """
+    user.password_hash = hash_password(password, user.username)
+    user.token_version += 1
+
+
+def audit(db: Session, action: str, *, team_id: int | None = None, actor_id: int | None = None,
+          subject_id: int | None = None, session_id: int | None = None, target_user_id: int | None = None,
+          detail: str | None = None) -> None:
+    """Add an audit line (the caller commits). Ids only: never probabilities, labels or images."""
+    db.add(AuditEvent(at=now(), action=action, team_id=team_id, actor_id=actor_id, subject_id=subject_id,
+                      session_id=session_id, target_user_id=target_user_id, detail=detail))
+
+
+def list_audit(db: Session, team_id: int, limit: int = 100) -> list[AuditEvent]:
+    """The team's newest ``limit`` audit lines, newest first."""
+    return list(db.scalars(select(AuditEvent).where(AuditEvent.team_id == team_id)
+                           .order_by(AuditEvent.id.desc()).limit(limit)))
 
 
 def create_subject(db: Session, team_id: int, label: str) -> Subject:
-    """A new subject of ``team_id`` with a pseudonymous ``label`` (unique within the team)."""
+    """A new subject of ``team_id`` with a pseudonymous ``label`` (outer whitespace removed; unique
+    within the team: a duplicate raises ``IntegrityError`` at flush).
+
+    Raises:
+        ValueError: empty, longer than :data:`MAX_LABEL_LENGTH`, or not storable text.
+    """
+    label = check_text(label, "label").strip()
+    if not label or len(label) > MAX_LABEL_LENGTH:
+        raise ValueError(f"the label must have 1 to {MAX_LABEL_LENGTH} characters")
     subject = Subject(team_id=team_id, label=label, created_at=now())
     db.add(subject)
     db.flush()
     return subject
+
+
+def erase_subject(db: Session, subject: Subject, actor_id: int) -> list[int]:
+    """Erase a subject with its sessions and aggregates, commit, and scrub the database files so
+    the label and numbers are not left in freed bytes (:func:`scrub`). The audit line keeps the
+    subject's id only.
+
+    Returns:
+        The ids of the erased sessions.
+    """
+    ids = [s.id for s in list_sessions(db, subject.id)]
+    audit(db, "subject_erase", team_id=subject.team_id, actor_id=actor_id, subject_id=subject.id)
+    db.delete(subject)
+    db.commit()
+    scrub(db)
+    return ids
+
+
+def scrub(db: Session) -> None:
+    """Overwrite what deleted rows leave behind in the database's files.
+
+    SQLite runs with ``secure_delete`` (freed content is zeroed as it is freed, see
+    :func:`monitoring.db.make_engine`); here the write-ahead log, which still holds older copies
+    of the pages, is checkpointed into the file and truncated. PostgreSQL: ``VACUUM FULL subjects``
+    rewrites that table and its indexes without the dead rows (the labels); ``VACUUM`` frees the
+    dead session and aggregate rows (numbers) for reuse. PostgreSQL's WAL segments and any backups
+    keep old bytes until they are recycled or expire: see README, "Erasure".
+    """
+    engine = db.get_bind()
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    elif engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM FULL subjects"))
+            connection.execute(text("VACUUM sessions, aggregates"))
+
+
+def start_session(db: Session, subject_id: int, user_id: int, team_id: int, model_id: str,
+                  model_revision: str | None) -> MonitoringSession:
+    """Start (and commit) a session of ``subject_id`` by ``user_id``, recording the model's id and revision."""
+    started = MonitoringSession(subject_id=subject_id, started_by=user_id, started_at=now(), model_id=model_id,
+                                model_revision=model_revision)
+    db.add(started)
+    db.flush()
+    audit(db, "session_start", team_id=team_id, actor_id=user_id, subject_id=subject_id, session_id=started.id)
+    db.commit()
+    return started
+
+
+def end_session(db: Session, monitored: MonitoringSession, user_id: int, team_id: int) -> None:
+    """Mark (and commit) a session as ended; a second call changes nothing."""
+    if monitored.ended_at is None:
+        monitored.ended_at = now()
+        audit(db, "session_end", team_id=team_id, actor_id=user_id, subject_id=monitored.subject_id,
+              session_id=monitored.id)
+        db.commit()
 
 
 def get_subject(db: Session, team_id: int, subject_id: int) -> Subject | None:
@@ -91,6 +190,21 @@ def write_rows(db: Session, session_id: int, rows: list[SecondRow]) -> None:
     for r in rows:
         db.add(Aggregate(session_id=session_id, second=r.second, face_id=r.face_id, n_frames=r.n_frames,
                          faces=r.faces, label=r.label, **{c: float(p) for c, p in zip(PROB_COLUMNS, r.probs)}))
+
+
+def timeline_csv(rows: list[dict[str, Any]]) -> str:
+    """:func:`timeline` rows as CSV text: ``start_s, face_id, n_frames, faces, label`` and one
+    column per label (what the REST download serves, to the tab's link too)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["start_s", "face_id", "n_frames", "faces", "label", *LABELS])
+    for r in rows:
+        writer.writerow([r["start_s"], r["face_id"], r["n_frames"], r["faces"], r["label"],
+                         *[r["probs"][k] for k in LABELS]])
+    return buf.getvalue()
 
 
 def timeline(db: Session, session_id: int, resolution: str) -> list[dict[str, Any]]:

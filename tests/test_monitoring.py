@@ -22,13 +22,13 @@ from app_ui.service import FERService
 from fer_core.labels import LABELS
 from monitoring import store
 from monitoring.db import make_engine, session_factory, upgrade
-from monitoring.models import Aggregate, MonitoringSession, Subject
+from monitoring.models import Aggregate, MonitoringSession, Subject, User
 from monitoring.pgserver import fresh_database, postgres_server
-from monitoring.security import create_token
+from monitoring.security import create_token, normalize_username
 from tests.conftest import ROOT
 from tests.video_clips import two_face_frames
 
-SECRET = "test-secret-" + "x" * 40
+SECRET = "test-secret-Kq7Vw2Lp9Zx4Rt8Nm3Bc6Hd1Fg5Js0"
 PASSWORD = "correct horse battery"
 INJECTION = "Robert'); DROP TABLE subjects;-- \" OR 1=1 --"
 
@@ -98,11 +98,13 @@ def test_auth_rules(api, db):
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert api.get("/api/subjects", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
     with db() as session:
-        user = store.authenticate(session, "ward-a-staff", PASSWORD)
-    expired = create_token(SECRET, user.id, user.team_id, user.role, 1, now=datetime.now(UTC) - timedelta(hours=1))
+        user = session.scalar(select(User).where(User.username == "ward-a-staff"))
+    expired = create_token(SECRET, user.key, user.token_version, user.team_id, user.role, 1,
+                           now=datetime.now(UTC) - timedelta(hours=1))
     r = api.get("/api/subjects", headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and "expired" in r.json()["detail"]
-    other_key = create_token("another-secret-" + "y" * 40, user.id, user.team_id, user.role, 10)
+    other_key = create_token("another-secret-Kq7Vw2Lp9Zx4Rt8Nm3Bc6Hd1", user.key, user.token_version, user.team_id,
+                             user.role, 10)
     assert api.get("/api/subjects", headers={"Authorization": f"Bearer {other_key}"}).status_code == 401
     new_user = {"username": "nurse", "password": PASSWORD, "role": "staff"}
     assert api.post("/api/users", json=new_user, headers=staff_a).status_code == 403  # staff on an admin route
@@ -123,7 +125,7 @@ def test_injection_strings_are_stored_verbatim(api, db):
     admin = login(api, "ward-a-admin")
     r = api.post("/api/users", json={"username": INJECTION, "password": PASSWORD + INJECTION, "role": "staff"},
                  headers=admin)
-    assert r.status_code == 201 and r.json()["username"] == INJECTION
+    assert r.status_code == 201 and r.json()["username"] == normalize_username(INJECTION)
     r = api.post("/api/auth/token", data={"username": INJECTION, "password": PASSWORD + INJECTION})
     headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
     subject = api.post("/api/subjects", json={"label": INJECTION}, headers=headers)

@@ -1,0 +1,202 @@
+"""The request guard on a real uvicorn server, attacked with raw sockets (an HTTP client would refuse
+to send most of these requests): mixed framing, lying lengths, oversize chunked bodies, stalled
+bodies and the in-flight byte budget, then the real app's own Gradio routes."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app_ui.guard import ByteBudget, RequestGuard
+from app_ui.headers import SecurityHeaders
+from app_ui.launch import app_server, free_port
+
+LIMIT = 64 * 1024
+SECRET = "guard-test-Secret-0123456789-abcdefghijklmnop"
+ROUTES = ["/gradio_api/queue/join", "/gradio_api/call/predict", "/gradio_api/component_server", "/gradio_api/upload",
+          "/api/predict", "/api/predict/batch", "/api/subjects", "/api/users", "/api/auth/token"]
+
+
+async def echo(request: Request) -> JSONResponse:
+    body = await request.body()
+    return JSONResponse({"bytes": len(body)})
+
+
+@contextmanager
+def guarded_server(**guard: object) -> Iterator[tuple[int, RequestGuard]]:
+    """A uvicorn server in a thread: an echo app (answers the body's length) behind the guard."""
+    inner = Starlette(routes=[Route("/echo", echo, methods=["POST", "GET"]),
+                              Route("/big", echo, methods=["POST"])])
+    app = RequestGuard(inner, limits=[(r"/big$", 4 * LIMIT)], default_limit=LIMIT, **guard)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(SecurityHeaders(app), host="127.0.0.1", port=port, log_level="error",
+                                           server_header=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        assert time.time() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield port, app
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def raw(port: int, head: str, body_parts: list[bytes] = (), pause_s: float = 0.0, timeout: float = 10.0) -> tuple[
+        int, bytes, float]:
+    """Send ``head`` (CRLF added) and the body pieces on a raw socket; returns (status, answer, seconds)."""
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        try:
+            for part in body_parts:
+                sock.sendall(part)
+                if pause_s:
+                    time.sleep(pause_s)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed while we were still sending
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1") else 0
+    return status, answer, time.perf_counter() - start
+
+
+def chunked(data: bytes, size: int = 16384) -> list[bytes]:
+    parts = [f"{len(data[i:i + size]):x}\r\n".encode() + data[i:i + size] + b"\r\n"
+             for i in range(0, len(data), size)]
+    return [*parts, b"0\r\n\r\n"]
+
+
+def test_honest_bodies_pass_and_get_security_headers():
+    with guarded_server() as (port, _):
+        r = httpx.post(f"http://127.0.0.1:{port}/echo", content=b"x" * 1000)
+        assert r.status_code == 200 and r.json() == {"bytes": 1000}
+        assert r.headers["x-content-type-options"] == "nosniff" and "server" not in r.headers
+        assert "frame-ancestors" in r.headers["content-security-policy"]
+        status, answer, _ = raw(port, "POST /echo HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\nConnection: close\n",
+                                chunked(b"y" * 5000))
+        assert status == 200 and b'{"bytes":5000}' in answer
+        assert httpx.post(f"http://127.0.0.1:{port}/big", content=b"z" * 3 * LIMIT).json() == {"bytes": 3 * LIMIT}
+
+
+def test_content_length_with_transfer_encoding_is_400():
+    with guarded_server() as (port, app):
+        big = b"a" * (20 * LIMIT)
+        status, answer, _ = raw(port, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 100\n"
+                                      "Transfer-Encoding: chunked\n", chunked(big))
+        assert status == 400 and b"RFC 9112" in answer
+        status, _, _ = raw(port, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 5\nContent-Length: 500000\n",
+                           [b"hello"])
+        assert status == 400
+        assert app.budget.held == 0
+
+
+def test_bodies_are_counted_whatever_the_headers_say():
+    with guarded_server() as (port, app):
+        status, answer, seconds = raw(port, "POST /echo HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n",
+                                      chunked(b"b" * (50 * LIMIT)))
+        assert status == 413 and b"larger than 64 KB" in answer and seconds < 5
+        status, _, _ = raw(port, f"POST /echo HTTP/1.1\nHost: x\nContent-Length: {LIMIT + 1}\n", [b"c" * (LIMIT + 1)])
+        assert status == 413  # refused from the header
+        status, _, _ = raw(port, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 12abc\n", [b"c"])
+        assert status == 400
+        r = httpx.post(f"http://127.0.0.1:{port}/echo", content=b"ok")  # still serving
+        assert r.status_code == 200 and app.budget.held == 0
+
+
+def test_stalled_and_slow_bodies_get_408():
+    with guarded_server(idle_s=0.5, deadline_s=2.0) as (port, app):
+        status, answer, seconds = raw(port, "POST /big HTTP/1.1\nHost: x\nContent-Length: 200000\n", [b"d" * 1024])
+        assert status == 408 and seconds < 5  # promised 200 KB, sent 1 KB, then nothing
+        # a byte every 0.3 s never pauses 0.5 s, but the whole body may take only 2 s
+        status, _, seconds = raw(port, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 100\n", [b"e"] * 100,
+                                 pause_s=0.3)
+        assert status == 408 and 1.5 < seconds < 8
+        assert app.budget.held == 0
+
+
+def test_bytes_held_at_once_are_budgeted():
+    with guarded_server(budget=ByteBudget(3 * LIMIT), idle_s=5) as (port, app):
+        # two slow requests hold 2 x 64 KB; a third 64 KB one would pass the 192 KB budget... not yet
+        holders = []
+        socks = []
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {LIMIT}\r\n\r\n".encode() + b"f" * 10)
+            socks.append(s)
+        deadline = time.time() + 5
+        while app.budget.held < 2 * LIMIT and time.time() < deadline:
+            time.sleep(0.05)
+        assert app.budget.held == 2 * LIMIT
+        status, answer, _ = raw(port, f"POST /big HTTP/1.1\nHost: x\nContent-Length: {2 * LIMIT}\n",
+                                [b"g" * 2 * LIMIT])
+        assert status == 503 and b"retry-after: 5" in answer.lower()
+        # chunked bodies are reserved as they arrive
+        status, _, _ = raw(port, "POST /big HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n",
+                           chunked(b"h" * 2 * LIMIT))
+        assert status == 503
+        for s in socks:
+            s.sendall(b"f" * (LIMIT - 10))
+            holders.append(s.recv(4096))
+            s.close()
+        assert all(h.startswith(b"HTTP/1.1 200") for h in holders)
+        deadline = time.time() + 5
+        while app.budget.held and time.time() < deadline:
+            time.sleep(0.05)
+        assert app.budget.held == 0
+        assert httpx.post(f"http://127.0.0.1:{port}/big", content=b"i" * 2 * LIMIT).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def abuse_server(tmp_path_factory, model_dir):
+    """The real app (monitoring on, SQLite) on a free port; ``.port`` is its port."""
+    folder = tmp_path_factory.mktemp("abuse")
+    with app_server(folder / "app.log", FER_MODEL=str(model_dir), FER_JWT_SECRET=SECRET,
+                    FER_DATABASE_URL=f"sqlite:///{folder / 'fer.db'}", GRADIO_TEMP_DIR=str(folder / "gradio")) as url:
+        url.port, url.temp = int(url.rsplit(":", 1)[1]), folder / "gradio"
+        url.files_at_start = {p for p in url.temp.rglob("*") if p.is_file()}  # the cached example photo
+        yield url
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_every_route_of_the_app_is_bounded(abuse_server, path):
+    """300 MB of chunked junk to each route: cut at its limit within seconds, memory kept."""
+    junk = b"[" + b"0," * (4 * 1024 * 1024)  # 8 MB pieces...
+    parts = chunked(junk, 1 << 20)[:-1]
+
+    def body():  # ...up to ~300 MB, sent only as long as the server reads
+        if "upload" in path or "predict" in path:  # a well-formed start: the parser streams the file to disk
+            yield from chunked(b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n'
+                               b"Content-Type: image/jpeg\r\n\r\n")[:-1]
+        for _ in range(38):
+            yield from parts
+
+    kind = ("multipart/form-data; boundary=xyz" if "upload" in path or "predict" in path else
+            "application/x-www-form-urlencoded" if path.endswith("token") else "application/json")
+    status, answer, seconds = raw(abuse_server.port, f"POST {path} HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n"
+                                  f"Content-Type: {kind}\n", body(), timeout=30)
+    assert status == 413, answer[:300]
+    assert seconds < 20
+    status, answer, _ = raw(abuse_server.port, f"POST {path} HTTP/1.1\nHost: x\nContent-Length: 100\n"
+                            "Transfer-Encoding: chunked\n", chunked(b"x" * 1000))
+    assert status == 400
+    assert httpx.get(f"{abuse_server}/health", timeout=5).status_code == 200
+    leftovers = {p for p in abuse_server.temp.rglob("*") if p.is_file()} - abuse_server.files_at_start
+    assert leftovers == set()  # no partial upload stays on disk
