@@ -13,9 +13,10 @@ import os
 
 import gradio as gr
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from app_ui.blocks import build_blocks
-from app_ui.guard import RequestGuard
+from app_ui.guard import RequestGuard, validation_error
 from app_ui.headers import SecurityHeaders
 from app_ui.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES
 from app_ui.monitoring_tab import MonitoringContext
@@ -49,6 +50,7 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
     service = service or FERService.from_env()
     api = FastAPI(title="Facial expression recognition", docs_url="/docs",
                   description="Faces, boxes and FER+ emotion probabilities. The UI is at /.")
+    api.add_exception_handler(RequestValidationError, validation_error)
     api.include_router(build_router(service))
     context, off_reason = None, ""
     try:

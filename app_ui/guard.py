@@ -216,3 +216,15 @@ async def refuse(send: Send, status: int, detail: str, retry_after: bool = False
         headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def validation_error(_request: Any, exc: Any) -> Any:
+    """FastAPI's handler for ``RequestValidationError``: 422 with each error's ``loc``, ``msg`` and
+    ``type``, never the ``input`` (it may be a password, or text such as an unpaired surrogate that
+    cannot be encoded: FastAPI's default handler answers 500 on it), as ASCII-escaped JSON."""
+    from starlette.responses import Response
+
+    errors = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in exc.errors()]
+    body = json.dumps({"detail": errors}, ensure_ascii=True)
+    return Response(body, status_code=422, media_type="application/json")

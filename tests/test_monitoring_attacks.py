@@ -1,0 +1,360 @@
+"""Monitoring attacked as an attacker and an auditor would, on both engines (SQLite file, PostgreSQL
+server): tokens that must not work, brute force, login timing, hostile values, weak names and
+passwords, erasure down to the bytes of the database files, the audit trail and the headers; then
+a real server: Gradio's ``session_hash`` replayed without the login cookie, and dev-mode defaults."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+
+from app_ui.launch import app_server
+from app_ui.service import FERService
+from fer_core.labels import LABELS
+from monitoring import store
+from monitoring.db import make_engine
+from monitoring.models import AuditEvent, User
+from monitoring.settings import MonitoringConfigError, MonitoringSettings
+from tests.test_monitoring import PASSWORD, SECRET, database_url, db, postgres  # noqa: F401 (fixtures)
+
+EVEN = {k: 1 / 8 for k in LABELS}
+
+
+@pytest.fixture
+def make_api(database_url, db, recognizer, monkeypatch):  # noqa: F811 (fixtures)
+    """``make_api(**env)``: a TestClient of the real app on this database with two teams of an admin
+    and a staff user each, and the extra environment ``env`` (e.g. the login limits)."""
+    import app
+
+    clients = []
+
+    def make(**env: str) -> TestClient:
+        monkeypatch.setenv("FER_JWT_SECRET", SECRET)
+        monkeypatch.setenv("FER_DATABASE_URL", database_url)
+        monkeypatch.setenv("FER_LOGIN_PER_CLIENT", "1000")
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with db() as session:
+            if session.scalar(select(User).where(User.username == "ward-a-admin")) is None:
+                for team in ("ward-a", "ward-b"):
+                    t = store.create_team(session, team)
+                    store.create_user(session, t.id, f"{team}-admin", PASSWORD, "admin")
+                    store.create_user(session, t.id, f"{team}-staff", PASSWORD, "staff")
+                session.commit()
+        client = TestClient(app.create_app(FERService(recognizer, "test model")))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def token_of(api: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+    r = api.post("/api/auth/token", data={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_tokens_of_gone_disabled_or_changed_users_never_work(make_api, db, database_url):  # noqa: F811
+    api = make_api()
+    admin = token_of(api, "ward-a-admin")
+    with db() as session:
+        staff = session.scalar(select(User).where(User.username == "ward-a-staff"))
+    claims = {"sub": staff.key, "ver": 0, "team": staff.team_id, "role": "admin", "exp": int(time.time()) + 600}
+    unsigned = b64({"alg": "none", "typ": "JWT"}) + "." + b64(claims) + "."
+    assert api.get("/api/subjects", headers={"Authorization": f"Bearer {unsigned}"}).status_code == 401
+    # a deleted user's token, and the id that the next user gets (SQLite reuses the highest id)
+    created = api.post("/api/users", json={"username": "temp-nurse", "password": PASSWORD}, headers=admin).json()
+    temp = token_of(api, "temp-nurse")
+    assert api.get("/api/subjects", headers=temp).status_code == 200
+    with db() as session:
+        session.delete(session.get(User, created["id"]))
+        session.commit()
+    assert api.get("/api/subjects", headers=temp).status_code == 401
+    successor = api.post("/api/users", json={"username": "new-nurse", "password": PASSWORD}, headers=admin).json()
+    if database_url.startswith("sqlite"):
+        assert successor["id"] == created["id"]  # the same id: the old token must still not work
+    assert api.get("/api/subjects", headers=temp).status_code == 401
+    # disable: the token stops at the next request, the password stops logging in, with the usual answer
+    staff_token = token_of(api, "ward-a-staff")
+    assert api.post(f"/api/users/{staff.id}/disable", headers=staff_token).status_code == 403  # staff
+    assert api.post(f"/api/users/{staff.id}/disable", headers=token_of(api, "ward-b-admin")).status_code == 403
+    assert api.post(f"/api/users/{staff.id}/disable", headers=admin).json() == {"id": staff.id, "active": False}
+    assert api.get("/api/subjects", headers=staff_token).status_code == 401
+    r = api.post("/api/auth/token", data={"username": "ward-a-staff", "password": PASSWORD})
+    assert r.status_code == 401 and r.json()["detail"] == "wrong username or password"
+    # a password change revokes the tokens issued before it
+    nurse = token_of(api, "new-nurse")
+    new_password = "a different long passphrase"
+    r = api.post(f"/api/users/{successor['id']}/password", json={"password": new_password}, headers=nurse)
+    assert r.status_code == 200
+    assert api.get("/api/subjects", headers=nurse).status_code == 401
+    assert api.get("/api/subjects", headers=token_of(api, "new-nurse", new_password)).status_code == 200
+
+
+def test_brute_force_gets_429_and_the_right_password_works_after_the_lockout(make_api):
+    api = make_api(FER_LOGIN_FAILURES="3", FER_LOGIN_LOCKOUT_S="2")
+    wrong = {"username": "ward-a-staff", "password": "not the password"}
+    answers = [api.post("/api/auth/token", data=wrong) for _ in range(3)]
+    assert [r.status_code for r in answers] == [401, 401, 401]
+    locked = api.post("/api/auth/token", data={"username": "ward-a-staff", "password": PASSWORD})
+    assert locked.status_code == 429 and 1 <= int(locked.headers["retry-after"]) <= 2
+    assert api.post("/api/auth/session", data=wrong, headers={"X-Requested-With": "t"}).status_code == 429
+    # unknown accounts are limited the same way (answers never tell which exist)
+    ghost = {"username": "nobody-here", "password": "not the password"}
+    assert [api.post("/api/auth/token", data=ghost).status_code for _ in range(4)] == [401, 401, 401, 429]
+    time.sleep(2.2)
+    assert api.post("/api/auth/token", data={"username": "ward-a-staff", "password": PASSWORD}).status_code == 200
+    # the next lockout of the same account (after a success) starts again at 2 s
+    [api.post("/api/auth/token", data=wrong) for _ in range(3)]
+    assert int(api.post("/api/auth/token", data=wrong).headers["retry-after"]) <= 2
+
+
+def test_one_client_is_limited_across_accounts(make_api):
+    api = make_api(FER_LOGIN_PER_CLIENT="5")
+    codes = [api.post("/api/auth/token", data={"username": f"user{i}", "password": "x" * 12}).status_code
+             for i in range(7)]
+    assert codes == [401] * 5 + [429] * 2
+
+
+def test_unknown_and_known_usernames_take_the_same_time(make_api):
+    api = make_api(FER_LOGIN_FAILURES="1000")
+    times: dict[str, list[float]] = {"known": [], "unknown": []}
+    for i in range(14):  # interleaved, so a slow phase of the machine hits both alike
+        for kind, name in (("known", "ward-a-staff"), ("unknown", f"nobody-{i}")):
+            start = time.perf_counter()
+            r = api.post("/api/auth/token", data={"username": name, "password": "wrong password!"})
+            times[kind].append(time.perf_counter() - start)
+            assert r.status_code == 401 and r.json()["detail"] == "wrong username or password"
+    known, unknown = statistics.median(times["known"][2:]), statistics.median(times["unknown"][2:])
+    assert abs(known - unknown) < 0.2 * statistics.median([known, unknown]), (known, unknown)
+
+
+def test_names_are_normalised_and_passwords_strong(make_api):
+    api = make_api()
+    admin = token_of(api, "ward-a-admin")
+    other_admin = token_of(api, "ward-b-admin")
+    assert api.post("/api/users", json={"username": "Alice", "password": PASSWORD}, headers=admin).json()[
+        "username"] == "alice"
+    for twin in ("ALICE", "\uff41lice", "alice ", " Alice"):
+        r = api.post("/api/users", json={"username": twin, "password": PASSWORD}, headers=other_admin)
+        assert r.status_code == 409 and "alice" not in r.text.lower(), r.text  # no name of another team
+    assert api.get("/api/subjects", headers=token_of(api, "ALICE")).status_code == 200  # logs in as alice
+    for weak in ("short pw", "password1234", "aaaaaaaaaaaaaaaa", "qwertyuiop123"):
+        r = api.post("/api/users", json={"username": "bob", "password": weak}, headers=admin)
+        assert r.status_code == 422, (weak, r.text)
+    for bad_name in ("bob\x00", "bob\nadmin", "\ud800bob", "   "):
+        r = api.post("/api/users", content=json.dumps({"username": bad_name, "password": PASSWORD}),
+                     headers={**admin, "Content-Type": "application/json"})
+        assert r.status_code == 422, (bad_name, r.text)
+
+
+def test_hostile_values_are_422_never_500(make_api):
+    api = make_api()
+    headers = token_of(api, "ward-a-staff")
+    subject = api.post("/api/subjects", json={"label": "room 1"}, headers=headers).json()
+    sid = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()["id"]
+    raw = {**headers, "Content-Type": "application/json"}
+    huge = 2**70
+    cases = [
+        api.post("/api/subjects", content='{"label": "\\ud800 lone"}', headers=raw),
+        api.post("/api/subjects", json={"label": "tab\there"}, headers=headers),
+        api.get(f"/api/subjects/{huge}/sessions", headers=headers),
+        api.delete(f"/api/subjects/{2**63}", headers=token_of(api, "ward-a-admin")),
+        api.post("/api/sessions", json={"subject_id": huge}, headers=headers),
+        api.get(f"/api/sessions/{huge}/timeline", headers=headers),
+        api.post(f"/api/sessions/{huge}/end", headers=headers),
+        api.post(f"/api/users/{huge}/disable", headers=token_of(api, "ward-a-admin")),
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 1, "faces": [
+            {"face_id": huge, "probs": EVEN}]}]}, headers=headers),
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 1, "faces": [
+            {"face_id": 1, "probs": {**EVEN, "fear": 1e308, "anger": 1e308}}]}]}, headers=headers),
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 1e300, "faces": []}]}, headers=headers),
+        api.post(f"/api/sessions/{sid}/frames", content='{"frames": [{"time_s": NaN, "faces": []}]}', headers=raw),
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 86400 * 365, "faces": []}]},
+                 headers=headers),
+        api.post(f"/api/sessions/{sid}/frames", params={"time_s": "1e300"}, content=b"\xff\xd8\xff",
+                 headers={**headers, "Content-Type": "image/jpeg"}),
+        api.get(f"/api/audit?limit={huge}", headers=token_of(api, "ward-a-admin")),
+    ]
+    assert [r.status_code for r in cases] == [422] * len(cases), [(r.status_code, r.text[:120]) for r in cases]
+    assert api.post(f"/api/sessions/{sid}/frames", content=b"not an image",  # a bad image: 400, not 500
+                    headers={**headers, "Content-Type": "image/jpeg"}).status_code == 400
+    # nothing half-done: the session still takes good frames and ends
+    ok = {"frames": [{"time_s": 0.5, "faces": [{"face_id": 1, "probs": EVEN}]}]}
+    assert api.post(f"/api/sessions/{sid}/frames", json=ok, headers=headers).status_code == 200
+    assert api.post(f"/api/sessions/{sid}/end", headers=headers).json()["seconds_written"] == 1
+
+
+def test_end_ends_the_session_even_when_the_last_write_fails(make_api, monkeypatch):
+    api = make_api()
+    headers = token_of(api, "ward-a-staff")
+    subject = api.post("/api/subjects", json={"label": "room 2"}, headers=headers).json()
+    sid = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()["id"]
+    frames = {"frames": [{"time_s": 0.1, "faces": [{"face_id": 1, "probs": EVEN}]}]}
+    assert api.post(f"/api/sessions/{sid}/frames", json=frames, headers=headers).status_code == 200
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(store, "write_rows", broken)
+    r = api.post(f"/api/sessions/{sid}/end", headers=headers)
+    assert r.status_code == 200 and r.json()["ended_at"] is not None
+    monkeypatch.undo()
+    later = api.post(f"/api/sessions/{sid}/frames", json=frames, headers=headers)
+    assert later.status_code == 409  # ended for good
+
+
+def stored_bytes(api: TestClient, database_url: str) -> bytes:  # noqa: F811
+    """Every byte the database keeps on disk for its tables (SQLite: the file, WAL and shared memory;
+    PostgreSQL: after a checkpoint, the files of the monitoring tables and their indexes)."""
+    if database_url.startswith("sqlite"):
+        folder = Path(database_url.removeprefix("sqlite:///")).parent
+        return b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
+    engine = make_engine(database_url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("CHECKPOINT"))
+        data = Path(connection.execute(text("SHOW data_directory")).scalar())
+        relations = connection.execute(text(
+            "SELECT pg_relation_filepath(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND pg_relation_filepath(c.oid) IS NOT NULL")).scalars().all()
+    engine.dispose()
+    return b"".join((data / r).read_bytes() for r in relations if (data / r).exists())
+
+
+def test_erasure_leaves_no_row_no_file_and_no_byte_of_the_label(make_api, db, database_url, tmp_path):  # noqa: F811
+    api = make_api()
+    staff, admin = token_of(api, "ward-a-staff"), token_of(api, "ward-a-admin")
+    label = "erase-me-Xq93Zt"
+    subject = api.post("/api/subjects", json={"label": label}, headers=staff).json()
+    sid = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=staff).json()["id"]
+    frames = [{"time_s": t / 2, "faces": [{"face_id": 1, "probs": EVEN}]} for t in range(6)]
+    api.post(f"/api/sessions/{sid}/frames", json={"frames": frames}, headers=staff)
+    api.post(f"/api/sessions/{sid}/end", headers=staff)
+    csv = api.get(f"/api/sessions/{sid}/timeline", params={"format": "csv"}, headers=staff)
+    assert csv.status_code == 200 and csv.headers["cache-control"] == "no-store"
+    assert label.encode() in stored_bytes(api, database_url)  # the check can see it while it exists
+    assert api.delete(f"/api/subjects/{subject['id']}", headers=admin).status_code == 204
+    with db() as session:
+        for table in ("subjects", "sessions", "aggregates"):
+            assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
+    assert label.encode() not in stored_bytes(api, database_url)
+    import tempfile
+
+    assert not [p for p in Path(tempfile.gettempdir()).rglob(f"session_{sid}.csv")]  # no export copy anywhere
+    audit = api.get("/api/audit", headers=admin).json()
+    assert any(e["action"] == "subject_erase" and e["subject_id"] == subject["id"] for e in audit)
+    assert label not in json.dumps(audit)
+
+
+def test_audit_trail_records_who_did_what(make_api):
+    api = make_api()
+    admin = token_of(api, "ward-a-admin")
+    api.post("/api/auth/token", data={"username": "ward-a-staff", "password": "a wrong password"})
+    staff = token_of(api, "ward-a-staff")
+    user = api.post("/api/users", json={"username": "carer", "password": PASSWORD}, headers=admin).json()
+    subject = api.post("/api/subjects", json={"label": "room 3"}, headers=staff).json()
+    sid = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=staff).json()["id"]
+    api.post(f"/api/sessions/{sid}/end", headers=staff)
+    api.get(f"/api/sessions/{sid}/timeline", params={"format": "csv"}, headers=staff)
+    api.post(f"/api/users/{user['id']}/disable", headers=admin)
+    assert api.get("/api/audit", headers=staff).status_code == 403
+    actions = [e["action"] for e in reversed(api.get("/api/audit", headers=admin).json())]
+    assert actions == ["login", "login_failed", "login", "user_create", "subject_create", "session_start",
+                       "session_end", "export", "user_disable"]
+    assert api.get("/api/audit", headers=token_of(api, "ward-b-admin")).json()[0]["action"] == "login"  # own team
+    columns = {c.name for c in AuditEvent.__table__.columns}
+    assert not columns & {"label", "probs", "image", *[f"p_{k}" for k in LABELS]}
+
+
+def test_headers_on_tokens_and_data(make_api):
+    api = make_api()
+    r = api.post("/api/auth/token", data={"username": "ward-a-staff", "password": PASSWORD})
+    assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'self' https://huggingface.co" in r.headers["content-security-policy"]
+    assert r.headers["referrer-policy"] == "no-referrer" and "x-frame-options" not in r.headers
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert api.get("/api/subjects", headers=headers).headers["cache-control"] == "no-store"
+    assert api.get("/health").headers["x-content-type-options"] == "nosniff"
+    cookie = api.post("/api/auth/session", data={"username": "ward-a-staff", "password": PASSWORD},
+                      headers={"X-Requested-With": "t"}).headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=" in cookie
+    assert api.post("/api/auth/session", data={"username": "ward-a-staff", "password": PASSWORD}).status_code == 400
+    # the cookie reads, never writes (a cross-site form cannot post as the user)
+    api.cookies.set("fer_session", cookie.split("=", 1)[1].split(";")[0])
+    assert api.get("/api/subjects").status_code == 200
+    assert api.post("/api/subjects", json={"label": "via cookie"}).status_code == 401
+
+
+def test_settings_refuse_weak_secrets_and_dev_binds_loopback(tmp_path, monkeypatch):
+    import app
+
+    for weak in ("a" * 32, "abcd" * 12, "short-Secret-1"):
+        monkeypatch.setenv("FER_JWT_SECRET", weak)
+        with pytest.raises(MonitoringConfigError):
+            MonitoringSettings.from_env()
+    assert app.serve_host(True, {}) == "127.0.0.1" and app.serve_host(False, {}) == "0.0.0.0"
+    assert app.serve_host(True, {"GRADIO_SERVER_NAME": "10.0.0.5"}) == "10.0.0.5"
+    path = tmp_path / "new" / "fer.db"
+    make_engine(f"sqlite:///{path}").dispose()
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+
+
+def test_session_hash_alone_cannot_act_in_the_tab(tmp_path, model_dir):
+    """Replay a tab event (create subject) through Gradio's queue with a made-up session hash: without
+    the login cookie it fails, with it the same event works."""
+    env = {"FER_MODEL": str(model_dir), "FER_JWT_SECRET": SECRET,
+           "FER_DATABASE_URL": f"sqlite:///{tmp_path / 'fer.db'}", "FER_ADMIN_PASSWORD": PASSWORD}
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", "boss"], cwd=ROOT,
+                   env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
+    with app_server(tmp_path / "app.log", **env) as url:
+        config = httpx.get(f"{url}/config").json()
+        button = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "mon-create")
+        event = next(d for d in config["dependencies"] if [button, "click"] in d["targets"])
+
+        def call(label: str, cookies: dict[str, str]) -> dict:
+            session_hash = f"replay{time.time_ns()}"
+            with httpx.Client(base_url=url, cookies=cookies, timeout=60) as client:
+                joined = client.post("/gradio_api/queue/join", json={
+                    "data": [label], "event_data": None, "fn_index": event["id"], "trigger_id": button,
+                    "session_hash": session_hash})
+                assert joined.status_code == 200, joined.text
+                with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as r:
+                    for line in r.iter_lines():
+                        if line.startswith("data:"):
+                            message = json.loads(line[5:])
+                            if message.get("msg") == "process_completed":
+                                return message
+            raise AssertionError("no answer")
+
+        refused = call("intruder", {})
+        assert refused["success"] is False and "log in" in json.dumps(refused).lower()
+        login = httpx.post(f"{url}/api/auth/session", data={"username": "boss", "password": PASSWORD},
+                           headers={"X-Requested-With": "t"})
+        assert login.status_code == 200 and "server" not in login.headers
+        done = call("room 9", {"fer_session": login.cookies["fer_session"]})
+        assert done["success"] is True, done
+        token = httpx.post(f"{url}/api/auth/token", data={"username": "boss", "password": PASSWORD}).json()
+        labels = [s["label"] for s in httpx.get(f"{url}/api/subjects", headers={
+            "Authorization": f"Bearer {token['access_token']}"}).json()]
+        assert labels == ["room 9"]
