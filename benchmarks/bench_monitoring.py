@@ -6,6 +6,11 @@ sessions that each post one frame every 200 ms (two tracked faces' per-frame res
 storage path, not inference, which a 2-core CPU could not do 40 times a second) for the given
 time, then end their sessions. Prints frames/s accepted, p50/p95 latency, the aggregate rows
 expected and counted (lost = expected - counted) and the database size per session-hour.
+
+Then (``--guessers 16 --guess-seconds 20``, SQLite) a password-guessing attack: 16 threads post
+wrong passwords to ``/api/auth/token`` as fast as they are answered, while a probe asks ``/health``
+every 50 ms; once with the default login limits and once with them lifted (argon2's bounded
+concurrency alone). Prints attempts/s verified (401), refused (429), and ``/health`` p50/p95/max.
 """
 
 from __future__ import annotations
@@ -106,11 +111,56 @@ def run(engine: str, url: str, sessions: int, seconds: float, tmp: Path) -> None
           f"bytes = {per_session_hour / 1e6:.2f} MB per session-hour")
 
 
+def guess(label: str, url: str, guessers: int, seconds: float, tmp: Path, **limits: str) -> None:
+    """``guessers`` threads guessing passwords for ``seconds`` while ``/health`` is probed; prints the figures."""
+    env = {"FER_JWT_SECRET": SECRET, "FER_DATABASE_URL": url, "FER_ADMIN_PASSWORD": PASSWORD, **limits}
+    subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", f"victim-{label}"], cwd=ROOT,
+                   env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
+    with app_server(tmp / f"guess-{label}.log", **env) as server:
+        stop = time.perf_counter() + seconds
+        codes: dict[int, int] = {}
+        health: list[float] = []
+        lock = threading.Lock()
+
+        def guesser(i: int) -> None:
+            with httpx.Client(base_url=server, timeout=60) as own:
+                k = 0
+                while time.perf_counter() < stop:
+                    user = f"victim-{label}" if k % 2 else f"nobody-{i}-{k}"
+                    r = own.post("/api/auth/token", data={"username": user, "password": f"guess {i} {k}"})
+                    k += 1
+                    with lock:
+                        codes[r.status_code] = codes.get(r.status_code, 0) + 1
+
+        def probe() -> None:
+            with httpx.Client(base_url=server, timeout=30) as own:
+                while time.perf_counter() < stop:
+                    t = time.perf_counter()
+                    own.get("/health")
+                    health.append((time.perf_counter() - t) * 1000)
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=guesser, args=(i,)) for i in range(guessers)] + [threading.Thread(
+            target=probe)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    other = {k: v for k, v in codes.items() if k not in (401, 429)}
+    print(f"login guessing ({label}): {guessers} guessers x {seconds:.0f} s: {codes.get(401, 0) / seconds:.1f} "
+          f"attempts/s verified (401), {codes.get(429, 0) / seconds:.1f}/s refused (429), other {other}; "
+          f"/health p50 {statistics.median(health):.0f} ms, "
+          f"p95 {np.percentile(health, 95):.0f} ms, max {max(health):.0f} ms ({len(health)} probes)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=8)
     p.add_argument("--seconds", type=float, default=120)
-    p.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
+    p.add_argument("--engine", choices=("sqlite", "postgresql", "both", "none"), default="both",
+                   help="engines of the session load (none: only the guessing attack)")
+    p.add_argument("--guessers", type=int, default=16)
+    p.add_argument("--guess-seconds", type=float, default=20, help="0 skips the guessing attack")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         tmp_path = Path(tmp)
@@ -119,6 +169,10 @@ def main() -> None:
         if args.engine in ("postgresql", "both"):
             server = stack.enter_context(postgres_server())
             run("postgresql", fresh_database(server), args.sessions, args.seconds, tmp_path)
+        if args.guess_seconds > 0:
+            guess("default limits", f"sqlite:///{tmp_path / 'guess1.db'}", args.guessers, args.guess_seconds, tmp_path)
+            guess("limits lifted", f"sqlite:///{tmp_path / 'guess2.db'}", args.guessers, args.guess_seconds, tmp_path,
+                  FER_LOGIN_PER_CLIENT="1000000", FER_LOGIN_FAILURES="1000000")
 
 
 if __name__ == "__main__":
