@@ -15,6 +15,7 @@ import gradio as gr
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from app_ui import gradio_fixes
 from app_ui.blocks import build_blocks
 from app_ui.guard import RequestGuard, validation_error
 from app_ui.headers import SecurityHeaders
@@ -47,6 +48,7 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
         service: the loaded model service (default: :meth:`FERService.from_env`).
         dev: allow monitoring on the built-in development secret when ``FER_JWT_SECRET`` is unset.
     """
+    gradio_fixes.apply()
     service = service or FERService.from_env()
     api = FastAPI(title="Facial expression recognition", docs_url="/docs",
                   description="Faces, boxes and FER+ emotion probabilities. The UI is at /.")

@@ -200,3 +200,23 @@ def test_every_route_of_the_app_is_bounded(abuse_server, path):
     assert httpx.get(f"{abuse_server}/health", timeout=5).status_code == 200
     leftovers = {p for p in abuse_server.temp.rglob("*") if p.is_file()} - abuse_server.files_at_start
     assert leftovers == set()  # no partial upload stays on disk
+
+
+def test_aborted_uploads_leave_no_partial_file(abuse_server):
+    """A client that promises 15 MB, sends 5 MB of a file and hangs up (or stalls): nothing stays."""
+    start = (b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n'
+             b"Content-Type: image/jpeg\r\n\r\n")
+    for stall in (False, True):
+        with socket.create_connection(("127.0.0.1", abuse_server.port), timeout=30) as sock:
+            sock.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 15000000\r\n"
+                         b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n" + start + b"\xff" * 5_000_000)
+            if stall:  # the guard's idle timeout (10 s) answers 408 and the app sees a disconnect
+                assert sock.recv(4096).startswith(b"HTTP/1.1 408")
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            leftovers = {p for p in abuse_server.temp.rglob("*") if p.is_file()} - abuse_server.files_at_start
+            if not leftovers:
+                break
+            time.sleep(0.5)
+        assert leftovers == set()
+    assert httpx.get(f"{abuse_server}/health", timeout=5).status_code == 200

@@ -6,6 +6,8 @@ a real server: Gradio's ``session_hash`` replayed without the login cookie, and 
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import os
 import statistics
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import select, text
 
 from app_ui.launch import app_server
@@ -24,9 +27,12 @@ from monitoring import store
 from monitoring.db import make_engine
 from monitoring.models import AuditEvent, User
 from monitoring.settings import MonitoringConfigError, MonitoringSettings
+from tests.conftest import ROOT
+from tests.test_browser_monitoring import image_files
 from tests.test_monitoring import PASSWORD, SECRET, database_url, db, postgres  # noqa: F401 (fixtures)
 
 EVEN = {k: 1 / 8 for k in LABELS}
+ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 
 
 @pytest.fixture
@@ -317,13 +323,15 @@ def test_settings_refuse_weak_secrets_and_dev_binds_loopback(tmp_path, monkeypat
 
 def test_session_hash_alone_cannot_act_in_the_tab(tmp_path, model_dir):
     """Replay a tab event (create subject) through Gradio's queue with a made-up session hash: without
-    the login cookie it fails, with it the same event works."""
+    the login cookie it fails, with it the same event works. Then a REST session of image frames
+    (one over the 1 MB that Starlette would spool to a temp file) leaves no image on disk."""
+    server_tmp = tmp_path / "server-tmp"
+    server_tmp.mkdir()
     env = {"FER_MODEL": str(model_dir), "FER_JWT_SECRET": SECRET,
-           "FER_DATABASE_URL": f"sqlite:///{tmp_path / 'fer.db'}", "FER_ADMIN_PASSWORD": PASSWORD}
+           "FER_DATABASE_URL": f"sqlite:///{tmp_path / 'fer.db'}", "FER_ADMIN_PASSWORD": PASSWORD,
+           "TMPDIR": str(server_tmp), "GRADIO_TEMP_DIR": str(server_tmp / "gradio")}
     import subprocess
     import sys
-
-    from tests.conftest import ROOT
 
     subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", "boss"], cwd=ROOT,
                    env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
@@ -358,3 +366,23 @@ def test_session_hash_alone_cannot_act_in_the_tab(tmp_path, model_dir):
         labels = [s["label"] for s in httpx.get(f"{url}/api/subjects", headers={
             "Authorization": f"Bearer {token['access_token']}"}).json()]
         assert labels == ["room 9"]
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        subject = httpx.get(f"{url}/api/subjects", headers=headers).json()[0]
+        sid = httpx.post(f"{url}/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()["id"]
+        face = Image.open(ASTRONAUT).convert("RGB")
+        big = io.BytesIO()
+        face.resize((1400, 1400)).save(big, "PNG")  # > 1 MB
+        assert big.tell() > 1024 * 1024
+        small = io.BytesIO()
+        face.save(small, "JPEG")
+        for t, (kind, data) in enumerate([("multipart", big.getvalue()), ("raw", small.getvalue())]):
+            if kind == "multipart":
+                r = httpx.post(f"{url}/api/sessions/{sid}/frames", params={"time_s": t}, headers=headers,
+                               files={"file": ("f.png", data, "image/png")}, timeout=120)
+            else:
+                r = httpx.post(f"{url}/api/sessions/{sid}/frames", params={"time_s": t}, content=data,
+                               headers={**headers, "Content-Type": "image/jpeg"}, timeout=120)
+            assert r.status_code == 200 and len(r.json()["faces"]) == 1, r.text
+        assert httpx.post(f"{url}/api/sessions/{sid}/end", headers=headers).json()["seconds_written"] == 1
+    examples = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "app_ui" / "examples").glob("*")}
+    assert image_files(server_tmp, examples) == []
