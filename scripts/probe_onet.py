@@ -2,11 +2,13 @@
 
 A standalone experiment behind docs/experiments.md ("MTCNN's ONet as a face-pretrained start"),
 not a backbone of the package: it trains ONet's trunk (conv1..dense5, the 256-D feature MTCNN's
-face / box / landmark heads read) with a new dropout + 8-way head on FER+ Train, the shipped
-recipe's loss (crossentropy label mode), augmentation, AdamW, cosine schedule with one warm-up
-epoch and EMA 0.999, and prints the EMA weights' FER+ Valid accuracy (majority protocol) after
-every epoch. ONet's weights come from the installed facenet-pytorch wheel; its preprocessing is
-MTCNN's, ``(x - 127.5) / 128`` for pixels ``x`` in 0..255 (mean 0.5, std 128/255 at [0, 1]).
+face / box / landmark heads read) with a new dropout + 8-way head on FER+ Train with the shipped
+recipe's options and ``train.loop``'s own pieces: its AdamW (weight decay 0.05 on weights, none on
+biases and PReLU slopes), cosine schedule (one warm-up epoch here), training epoch (crossentropy
+label mode, the shipped augmentation) and validation, with EMA 0.999; it prints the EMA weights'
+FER+ Valid accuracy (majority protocol) after every epoch. ONet's weights come from the installed
+facenet-pytorch wheel; its preprocessing is MTCNN's, ``(x - 127.5) / 128`` for pixels ``x`` in
+0..255 (mean 0.5, std 128/255 at [0, 1]).
 
 Usage (one thread each, so two runs share the 2-core CPU)::
 
@@ -17,7 +19,6 @@ Usage (one thread each, so two runs share the 2-core CPU)::
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
@@ -27,9 +28,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from fer_core.config import ModelConfig
-from train.augment import AugmentConfig, eval_transform, train_transform
+from fer_core.labels import LABELS
+from train.augment import eval_transform, train_transform
 from train.data import LabelledFaces, load_split
-from train.loop import soft_cross_entropy
+from train.loop import TrainConfig, build_optimizer, build_scheduler, train_one_epoch, validate
 
 #: MTCNN's input normalisation, for pixels scaled to [0, 1].
 ONET_MEAN, ONET_STD = [0.5] * 3, [128 / 255] * 3
@@ -73,38 +75,30 @@ def main() -> None:
     parser.add_argument("--scratch", action="store_true", help="random init instead of ONet's weights")
     parser.add_argument("--limit", type=int, default=None, help="first N faces of each split (a smoke run)")
     args = parser.parse_args()
-    torch.manual_seed(args.seed)
+    # the shipped recipe's options, through train.loop's own optimizer, schedule, epoch and validation
+    cfg = TrainConfig(data=args.data, out="", img_size=48, epochs=args.epochs, lr=args.lr, warmup_epochs=1.0,
+                      ema_decay=0.999, seed=args.seed, device="cpu", threads=args.threads)
+    torch.manual_seed(cfg.seed)
     torch.set_num_threads(args.threads)
-    cfg = ModelConfig(backbone="mobilenet_v2", input_size=48, mean=ONET_MEAN, std=ONET_STD)  # preprocessing only
-    augment = train_transform(cfg, AugmentConfig())
-    train = LabelledFaces(load_split(args.data, "train", args.limit), "crossentropy", augment, seed=args.seed)
-    valid = LabelledFaces(load_split(args.data, "valid", args.limit), "majority", eval_transform(cfg))
-    train_loader = DataLoader(train, batch_size=64, shuffle=True, drop_last=True)
+    device = torch.device("cpu")
+    model_config = ModelConfig(backbone="mobilenet_v2", input_size=cfg.img_size, mean=ONET_MEAN, std=ONET_STD)
+    train = LabelledFaces(load_split(cfg.data, "train", args.limit), cfg.label_mode,
+                          train_transform(model_config, cfg.augment), seed=cfg.seed)
+    valid = LabelledFaces(load_split(cfg.data, "valid", args.limit), "majority", eval_transform(model_config))
+    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True)
     valid_loader = DataLoader(valid, batch_size=256)
-    net = ONetClassifier(pretrained=not args.scratch)
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.999))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.05)
-    warm, total = len(train_loader), args.epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warm if s < warm else
-                                                  0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    net = ONetClassifier(pretrained=not args.scratch, dropout=cfg.dropout).to(memory_format=torch.channels_last)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    optimizer = build_optimizer(net, cfg)
+    scheduler = build_scheduler(optimizer, cfg, len(train_loader))
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
     name = "scratch" if args.scratch else "onet"
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(cfg.epochs):
         start = time.time()
-        net.train()
-        for images, targets, _ in train_loader:
-            loss = soft_cross_entropy(net(images), targets, None, 0.0)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            ema.update_parameters(net)
-        ema.eval()
-        correct = 0
-        with torch.no_grad():
-            for images, _, labels in valid_loader:
-                correct += int((ema(images).argmax(1) == labels).sum())
-        print(f"{name} seed {args.seed} epoch {epoch}: Valid accuracy {correct / len(valid):.4f} "
-              f"({time.time() - start:.0f} s)", flush=True)
+        train_one_epoch(net, train_loader, optimizer, scheduler, scaler, ema, cfg, device, None, epoch)
+        scores = validate(ema.module, valid_loader, device, cfg.tta_flip, len(LABELS))
+        print(f"{name} seed {cfg.seed} epoch {epoch + 1}: Valid accuracy {scores['valid_acc']:.4f} "
+              f"UAR {scores['valid_uar']:.3f} ({time.time() - start:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
