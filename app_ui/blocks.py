@@ -4,12 +4,21 @@ Endpoints (``client.view_api()``, declared with ``gr.api``): ``/predict`` (one i
 faces), ``/predict_batch`` (several files -> JSON per file, errors included), ``/predict_video`` (a
 video file -> per-face summary and rows over time), ``/labels`` (labels, model id/revision and the
 model's default options). Options left out take the model's own defaults (``config.json``).
+
+Every handler is wrapped by :func:`guarded`: a :class:`fer_core.FERError` (and the server's own
+limits: too large, busy, video too long) reaches the user or client as its reason; anything else is
+logged with its traceback and shown as the fixed :data:`INTERNAL_ERROR`, never the exception's text.
+Gradio's cached uploads and outputs are deleted after :data:`~app_ui.limits.CACHE_MAX_AGE_S`
+seconds (``gr.Blocks(delete_cache=...)``).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import time
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -19,8 +28,9 @@ from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-from fer_core import FaceResult, InvalidArgumentError, InvalidImageError, InvalidVideoError, PredictOptions
+from fer_core import FaceResult, FERError, InvalidArgumentError, InvalidImageError, InvalidVideoError, PredictOptions
 from fer_core.draw import annotate, label_color, probability_figure
+from fer_core.errors import InputError
 from fer_core.options import (
     DEFAULT_HALF_LIFE_S,
     DEFAULT_VIDEO_SAMPLE_FPS,
@@ -31,7 +41,14 @@ from fer_core.options import (
 from fer_core.timeline import Timeline
 from fer_core.track import FaceTracker
 
-from .limits import MAX_QUEUE, MAX_VIDEO_SECONDS, RequestTooLargeError, ServerBusyError
+from .limits import (
+    CACHE_MAX_AGE_S,
+    CACHE_SWEEP_EVERY_S,
+    MAX_QUEUE,
+    MAX_VIDEO_SECONDS,
+    RequestTooLargeError,
+    ServerBusyError,
+)
 from .monitoring_tab import MonitoringContext, build_monitoring_tab
 from .service import (
     BATCH_ROOT,
@@ -40,6 +57,7 @@ from .service import (
     FERService,
     VideoTooLongError,
     batch_folder,
+    faces_dropped_note,
     faces_table,
     public,
     video_summary_table,
@@ -56,6 +74,39 @@ GRADIO_QUEUE_SIZE = max(8, 2 * MAX_QUEUE)
 
 NO_FACE = ("**No face detected.** Try a larger or sharper face, a lower detection threshold or a smaller "
            "minimum face size.")
+
+#: What the user or client is told of an unexpected error (its details go to the server's log only).
+INTERNAL_ERROR = "internal error: the server could not process this request (the error is logged)"
+
+log = logging.getLogger(__name__)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a Gradio event handler or ``gr.api`` endpoint) with every exception mapped to a
+    :class:`gradio.Error` the user or client can read: a ``gr.Error`` as raised; a bad input
+    (:class:`fer_core.errors.InputError`) as its reason (the handlers name the upload themselves
+    where they know it); any other :class:`fer_core.FERError` and the server's limits
+    (:class:`~app_ui.limits.RequestTooLargeError`, :class:`~app_ui.limits.ServerBusyError`,
+    :class:`~app_ui.service.VideoTooLongError`) as their message; anything else is logged with its
+    traceback and shown as :data:`INTERNAL_ERROR` only, so no internal text (a torch message, a path)
+    reaches a client. The signature, type hints and docstring stay ``fn``'s (``gr.api`` reads them).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except InputError as exc:
+            raise gr.Error(exc.reason) from exc
+        except (FERError, RequestTooLargeError, ServerBusyError, VideoTooLongError) as exc:
+            raise gr.Error(str(exc)) from exc
+        except Exception as exc:  # a bug: logged here, a fixed message there
+            log.error("internal error in %s", fn.__name__, exc_info=exc)
+            raise gr.Error(INTERNAL_ERROR, print_exception=False) from None
+
+    return wrapper
 
 
 def bars_html(faces: list[FaceResult], labels: list[str]) -> str:
@@ -112,9 +163,10 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         except InvalidArgumentError as exc:
             raise gr.Error(str(exc)) from exc
 
-    def predict(image: Any, s: PredictOptions) -> tuple[Image.Image, list[FaceResult]]:
+    def predict(image: Any, s: PredictOptions,
+                dropped: list[int] | None = None) -> tuple[Image.Image, list[FaceResult]]:
         try:
-            return service.predict(image, s)
+            return service.predict(image, s, dropped=dropped)
         except InvalidImageError as exc:  # name the upload, not the server's temp path
             message = f"{Path(image).name}: {exc.reason}" if isinstance(image, str) else str(exc)
             raise gr.Error(message) from exc
@@ -124,8 +176,12 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
     def analyze(image: str | None, threshold: float, min_face: float, align: bool, balanced: bool):
         if image is None:
             raise gr.Error("Upload, paste or take a photo first.")
-        pil, faces = predict(image, settings(threshold, min_face, align, balanced))
+        dropped: list[int] = []
+        pil, faces = predict(image, settings(threshold, min_face, align, balanced), dropped)
         notice = NO_FACE if not faces else f"**{len(faces)} face{'s' if len(faces) > 1 else ''}** found."
+        if sum(dropped):
+            gr.Warning(faces_dropped_note(sum(dropped)))
+            notice += f" {faces_dropped_note(sum(dropped))}."
         return annotate(pil, faces), probability_figure(faces, labels), faces_table(faces), notice
 
     def live(frame, state: dict | None, threshold: float, min_face: float, align: bool, balanced: bool):
@@ -176,6 +232,12 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         if analysis.error:
             gr.Warning(f"{Path(video).name}: {analysis.error}")
             notes.append(f"Problem with the file: {analysis.error}.")
+        if analysis.truncated:
+            gr.Warning(f"{Path(video).name}: analysis {analysis.truncated}")
+            notes.append(f"Analysis {analysis.truncated}: only the part before is shown.")
+        if analysis.faces_dropped:
+            notes.append(f"{analysis.faces_dropped} faces over the limit per frame were not analysed "
+                         "(FER_MAX_FACES).")
         paths = write_video_outputs(analysis, batch_folder(BATCH_ROOT))
         n = len(analysis.face_ids)
         notice = (f"**{n} face{'s' if n != 1 else ''}** tracked over {analysis.duration_s:.1f} s "
@@ -199,13 +261,15 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
             raise gr.Error("Choose one or more image files.")
         items = [(Path(f).name, f) for f in files]
         results = many(items, settings(threshold, min_face, align, balanced), keep_images=True)
-        gallery, problems, n_faces = [], [], 0
+        gallery, problems, notes, n_faces = [], [], [], 0
         for r in results:
             if "error" in r:
                 gr.Warning(f"{r['file']}: {r['error']}")
                 problems.append(f"- `{r['file']}`: {r['error']}")
                 continue
             n_faces += len(r["faces"])
+            if r.get("note"):
+                notes.append(f"- `{r['file']}`: {r['note']}")
             caption = f"{r['file']}: " + (", ".join(f"{i} {f.label} {f.confidence:.0%}"
                                                      for i, f in enumerate(r["_faces"], 1)) or "no face")
             gallery.append((annotate(r["_image"], r["_faces"]), caption))
@@ -213,6 +277,8 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         summary = f"**{len(results) - len(problems)} of {len(results)} files processed, {n_faces} faces.**"
         if problems:
             summary += "\n\nNot processed:\n" + "\n".join(problems)
+        if notes:
+            summary += "\n\nNot every face analysed:\n" + "\n".join(notes)
         return gallery, [str(csv_path), str(json_path)], summary
 
     def many(items: list[tuple[str, Any]], s: PredictOptions, keep_images: bool = False) -> list[dict[str, Any]]:
@@ -228,7 +294,10 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         path = uploaded_path(image)
         if not path:
             raise gr.Error("no image given")
-        _, faces = predict(path, settings(detection_threshold, min_face_size, align, balanced))
+        dropped: list[int] = []
+        _, faces = predict(path, settings(detection_threshold, min_face_size, align, balanced), dropped)
+        if sum(dropped):
+            gr.Warning(faces_dropped_note(sum(dropped)))
         return [f.to_dict() for f in faces]
 
     def api_predict_batch(images: list[FileData], detection_threshold: float = defaults.threshold,
@@ -243,9 +312,10 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
                           smoothing: float = DEFAULT_HALF_LIFE_S, detection_threshold: float = defaults.threshold,
                           min_face_size: float = 0, align: bool = defaults.align,
                           balanced: bool = defaults.balanced) -> dict[str, Any]:
-        """Faces tracked through a video: {video, error, labels, frames_analyzed, summary (per face:
-        seconds visible, share of time per label), rows (per face per analysed frame: time_s, face_id,
-        box, label, smoothed probs, raw_probs)}. sample_fps 0 = every frame; max_seconds 0 = all."""
+        """Faces tracked through a video: {video, error, truncated (why the analysis stopped early,
+        else null), faces_dropped, labels, frames_analyzed, summary (per face: seconds visible, share
+        of time per label), rows (per face per analysed frame: time_s, face_id, box, label, smoothed
+        probs, raw_probs)}. sample_fps 0 = every frame; max_seconds 0 = all."""
         path = uploaded_path(video)
         if not path:
             raise gr.Error("no video given")
@@ -260,7 +330,14 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         """Labels in output order, model id and revision."""
         return service.info()
 
-    with gr.Blocks(title="Facial expression recognition") as demo:
+    analyze, live, live_csv, video_tab, batch = map(guarded, (analyze, live, live_csv, video_tab, batch))
+    api_predict, api_predict_batch, api_predict_video, api_labels = map(
+        guarded, (api_predict, api_predict_batch, api_predict_video, api_labels))
+
+    # Uploads and outputs in Gradio's cache are deleted every CACHE_SWEEP_EVERY_S seconds once older
+    # than CACHE_MAX_AGE_S (the app's own download folders: service.batch_folder).
+    with gr.Blocks(title="Facial expression recognition",
+                   delete_cache=(CACHE_SWEEP_EVERY_S, CACHE_MAX_AGE_S)) as demo:
         gr.Markdown(
             "# Facial expression recognition\n"
             f"Model **{escape(info['model'])}** (revision `{revision}`, {info['backbone']}) · labels: "

@@ -6,24 +6,37 @@ each with ``threshold``, ``min_face_size``, ``align`` and ``balanced`` query par
 the model's own defaults; the video route also ``sample_fps``, ``max_seconds``, ``smoothing``);
 OpenAPI docs at ``/docs``.
 
-Status codes: 400 an invalid image or video; 411 an upload without ``Content-Length``; 413 a body,
-file, file count or pixel total over the limits of :mod:`app_ui.limits`; 422 an option out of range
-or a video longer than the limit without ``max_seconds``; 503 with ``Retry-After`` when every
-inference slot is taken and the line is full.
+Status codes: 400 an invalid image or video, or a request with both ``Content-Length`` and
+``Transfer-Encoding``; 408 a body that arrives too slowly; 413 a body (counted as it streams),
+file, file count or pixel total over the limits of :mod:`app_ui.limits`; 422 an option out of range,
+a video longer than the limit without ``max_seconds``, or any other :class:`fer_core.FERError`; 503
+with ``Retry-After`` when every inference slot is taken and the line is full. Every ``detail`` is the
+reason a client can act on. Anything else is a bug: it is logged with its traceback (logger
+``app_ui.rest``) and answered 500 with the fixed detail :data:`INTERNAL_ERROR`, never the exception's
+text. Work is bounded too: faces over :data:`~app_ui.limits.MAX_FACES` per image are counted in
+``faces_dropped`` (with a ``note``), a video stops at :data:`~app_ui.limits.MAX_VIDEO_FRAMES`
+decoded frames (``truncated``), and a batch past :data:`~app_ui.limits.REQUEST_BUDGET_S` seconds
+answers the files not started with an error entry.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fer_core import InvalidArgumentError, InvalidImageError, InvalidVideoError
+from fer_core import FERError, InvalidArgumentError
+from fer_core.errors import InputError
 from fer_core.options import (
     DEFAULT_HALF_LIFE_S,
     DEFAULT_VIDEO_SAMPLE_FPS,
@@ -35,7 +48,12 @@ from fer_core.options import (
 from fer_core.video import VIDEO_SUFFIXES
 
 from .limits import MAX_FILES, MAX_UPLOAD_BYTES, MB, RequestTooLargeError, ServerBusyError
-from .service import FERService, VideoTooLongError, public
+from .service import FERService, VideoTooLongError, faces_dropped_note, public
+
+log = logging.getLogger(__name__)
+
+#: The whole ``detail`` of a 500: what went wrong inside stays in the server's log.
+INTERNAL_ERROR = "internal error: the server could not process this request (the error is logged)"
 
 Threshold = Annotated[float | None, Query(ge=THRESHOLD_RANGE[0], le=THRESHOLD_RANGE[1],
                                           description="detection probability threshold; omit for the model's")]
@@ -55,23 +73,64 @@ async def _read_limited(upload: UploadFile) -> bytes:
     return data
 
 
+def http_error(exc: Exception, name: str | None = None) -> HTTPException:
+    """The HTTP answer for an exception raised while serving a request (``name``: the upload's file
+    name, shown instead of the server's temporary path).
+
+    A bad image or video (:class:`fer_core.errors.InputError`) is 400 with its reason; too much
+    work (:class:`~app_ui.limits.RequestTooLargeError`) 413; an option out of range, a video over
+    the length limit or any other :class:`fer_core.FERError` 422 with its message; a full server
+    (:class:`~app_ui.limits.ServerBusyError`) 503 with ``Retry-After``. Anything else is a bug: it
+    is logged here with its traceback and answered 500 :data:`INTERNAL_ERROR`, without its text.
+    """
+    prefix = f"{name}: " if name else ""
+    if isinstance(exc, HTTPException):
+        return exc
+    if isinstance(exc, InputError):
+        return HTTPException(400, f"{prefix}{exc.reason}")
+    if isinstance(exc, RequestTooLargeError):
+        return HTTPException(413, str(exc))
+    if isinstance(exc, ServerBusyError):
+        return HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, (InvalidArgumentError, VideoTooLongError, FERError)):
+        return HTTPException(422, f"{prefix}{exc}")
+    log.error("internal error while serving %s", name or "a request", exc_info=exc)
+    return HTTPException(500, INTERNAL_ERROR)
+
+
 async def _run(name: str | None, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` in a worker thread, the project's errors turned into HTTP answers."""
+    """``fn(*args, **kwargs)`` in a worker thread, every exception turned into an HTTP answer
+    (:func:`http_error`)."""
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
-    except (InvalidImageError, InvalidVideoError) as exc:
-        raise HTTPException(400, f"{name}: {exc.reason}") from exc
-    except RequestTooLargeError as exc:
-        raise HTTPException(413, str(exc)) from exc
-    except (InvalidArgumentError, VideoTooLongError) as exc:
-        raise HTTPException(422, f"{name}: {exc}" if name else str(exc)) from exc
-    except ServerBusyError as exc:
-        raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
+    except Exception as exc:  # each kind is mapped; the rest is a logged 500
+        raise http_error(exc, name) from exc
+
+
+class GuardedRoute(APIRoute):
+    """An :class:`~fastapi.routing.APIRoute` whose endpoint never leaks an exception: whatever a
+    route raises outside :func:`_run` (building its answer, say) is mapped by :func:`http_error`,
+    so a bug is a logged 500 :data:`INTERNAL_ERROR` in the JSON shape of every other error.
+    FastAPI's own answers (HTTP errors, request validation 422) pass through unchanged."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (StarletteHTTPException, RequestValidationError):
+                raise
+            except Exception as exc:  # mapped: 4xx for known errors, a logged 500 else
+                error = http_error(exc)
+                return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+        return guarded
 
 
 def build_router(service: FERService) -> APIRouter:
     """The REST routes bound to ``service``."""
-    router = APIRouter()
+    router = APIRouter(route_class=GuardedRoute)
 
     async def options(threshold: float | None, min_face_size: int, align: bool | None, balanced: bool | None):
         return await _run(None, service.settings, threshold, min_face_size, align, balanced)
@@ -92,17 +151,24 @@ def build_router(service: FERService) -> APIRouter:
                       threshold: Threshold = None, min_face_size: MinFace = 0, align: Align = None,
                       balanced: Balanced = None) -> dict[str, Any]:
         """Faces in one image: each with ``box`` [x1, y1, x2, y2] pixels, ``score``, ``label``,
-        ``probs`` (label -> probability) and ``landmarks``."""
+        ``probs`` (label -> probability) and ``landmarks``; ``faces_dropped`` and ``note`` when
+        more faces were found than the server classifies per image (the highest scores are kept)."""
         opts = await options(threshold, min_face_size, align, balanced)
         data = await _read_limited(file)
-        _, faces = await _run(file.filename, service.predict, data, opts)
-        return {"file": file.filename, "faces": [f.to_dict() for f in faces]}
+        dropped: list[int] = []
+        _, faces = await _run(file.filename, service.predict, data, opts, dropped=dropped)
+        doc: dict[str, Any] = {"file": file.filename, "faces": [f.to_dict() for f in faces]}
+        if sum(dropped):
+            doc |= {"faces_dropped": sum(dropped), "note": faces_dropped_note(sum(dropped))}
+        return doc
 
     @router.post("/api/predict/batch", tags=["predict"])
     async def predict_batch(files: Annotated[list[UploadFile], File(description=f"image files (at most {MAX_FILES})")],
                             threshold: Threshold = None, min_face_size: MinFace = 0, align: Align = None,
                             balanced: Balanced = None) -> dict[str, Any]:
-        """Several images; a bad file gets an ``error`` entry and the others are still processed."""
+        """Several images; a bad file gets an ``error`` entry and the others are still processed
+        (also the files not started within the time budget: "not processed: time budget spent");
+        ``faces_dropped`` and ``note`` where faces were over the per-image or per-request caps."""
         if len(files) > MAX_FILES:
             raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES}")
         opts = await options(threshold, min_face_size, align, balanced)
@@ -119,9 +185,11 @@ def build_router(service: FERService) -> APIRouter:
         threshold: Threshold = None, min_face_size: MinFace = 0, align: Align = None, balanced: Balanced = None,
     ) -> dict[str, Any]:
         """Faces tracked through a video: ``video`` (size, fps, seconds analysed), ``error`` (damaged
-        parts, else null), ``summary`` (per face id: seconds visible, share of time per label) and
-        ``rows`` (per face per analysed frame: ``time_s``, ``face_id``, ``box``, ``label``, smoothed
-        ``probs`` and unsmoothed ``raw_probs``)."""
+        parts, else null), ``truncated`` (why the analysis stopped before the end, e.g. the server's
+        cap on decoded frames, else null), ``faces_dropped`` (faces over the per-frame cap),
+        ``summary`` (per face id: seconds visible, share of time per label) and ``rows`` (per face
+        per analysed frame: ``time_s``, ``face_id``, ``box``, ``label``, smoothed ``probs`` and
+        unsmoothed ``raw_probs``)."""
         opts = await options(threshold, min_face_size, align, balanced)
         data = await _read_limited(file)
         suffix = Path(file.filename or "").suffix.lower()

@@ -34,15 +34,25 @@ from fer_core.video import probe_video
 from fer_core.video_analysis import VideoAnalysis
 
 from .limits import (
+    CACHE_MAX_AGE_S,
+    DOWNLOADS_MAX_BYTES,
+    MAX_FACES,
     MAX_FILES,
+    MAX_REQUEST_FACES,
     MAX_REQUEST_PIXELS,
+    MAX_VIDEO_FRAMES,
     MAX_VIDEO_SECONDS,
+    REQUEST_BUDGET_S,
     InferenceLimiter,
     RequestTooLargeError,
 )
 
-#: Where the app writes its CSV/JSON downloads (pruned after an hour: see :func:`batch_folder`).
+#: Where the app writes its downloads (pruned by age and total size: see :func:`batch_folder`).
 BATCH_ROOT = Path(tempfile.gettempdir()) / "fer_batches"
+#: Download folders younger than this many seconds are never pruned (a request may still be writing them).
+BATCH_MIN_AGE_S = 60.0
+#: The error of a batch file not started before :data:`~app_ui.limits.REQUEST_BUDGET_S` ran out.
+BUDGET_SPENT = "not processed: time budget spent"
 #: The live and monitoring tabs keep the timeline of the last this many seconds.
 LIVE_WINDOW_S = 600.0
 #: Seconds between redraws of their timeline plots.
@@ -112,8 +122,15 @@ class FERService:
         """
         return PredictOptions.for_recognizer(self.recognizer, threshold, min_face_size, align, balanced)
 
-    def predict(self, image: Any, options: PredictOptions) -> tuple[Image.Image, list[FaceResult]]:
-        """Load one image and find and classify its faces.
+    def predict(self, image: Any, options: PredictOptions, *,
+                dropped: list[int] | None = None) -> tuple[Image.Image, list[FaceResult]]:
+        """Load one image and find and classify its faces, at most :data:`~app_ui.limits.MAX_FACES`
+        of them (the highest detection scores).
+
+        Args:
+            image: path, bytes, PIL image or array (see :func:`fer_core.load_image`).
+            options: detection and decision options.
+            dropped: if given, the number of faces found over the cap (0 if none) is appended to it.
 
         Returns:
             The oriented RGB image and its faces (reading order).
@@ -125,25 +142,33 @@ class FERService:
         image_size(image)  # a bad header fails before waiting for a slot
         with self.limiter.slot():  # decoding counts: a 50 MP image is 150 MB of pixels
             pil = load_image(image)
-            return pil, self.recognizer.predict(pil, **options.as_kwargs())
+            return pil, self.recognizer.predict(pil, **options.as_kwargs(), max_faces=MAX_FACES, dropped=dropped)
 
     def predict_many(self, items: list[tuple[str, Any]], options: PredictOptions, *,
-                     keep_images: bool = False) -> list[dict[str, Any]]:
+                     keep_images: bool = False, budget_s: float | None = None) -> list[dict[str, Any]]:
         """Several named images; a bad one gets an ``error`` entry and the rest still run.
 
         Work is bounded before any image is decoded: at most :data:`~app_ui.limits.MAX_FILES`
         files and :data:`~app_ui.limits.MAX_REQUEST_PIXELS` pixels in all (from the headers). The
         images are then decoded and run :data:`~fer_core.detect.MAX_DETECT_BATCH` at a time, so
-        memory holds one chunk, not the whole request.
+        memory holds one chunk, not the whole request. At most :data:`~app_ui.limits.MAX_FACES`
+        faces per image and :data:`~app_ui.limits.MAX_REQUEST_FACES` per request are classified
+        (the highest detection scores within a chunk; earlier chunks first); a file with faces over
+        the caps says how many in ``faces_dropped`` and ``note``. Before each chunk the time since
+        the inference slot was taken is checked against ``budget_s``: once it is spent, every file
+        not yet started gets the error :data:`BUDGET_SPENT` (a partial result, not a timeout).
 
         Args:
             items: ``(name, image)`` pairs (image: path, bytes, PIL...).
             options: detection and decision options.
             keep_images: also keep each decoded image and its :class:`FaceResult` objects under the
                 private keys ``_image`` and ``_faces`` (for drawing; costs the memory of every image).
+            budget_s: seconds of inference for the whole request; ``None``:
+                :data:`~app_ui.limits.REQUEST_BUDGET_S`.
 
         Returns:
-            One dict per item, in order: ``{"file", "faces": [...]}`` or ``{"file", "error"}``.
+            One dict per item, in order: ``{"file", "faces": [...]}`` (plus ``"faces_dropped"``,
+            an int, and ``"note"`` when faces were over the caps) or ``{"file", "error"}``.
 
         Raises:
             RequestTooLargeError: too many files or pixels.
@@ -165,17 +190,30 @@ class FERService:
         if pixels > MAX_REQUEST_PIXELS:
             raise RequestTooLargeError(f"the images hold {pixels / 1e6:.0f} megapixels in all; at most "
                                        f"{MAX_REQUEST_PIXELS / 1e6:.0f} per request (FER_MAX_REQUEST_MEGAPIXELS)")
+        budget = REQUEST_BUDGET_S if budget_s is None else budget_s
         with self.limiter.slot():
+            started, faces_left = time.monotonic(), MAX_REQUEST_FACES
             for start in range(0, len(pending), MAX_DETECT_BATCH):
+                if time.monotonic() - started >= budget:
+                    for i in pending[start:]:
+                        results[i]["error"] = f"{BUDGET_SPENT} (at most {budget:g} s per request, FER_REQUEST_BUDGET_S)"
+                    break
                 loaded = []
                 for i in pending[start:start + MAX_DETECT_BATCH]:
                     try:
                         loaded.append((i, load_image(items[i][1])))
                     except InvalidImageError as exc:
                         results[i]["error"] = exc.reason
-                batches = self.recognizer.predict_batch([img for _, img in loaded], **options.as_kwargs())
-                for (i, img), faces in zip(loaded, batches):
+                dropped: list[int] = []
+                batches = self.recognizer.predict_batch([img for _, img in loaded], **options.as_kwargs(),
+                                                        max_faces=MAX_FACES, max_total_faces=faces_left,
+                                                        dropped=dropped)
+                for (i, img), faces, lost in zip(loaded, batches, dropped):
+                    faces_left -= len(faces)
                     results[i]["faces"] = [f.to_dict() for f in faces]
+                    if lost:
+                        results[i]["faces_dropped"] = lost
+                        results[i]["note"] = faces_dropped_note(lost)
                     if keep_images:
                         results[i]["_image"], results[i]["_faces"] = img, faces
         return results
@@ -192,6 +230,12 @@ class FERService:
             max_seconds: analyse only the first seconds; at most :data:`MAX_VIDEO_SECONDS`.
             smoothing: probability smoothing half-life, seconds (0 = none).
             progress: show a tqdm bar (the UI's ``gr.Progress`` follows it).
+
+        Returns:
+            The :class:`~fer_core.video_analysis.VideoAnalysis`. At most
+            :data:`~app_ui.limits.MAX_VIDEO_FRAMES` frames are decoded (its ``truncated`` says
+            when that stopped it early) and :data:`~app_ui.limits.MAX_FACES` faces classified per
+            frame (the rest counted in ``faces_dropped``).
 
         Raises:
             fer_core.InvalidVideoError: not a readable video.
@@ -210,8 +254,13 @@ class FERService:
                 "per request: send max_seconds to analyse the start only, trim it, or run "
                 "`python -m fer_core VIDEO --timeline OUT` locally")
         with self.limiter.slot():
-            return self.recognizer.analyze_video(path, sample_fps=sample_fps, max_seconds=limit, smoothing=smoothing,
-                                                 progress=progress, **options.as_kwargs())
+            analysis = self.recognizer.analyze_video(path, sample_fps=sample_fps, max_seconds=limit,
+                                                     smoothing=smoothing, progress=progress,
+                                                     max_frames=MAX_VIDEO_FRAMES, max_faces=MAX_FACES,
+                                                     **options.as_kwargs())
+        if analysis.truncated:
+            analysis.truncated += " (this server's limit, FER_MAX_VIDEO_FRAMES)"
+        return analysis
 
 
 class VideoTooLongError(ValueError):
@@ -243,6 +292,13 @@ def write_video_outputs(analysis: VideoAnalysis, folder: Path, annotated: bool =
     return paths
 
 
+def faces_dropped_note(dropped: int) -> str:
+    """What a result says about ``dropped`` faces found over the caps of :mod:`app_ui.limits`."""
+    return (f"{dropped} more face{'s' if dropped != 1 else ''} found than analysed: at most {MAX_FACES} per image "
+            f"and {MAX_REQUEST_FACES} per request (FER_MAX_FACES, FER_MAX_REQUEST_FACES), the highest detection "
+            "scores first")
+
+
 def public(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``results`` without the private ``_``-prefixed keys (what the APIs return)."""
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
@@ -267,15 +323,61 @@ def results_csv(results: list[dict[str, Any]], labels: list[str]) -> str:
     return buf.getvalue()
 
 
-def batch_folder(root: Path, max_age_s: float = 3600.0) -> Path:
-    """A new folder under ``root`` for one batch's downloads; folders older than ``max_age_s``
-    seconds (Gradio has copied their files to its own cache long before) are removed first."""
+def batch_folder(root: Path, max_age_s: float = CACHE_MAX_AGE_S, max_total_bytes: int = DOWNLOADS_MAX_BYTES,
+                 min_age_s: float = BATCH_MIN_AGE_S) -> Path:
+    """A new folder under ``root`` for one request's downloads, after pruning the old ones
+    (:func:`prune_folders`: older than ``max_age_s`` seconds, then the oldest first while all of
+    them hold more than ``max_total_bytes`` bytes). Gradio has copied their files to its own cache
+    long before (that cache is pruned by age too: ``gr.Blocks(delete_cache=...)``).
+    """
+    prune_folders(root, max_age_s=max_age_s, max_total_bytes=max_total_bytes, min_age_s=min_age_s)
+    return Path(tempfile.mkdtemp(dir=root))
+
+
+def prune_folders(root: Path, *, max_age_s: float = CACHE_MAX_AGE_S, max_total_bytes: int = DOWNLOADS_MAX_BYTES,
+                  min_age_s: float = BATCH_MIN_AGE_S) -> list[Path]:
+    """Delete the sub-folders of ``root`` (created if missing) by age, then by total size.
+
+    A folder's age is from its modification time (set when a file is created in it). Folders older than
+    ``max_age_s`` seconds are deleted; then, while the remaining folders hold more than
+    ``max_total_bytes`` bytes in all, the oldest is deleted, except folders younger than
+    ``min_age_s`` seconds (a request may still be writing them), so the total can stay over the
+    cap until they age. Files directly in ``root`` are left alone.
+
+    Args:
+        root: the folder whose sub-folders are pruned.
+        max_age_s: largest age kept, seconds.
+        max_total_bytes: largest total size kept, bytes.
+        min_age_s: folders at most this old are never deleted, seconds.
+
+    Returns:
+        The deleted folders, oldest first.
+    """
     root.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    for old in root.iterdir():
-        if old.is_dir() and now - old.stat().st_mtime > max_age_s:
-            shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(dir=root))
+    folders: list[tuple[float, int, Path]] = []  # (mtime, bytes, folder)
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        try:
+            mtime = folder.stat().st_mtime
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+        except OSError:  # removed meanwhile by another request
+            continue
+        folders.append((mtime, size, folder))
+    folders.sort(key=lambda entry: entry[0])
+    removed = {f for mtime, _, f in folders if now - mtime > max_age_s}
+    total = sum(size for _, size, f in folders if f not in removed)
+    for mtime, size, folder in folders:
+        if total <= max_total_bytes:
+            break
+        if folder not in removed and now - mtime > min_age_s:
+            removed.add(folder)
+            total -= size
+    ordered = [f for _, _, f in folders if f in removed]
+    for folder in ordered:
+        shutil.rmtree(folder, ignore_errors=True)
+    return ordered
 
 
 def write_downloads(results: list[dict[str, Any]], labels: list[str], folder: Path) -> tuple[Path, Path]:

@@ -16,7 +16,7 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 
 from .errors import InvalidArgumentError
-from .options import DEFAULT_THRESHOLD, check_min_face_size, check_threshold
+from .options import DEFAULT_THRESHOLD, MIN_FACE_SIZE_FLOOR, check_max_faces, check_min_face_size, check_threshold
 
 #: Images are downscaled for detection so that their longer side is at most this many pixels;
 #: boxes and landmarks are mapped back to the original image.
@@ -30,6 +30,9 @@ MIN_FACE_FLOOR: int = 20
 
 #: At most this many same-size images go through MTCNN as one batch (bounds its memory).
 MAX_DETECT_BATCH: int = 8
+
+#: MTCNN's first stage (P-Net) looks at 12x12 windows of its scale pyramid.
+P_NET_WINDOW: float = 12.0
 
 #: Faces whose box's longer side is below this fraction of the minimum face size are dropped.
 MIN_FACE_TOLERANCE: float = 0.8
@@ -104,7 +107,9 @@ class FaceDetector:
             min_face_size: overrides the detector's minimum face size (pixels) for this call.
 
         Returns:
-            Detections in reading order (:func:`reading_order`), possibly empty.
+            Detections in reading order (:func:`reading_order`), possibly empty; always empty for an
+            image whose shorter side is below the smallest face size searched for (a 16x16 image
+            with the adaptive 20-pixel minimum, a 200x15 strip): no such face fits in it.
 
         Raises:
             InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range.
@@ -122,7 +127,8 @@ class FaceDetector:
         8 frames per batch on a 2-core CPU, ``benchmarks/bench_video.py``).
 
         Returns:
-            One list of detections per image, in input order.
+            One list of detections per image, in input order (empty for an image too small for the
+            smallest face searched for, as in :meth:`detect`).
 
         Raises:
             InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range.
@@ -139,12 +145,13 @@ class FaceDetector:
             wanted = adaptive_min_face_size(width, height) if min_face is None else min_face
             scale = min(1.0, self.max_side / max(width, height))
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            if min(size) < 12:  # below MTCNN's 12-pixel P-Net window: nothing can be found
-                continue
+            smallest = max(MIN_FACE_SIZE_FLOOR, int(round(wanted * scale)))  # in the (downscaled) image
+            if not _has_pyramid(min(size), smallest):
+                continue  # no face of the smallest size fits in the image: no face (MTCNN would fail)
             small = [images[i] if scale == 1.0 else images[i].resize(size, Image.Resampling.BILINEAR)
                      for i in indices]
             with self._lock, torch.inference_mode():
-                self.mtcnn.min_face_size = max(12, int(round(wanted * scale)))
+                self.mtcnn.min_face_size = smallest
                 batch_boxes, batch_probs, batch_points = self.mtcnn.detect(small, landmarks=True)
             for i, boxes, probs, points in zip(indices, batch_boxes, batch_probs, batch_points):
                 if boxes is not None:
@@ -168,6 +175,51 @@ class FaceDetector:
                 continue  # MTCNN's pyramid can still regress smaller boxes: enforce the minimum
             found.append(Detection((x1, y1, x2, y2), float(prob), pts.reshape(5, 2)))
         return reading_order(found)
+
+
+def _has_pyramid(short_side: int, min_face: int) -> bool:
+    """Whether MTCNN's scale pyramid for an image of this shorter side and this smallest face size
+    (pixels) has a scale: the scales at which a ``min_face``-pixel face fills P-Net's 12-pixel
+    window while the image stays at least 12 pixels. None when the face is larger than the image,
+    and facenet-pytorch then fails (``torch.cat`` of an empty list). Computed as facenet-pytorch
+    does, in floating point: ``47 * (12 / 47)`` is just under 12, so a 47-pixel face in a 47-pixel
+    image has no scale either."""
+    return short_side * (P_NET_WINDOW / min_face) >= P_NET_WINDOW
+
+
+def limit_faces(detections: Sequence[Sequence[Detection]], max_faces: int | None = None,
+                max_total: int | None = None) -> tuple[list[list[Detection]], list[int]]:
+    """Keep at most ``max_faces`` detections per image and ``max_total`` over all images.
+
+    The kept faces are those with the highest detection score (ties: the larger box area), per
+    image first, then over all images; each image's kept faces stay in their original (reading)
+    order. ``None`` means no cap.
+
+    Args:
+        detections: one list of :class:`Detection` per image.
+        max_faces: cap per image (>= 0) or ``None``.
+        max_total: cap over all images (>= 0) or ``None``.
+
+    Returns:
+        ``(kept, dropped)``: one list of detections per image, and the number dropped per image.
+
+    Raises:
+        InvalidArgumentError: a cap is not a whole number >= 0.
+    """
+    max_faces, max_total = check_max_faces(max_faces), check_max_faces(max_total, "max_total")
+
+    def rank(d: Detection) -> tuple[float, float]:
+        return d.score, (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])
+
+    chosen = []  # (image, position) of each face kept by the per-image cap
+    for i, dets in enumerate(detections):
+        order = sorted(range(len(dets)), key=lambda j, dets=dets: rank(dets[j]), reverse=True)
+        chosen.extend((i, j) for j in (order if max_faces is None else order[:max_faces]))
+    if max_total is not None and len(chosen) > max_total:
+        chosen = sorted(chosen, key=lambda ij: rank(detections[ij[0]][ij[1]]), reverse=True)[:max_total]
+    keep = set(chosen)
+    kept = [[d for j, d in enumerate(dets) if (i, j) in keep] for i, dets in enumerate(detections)]
+    return kept, [len(dets) - len(k) for dets, k in zip(detections, kept)]
 
 
 def reading_order(faces: list[Detection]) -> list[Detection]:

@@ -119,6 +119,35 @@ def check_max_seconds(value: Any) -> float | None:
     return number or None
 
 
+def check_max_faces(value: Any, name: str = "max_faces") -> int | None:
+    """``value`` as a cap on faces classified (per image, or over a call); ``None`` means no cap,
+    0 that faces are only counted (detected, none classified).
+
+    Raises:
+        InvalidArgumentError: not a whole number >= 0.
+    """
+    if value is None:
+        return None
+    number = _number(name, value)
+    if number != int(number) or number < 0:
+        raise InvalidArgumentError(f"{name} must be a whole number >= 0 (or None for no limit), got {value}")
+    return int(number)
+
+
+def check_max_frames(value: Any) -> int | None:
+    """``value`` as the most video frames decoded; ``None`` means no cap.
+
+    Raises:
+        InvalidArgumentError: not a whole number >= 1.
+    """
+    if value is None:
+        return None
+    number = _number("max_frames", value)
+    if number != int(number) or number < 1:
+        raise InvalidArgumentError(f"max_frames must be a whole number >= 1 (or None for no limit), got {value}")
+    return int(number)
+
+
 @dataclass(frozen=True)
 class PredictOptions:
     """The options of one :meth:`~fer_core.recognizer.EmotionRecognizer.predict` call, validated.

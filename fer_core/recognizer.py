@@ -18,11 +18,11 @@ from PIL import Image
 
 from .align import crop_face
 from .config import ModelConfig
-from .detect import Detection, FaceDetector
+from .detect import Detection, FaceDetector, limit_faces
 from .errors import InvalidImageError, ModelLoadError
 from .io import ImageInput, load_image
 from .model import CONFIG_NAME, WEIGHTS_NAME, EmotionNet, fuse_batchnorm, load_model
-from .options import DEFAULT_HALF_LIFE_S, DEFAULT_THRESHOLD
+from .options import DEFAULT_HALF_LIFE_S, DEFAULT_THRESHOLD, check_max_faces
 from .preprocess import crops_to_batch
 from .result import FaceResult
 
@@ -155,6 +155,8 @@ class EmotionRecognizer:
         min_face_size: int | None = None,
         align: bool | None = None,
         balanced: bool | None = None,
+        max_faces: int | None = None,
+        dropped: list[int] | None = None,
     ) -> list[FaceResult]:
         """Detect every face in one image and classify them all in one batched forward pass
         (:data:`CLASSIFY_BATCH` faces per pass).
@@ -167,18 +169,24 @@ class EmotionRecognizer:
             balanced: balanced (prior-corrected) probabilities and labels instead of plain ones;
                 ``None`` for the model's default, ``config.balanced`` (see
                 :meth:`EmotionNet.probabilities`).
+            max_faces: classify at most this many faces (>= 0), the highest detection scores
+                first (ties: the larger box), so the work of a crowd photo is bounded; ``None``
+                classifies every face found. The others are dropped, not returned.
+            dropped: if given, the number of faces dropped by ``max_faces`` (0 if none) is
+                appended to it.
 
         Returns:
             One :class:`FaceResult` per face, in reading order (rows top to bottom, left to right); empty if
-            there is no face.
+            there is no face, including an image smaller than the smallest face searched for (e.g.
+            16x16 with the adaptive minimum of 20 px).
 
         Raises:
             InvalidImageError: the image is invalid (see :func:`load_image`).
-            InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
-                model without a class prior.
+            InvalidArgumentError: ``threshold``, ``min_face_size`` or ``max_faces`` out of range, or
+                ``balanced=True`` for a model without a class prior.
         """
         return self.predict_batch([image], threshold=threshold, min_face_size=min_face_size, align=align,
-                                  balanced=balanced)[0]
+                                  balanced=balanced, max_faces=max_faces, dropped=dropped)[0]
 
     def predict_batch(
         self,
@@ -188,6 +196,9 @@ class EmotionRecognizer:
         min_face_size: int | None = None,
         align: bool | None = None,
         balanced: bool | None = None,
+        max_faces: int | None = None,
+        max_total_faces: int | None = None,
+        dropped: list[int] | None = None,
     ) -> list[list[FaceResult]]:
         """:meth:`predict` for several images; the faces of all of them go through the
         classifier together, :data:`CLASSIFY_BATCH` at a time.
@@ -195,18 +206,32 @@ class EmotionRecognizer:
         All images are validated before any work is done, so a bad one fails fast; callers that
         must keep going past bad files (the CLI, the app) load each with :func:`load_image` first.
 
+        Args:
+            images: N images, each anything :meth:`predict` accepts.
+            threshold, min_face_size, align, balanced: as in :meth:`predict`.
+            max_faces: at most this many faces per image (:func:`~fer_core.detect.limit_faces`);
+                ``None``: no cap.
+            max_total_faces: at most this many faces over all the images (the highest scores
+                of the whole call); ``None``: no cap.
+            dropped: if given, one count per image (in input order) of the faces dropped by the caps
+                is appended to it.
+
         Returns:
             One list of :class:`FaceResult` per input image, in input order.
 
         Raises:
             InvalidImageError: an image is invalid (message gives its index).
-            InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range, or ``balanced=True`` for a
-                model without a class prior.
+            InvalidArgumentError: ``threshold``, ``min_face_size``, ``max_faces`` or ``max_total_faces``
+                out of range, or ``balanced=True`` for a model without a class prior.
         """
+        max_faces, max_total_faces = check_max_faces(max_faces), check_max_faces(max_total_faces, "max_total_faces")
         self.model.config.resolve_balanced(balanced)  # a bad request fails before any detection work
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
         detections: list[list[Detection]] = self.detector.detect_batch(pil_images, threshold=threshold,
                                                                        min_face_size=min_face_size)
+        detections, lost = limit_faces(detections, max_faces, max_total_faces)
+        if dropped is not None:
+            dropped.extend(lost)
         return self.classify_detections(pil_images, detections, align=align, balanced=balanced)
 
     def classify_detections(self, images: Sequence[Image.Image], detections: Sequence[Sequence[Detection]], *,
@@ -246,7 +271,8 @@ class EmotionRecognizer:
         """Track every face through a video file and record its expression over time.
 
         See :func:`fer_core.video_analysis.analyze_video` for every option (``threshold``,
-        ``min_face_size``, ``align``, ``balanced``, ``max_missed_s``, ``batch_frames``, ``detect_every``).
+        ``min_face_size``, ``align``, ``balanced``, ``max_missed_s``, ``batch_frames``, ``detect_every``,
+        and the work caps ``max_frames``, decoded frames, and ``max_faces``, faces classified per frame).
 
         Args:
             source: path to a video file (mp4, webm, mov, avi, mkv, ...; audio is ignored).
@@ -258,7 +284,8 @@ class EmotionRecognizer:
 
         Returns:
             A :class:`~fer_core.video_analysis.VideoAnalysis` (``.to_dataframe()``, ``.summary()``,
-            ``.timeline_figure()``, ``.write_annotated(path)``, ``.to_csv(path)``, ``.to_json(path)``).
+            ``.timeline_figure()``, ``.write_annotated(path)``, ``.to_csv(path)``, ``.to_json(path)``;
+            ``.truncated`` says when ``max_frames`` stopped it early).
 
         Raises:
             InvalidVideoError: not a readable video (missing, empty, corrupt, too large frames).

@@ -17,6 +17,7 @@ from types import TracebackType
 import numpy as np
 
 from .errors import InvalidArgumentError, InvalidVideoError
+from .options import check_max_frames
 
 #: File name endings treated as videos by the CLI and the app.
 VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v"})
@@ -142,7 +143,8 @@ class Frame:
 
 
 def iter_frames(source: VideoSource, *, sample_fps: float | None = None, max_seconds: float | None = None,
-                problems: list[str] | None = None) -> Iterator[Frame]:
+                max_frames: int | None = None, problems: list[str] | None = None,
+                truncated: list[str] | None = None) -> Iterator[Frame]:
     """Decode a video file frame by frame (one frame in memory at a time).
 
     Damaged data does not stop the stream: a packet the decoder rejects is skipped (as the
@@ -154,7 +156,13 @@ def iter_frames(source: VideoSource, *, sample_fps: float | None = None, max_sec
         sample_fps: keep at most this many frames per second (the first frame at or after each
             ``1 / sample_fps`` step); ``None`` keeps every frame.
         max_seconds: stop after this many seconds of video; ``None`` for all of it.
+        max_frames: decode at most this many frames (sampled-out frames and frames with a repeated
+            timestamp count too: this bounds the decoding work, whatever the timestamps say; a
+            file of thousands of frames 1/90000 s apart is a fraction of a second long); ``None``
+            for no cap. Decoding stops at the first frame past the cap.
         problems: if given, messages about skipped packets and an early end are appended to it.
+        truncated: if given, a message is appended to it when decoding stopped at ``max_frames``
+            with more frames in the file (the frames before are kept).
 
     Yields:
         :class:`Frame` objects with strictly increasing ``time_s`` (frames whose timestamp does
@@ -163,7 +171,8 @@ def iter_frames(source: VideoSource, *, sample_fps: float | None = None, max_sec
     Raises:
         InvalidVideoError: the file cannot be opened (see :func:`probe_video`) or not one frame
             can be decoded.
-        InvalidArgumentError: ``sample_fps`` or ``max_seconds`` is not positive.
+        InvalidArgumentError: ``sample_fps`` or ``max_seconds`` is not positive, or ``max_frames``
+            not a whole number >= 1.
     """
     import av
 
@@ -171,6 +180,7 @@ def iter_frames(source: VideoSource, *, sample_fps: float | None = None, max_sec
         raise InvalidArgumentError(f"sample_fps must be > 0, got {sample_fps}")
     if max_seconds is not None and not max_seconds > 0:
         raise InvalidArgumentError(f"max_seconds must be > 0, got {max_seconds}")
+    max_frames = check_max_frames(max_frames)
     container, stream = _open(source)
     name = _describe(source)
     stream.thread_type = "AUTO"
@@ -221,6 +231,12 @@ def iter_frames(source: VideoSource, *, sample_fps: float | None = None, max_sec
                 frames = [*frames, *_flush(stream)]
             stop = False
             for frame in frames:
+                if max_frames is not None and state["index"] + 1 >= max_frames:
+                    stop = True  # one frame past the cap: stop decoding, say so
+                    if truncated is not None:
+                        truncated.append(f"stopped after decoding {max_frames} frames ({max(state['last'], 0):.3f} s "
+                                         f"of video), the most decoded per video (max_frames)")
+                    break
                 kept = keep(frame)
                 if kept is not None and max_seconds is not None and kept.time_s >= max_seconds:
                     stop = True

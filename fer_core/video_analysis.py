@@ -15,7 +15,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import InvalidArgumentError
-from .options import DEFAULT_HALF_LIFE_S, check_max_seconds, check_sample_fps, check_smoothing
+from .options import (
+    DEFAULT_HALF_LIFE_S,
+    check_max_faces,
+    check_max_frames,
+    check_max_seconds,
+    check_sample_fps,
+    check_smoothing,
+)
 from .timeline import Timeline, TimelineRow
 from .track import DEFAULT_MAX_MISSED_S, FaceTracker
 from .video import Frame, VideoInfo, VideoSource, VideoWriter, iter_frames, probe_video
@@ -37,15 +44,24 @@ class VideoAnalysis(Timeline):
         half_life_s: the smoothing half-life used, seconds.
         error: ``None`` if the video decoded cleanly; otherwise what was wrong (damaged packets
             skipped, or the file ending early: the rows before that point are kept).
+        max_frames: the cap on decoded frames the analysis ran under (``None``: none).
+        truncated: ``None`` if the analysis ran to the end (of the file or of ``max_seconds``);
+            otherwise why it stopped early (``max_frames`` decoded frames reached): the rows before
+            that point are kept.
+        max_faces: the cap on faces classified per frame (``None``: none).
+        faces_dropped: faces found but not classified because of ``max_faces``, over all frames.
     """
 
     def __init__(self, labels: Sequence[str], source: str, info: VideoInfo, sample_fps: float | None,
-                 half_life_s: float) -> None:
+                 half_life_s: float, max_frames: int | None = None, max_faces: int | None = None) -> None:
         rate = min(info.fps, sample_fps) if sample_fps else info.fps
         super().__init__(labels, frame_period_s=1.0 / rate)
         self.source, self.info = source, info
         self.sample_fps, self.half_life_s = sample_fps, half_life_s
         self.error: str | None = None
+        self.max_frames, self.max_faces = max_frames, max_faces
+        self.truncated: str | None = None
+        self.faces_dropped = 0
 
     @property
     def duration_s(self) -> float:
@@ -62,8 +78,11 @@ class VideoAnalysis(Timeline):
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """:meth:`Timeline.to_dict` plus ``video`` (:meth:`video_dict`) and ``error``."""
-        return {"video": self.video_dict(), "error": self.error, **super().to_dict()}
+        """:meth:`Timeline.to_dict` plus ``video`` (:meth:`video_dict`), ``error``, ``truncated``
+        (``None`` or why the analysis stopped early) and ``faces_dropped`` (faces over ``max_faces``
+        per frame, not classified)."""
+        return {"video": self.video_dict(), "error": self.error, "truncated": self.truncated,
+                "faces_dropped": self.faces_dropped, **super().to_dict()}
 
     def write_annotated(self, path: str | os.PathLike, *, crf: int = 23) -> None:
         """Write the analysed part of the video with tracked boxes, ids and labels (H.264 MP4).
@@ -89,7 +108,7 @@ class VideoAnalysis(Timeline):
         end = self.duration_s
         current: list = []
         with VideoWriter(path, self.info.fps, self.info.width, self.info.height, crf=crf) as writer:
-            for frame in iter_frames(self.source):
+            for frame in iter_frames(self.source, max_frames=self.max_frames):
                 if frame.time_s >= end:
                     break
                 if frame.index in analysed:
@@ -113,6 +132,8 @@ def analyze_video(
     balanced: bool | None = None,
     batch_frames: int = DEFAULT_BATCH_FRAMES,
     detect_every: int = 1,
+    max_frames: int | None = None,
+    max_faces: int | None = None,
 ) -> VideoAnalysis:
     """Track every face through a video file and record its expression probabilities over time.
 
@@ -132,29 +153,43 @@ def analyze_video(
             and landmarks on the frames between (the expression is still classified on every
             frame). 1 (default) detects on every frame; 2 or 3 make analysis much faster, since
             MTCNN is most of the time, while boxes lag a moving face by up to n - 1 frames.
+        max_frames: decode at most this many frames (whether analysed or skipped by ``sample_fps``;
+            see :func:`~fer_core.video.iter_frames`), which bounds the work of a file whatever its
+            timestamps say; past it the analysis stops, keeps the rows so far and says so in
+            ``truncated``. ``None`` (default): no cap.
+        max_faces: classify at most this many faces per frame, the highest detection scores first
+            (:func:`~fer_core.detect.limit_faces`); the others are counted in ``faces_dropped``.
+            ``None`` (default): no cap.
 
     Returns:
         A :class:`VideoAnalysis`; empty (no rows) if no face is ever found. A damaged or truncated
         file that still has decodable frames gives the rows of those frames, and ``error`` says
-        what was wrong.
+        what was wrong; a file cut short by ``max_frames`` gives the rows before the cap, and
+        ``truncated`` says so.
 
     Raises:
         InvalidVideoError: the file is missing, empty, not a video, undecodable from the start, or
             its frames are too large.
         InvalidArgumentError: a parameter is out of range.
     """
+    from .detect import limit_faces
+
     if batch_frames < 1:
         raise InvalidArgumentError(f"batch_frames must be >= 1, got {batch_frames}")
     if not (isinstance(detect_every, int) and detect_every >= 1):
         raise InvalidArgumentError(f"detect_every must be a whole number >= 1, got {detect_every}")
     sample_fps, max_seconds = check_sample_fps(sample_fps), check_max_seconds(max_seconds)
     smoothing = check_smoothing(smoothing)
+    max_frames, max_faces = check_max_frames(max_frames), check_max_faces(max_faces)
     recognizer.config.resolve_balanced(balanced)  # bad requests fail before decoding
     info = probe_video(source)
     tracker = FaceTracker(recognizer.labels, half_life_s=smoothing, max_missed_s=max_missed_s)
-    analysis = VideoAnalysis(recognizer.labels, os.fspath(source), info, sample_fps, float(smoothing))
+    analysis = VideoAnalysis(recognizer.labels, os.fspath(source), info, sample_fps, float(smoothing),
+                             max_frames=max_frames, max_faces=max_faces)
     seconds = min(x for x in (info.duration_s, max_seconds, float("inf")) if x is not None)
     total = round(seconds / analysis.frame_period_s) if seconds < float("inf") else None
+    if max_frames is not None:
+        total = min(total, max_frames) if total is not None else max_frames
     chunk: list[Frame] = []
 
     reused: list = []  # the detections of the last frame the detector ran on
@@ -167,6 +202,9 @@ def analyze_video(
         wanted = [i for i in range(len(chunk)) if (counter[0] + i) % detect_every == 0]
         found = recognizer.detector.detect_batch([images[i] for i in wanted], threshold=threshold,
                                                  min_face_size=min_face_size)
+        if max_faces is not None:
+            found, lost = limit_faces(found, max_faces)
+            analysis.faces_dropped += sum(lost)
         by_index = dict(zip(wanted, found))
         detections = []
         for i in range(len(chunk)):
@@ -181,12 +219,15 @@ def analyze_video(
         chunk.clear()
 
     problems: list[str] = []
+    truncated: list[str] = []
     with tqdm(total=total, unit="frame", desc=os.path.basename(os.fspath(source)), disable=not progress) as bar:
-        for frame in iter_frames(source, sample_fps=sample_fps, max_seconds=max_seconds, problems=problems):
+        for frame in iter_frames(source, sample_fps=sample_fps, max_seconds=max_seconds, max_frames=max_frames,
+                                 problems=problems, truncated=truncated):
             chunk.append(frame)
             if len(chunk) >= batch_frames:
                 flush()
         if chunk:
             flush()
     analysis.error = "; ".join(problems) or None
+    analysis.truncated = "; ".join(truncated) or None
     return analysis

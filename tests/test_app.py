@@ -15,7 +15,7 @@ from PIL import Image
 
 from app_ui.launch import app_server
 from tests.conftest import ROOT
-from tests.video_clips import write_two_face_clip
+from tests.video_clips import dense_clip, write_two_face_clip
 
 ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 UPLOAD_LIMIT_MB = 2
@@ -223,3 +223,63 @@ def test_rest_predict_video_and_its_limits(server, clip):
     r = httpx.post(f"{server}/api/predict/video", files={"file": ("big.mp4", big, "video/mp4")})
     assert r.status_code == 413
     assert "/api/predict/video" in httpx.get(f"{server}/openapi.json").json()["paths"]
+
+
+def png(size) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (120, 110, 100)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+#: Every short side from 1 to 24 px (12..19 used to be a 500: MTCNN's empty scale pyramid).
+TINY = [(16, 16), (200, 15), (15, 200), *[(n, n) for n in range(1, 25)], *[(200, n) for n in range(1, 25)],
+        *[(n, 200) for n in range(1, 25)]]
+
+
+def test_tiny_images_are_no_face_in_every_api(server, client, tmp_path):
+    for size in TINY:
+        r = httpx.post(f"{server}/api/predict", files={"file": (f"{size[0]}x{size[1]}.png", png(size), "image/png")},
+                       timeout=60)
+        assert r.status_code == 200 and r.json()["faces"] == [], (size, r.text)
+    files = [("files", (f"{n}.png", png((n, n)), "image/png")) for n in range(1, 25)]
+    r = httpx.post(f"{server}/api/predict/batch", files=files, timeout=60)
+    assert r.status_code == 200 and [x["faces"] for x in r.json()["results"]] == [[]] * 24
+    for size in ((16, 16), (200, 15), (15, 200), (12, 12), (19, 40)):
+        path = tmp_path / f"{size[0]}x{size[1]}.png"
+        path.write_bytes(png(size))
+        assert client.predict(handle_file(str(path)), api_name="/predict") == []
+        assert client.predict([handle_file(str(path))], api_name="/predict_batch")[0]["faces"] == []
+
+
+def test_tiny_video_is_no_face_in_both_apis(server, client, tmp_path):
+    from fer_core.video import VideoWriter
+
+    path = tmp_path / "tiny.mp4"
+    with VideoWriter(path, 10, 16, 16) as writer:
+        for i in range(10):
+            writer.write(np.full((16, 16, 3), 20 * i, np.uint8))
+    r = httpx.post(f"{server}/api/predict/video", params={"sample_fps": 0},
+                   files={"file": ("tiny.mp4", path.read_bytes(), "video/mp4")}, timeout=60)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["frames_analyzed"] == 10 and doc["summary"] == [] and doc["error"] is None and doc["truncated"] is None
+    doc = client.predict(handle_file(str(path)), 0, api_name="/predict_video")
+    assert doc["frames_analyzed"] == 10 and doc["rows"] == []
+
+
+def test_video_decoding_stops_at_the_frame_cap(server, client, tmp_path):
+    """3,600 frames 1/90000 s apart: 0.04 s by its timestamps, under the 2.5 s limit; the frame cap
+    (FER_MAX_VIDEO_FRAMES, here 2.5 s x 60 = 150 by default) stops it and the answer says so."""
+    import time
+
+    clip = dense_clip(tmp_path / "dense.mp4")
+    start = time.perf_counter()
+    r = httpx.post(f"{server}/api/predict/video", params={"sample_fps": 0},
+                   files={"file": ("dense.mp4", clip.read_bytes(), "video/mp4")}, timeout=120)
+    seconds = time.perf_counter() - start
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["frames_analyzed"] == 150 and "stopped after decoding 150 frames" in doc["truncated"]
+    assert "FER_MAX_VIDEO_FRAMES" in doc["truncated"] and seconds < 60
+    doc = client.predict(handle_file(str(clip)), 0, api_name="/predict_video")
+    assert doc["frames_analyzed"] == 150 and "FER_MAX_VIDEO_FRAMES" in doc["truncated"]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 from PIL import Image
 
 from tests.conftest import ROOT
@@ -82,3 +83,20 @@ def test_cli_video_timeline_annotate_and_bad_video(tmp_path, ferplus, model_dir)
     (doc,) = json.loads(proc.stdout)
     assert doc["video"]["seconds_analyzed"] == 1.0 and len(doc["summary"]) == 2
     assert all(abs(sum(s["shares"].values()) - 1) < 1e-3 for s in doc["summary"])
+
+
+def test_cli_tiny_images_and_video_are_no_face(tmp_path, model_dir):
+    from fer_core.video import VideoWriter
+
+    sizes = [(16, 16), (200, 15), (15, 200), *[(n, n) for n in range(1, 25)], *[(200, n) for n in range(1, 25)],
+             *[(n, 200) for n in range(1, 25)]]
+    for i, size in enumerate(sizes):
+        Image.new("RGB", size, (120, 110, 100)).save(tmp_path / f"{i:03d}_{size[0]}x{size[1]}.png")
+    with VideoWriter(tmp_path / "tiny.mp4", 10, 16, 16) as writer:
+        for _ in range(5):
+            writer.write(np.full((16, 16, 3), 128, np.uint8))
+    proc = run_cli(tmp_path, "--json", "--model", model_dir, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    docs = json.loads(proc.stdout)
+    assert len(docs) == len(sizes) + 1
+    assert all(d["faces"] == [] for d in docs[:-1]) and docs[-1]["summary"] == [] and docs[-1]["error"] is None

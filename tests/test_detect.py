@@ -110,3 +110,43 @@ def test_detect_batch_matches_one_by_one_across_sizes_and_chunks(detector, astro
         for a, b in zip(single, found):
             assert np.allclose(a.box, b.box, atol=0.5) and abs(a.score - b.score) < 1e-3
     assert batched[1][0].box[0] == pytest.approx(detector.detect(astro)[0].box[0], abs=0.5)
+
+
+#: Every short side from 1 to 24 px, square and as a strip either way (the 12..19 px ones used to crash
+#: MTCNN: an image below the smallest face size gives it an empty scale pyramid).
+TINY_SIZES = [s for n in range(1, 25) for s in ((n, n), (200, n), (n, 200))]
+
+
+def test_image_smaller_than_the_smallest_face_is_no_face_not_an_error(detector):
+    for size in TINY_SIZES:
+        image = Image.new("RGB", size, (120, 110, 100))
+        assert detector.detect(image) == [], size  # adaptive: at least 20 px
+        assert detector.detect(image, min_face_size=12) == [], size
+    assert detector.detect_batch([Image.new("RGB", s) for s in TINY_SIZES]) == [[]] * len(TINY_SIZES)
+    # an explicit minimum larger than the image, and a strip that downscaling makes thinner than it
+    assert detector.detect(Image.new("RGB", (60, 60)), min_face_size=100) == []
+    assert detector.detect(Image.new("RGB", (4000, 30)), min_face_size=20) == []
+    for n in (47, 94, 147):  # n * (12 / n) < 12 in floating point: a face as large as the image, no scale
+        assert detector.detect(Image.new("RGB", (n, n + 30)), min_face_size=n) == []
+    assert detector.detect(Image.new("RGB", (48, 70)), min_face_size=48) == []  # one scale: runs, finds none
+
+
+def test_limit_faces_keeps_the_highest_scores_in_reading_order():
+    from fer_core.detect import Detection, limit_faces
+
+    lm = np.zeros((5, 2), np.float32)
+
+    def det(x, score, side=50):
+        return Detection((x, 0, x + side, side), score, lm)
+
+    a = [det(0, 0.95), det(100, 0.99), det(200, 0.97), det(300, 0.97, side=80)]
+    b = [det(0, 0.98), det(100, 0.96)]
+    kept, dropped = limit_faces([a, b], max_faces=2)
+    assert [[d.box[0] for d in k] for k in kept] == [[100, 300], [0, 100]] and dropped == [2, 0]  # tie: larger box
+    kept, dropped = limit_faces([a, b], max_faces=2, max_total=3)
+    assert [[d.box[0] for d in k] for k in kept] == [[100, 300], [0]] and dropped == [2, 1]
+    kept, dropped = limit_faces([a, b], max_total=0)
+    assert kept == [[], []] and dropped == [4, 2]
+    assert limit_faces([a, []])[1] == [0, 0]
+    with pytest.raises(ValueError, match="max_faces"):
+        limit_faces([a], max_faces=-1)

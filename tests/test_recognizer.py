@@ -108,3 +108,38 @@ def test_bundled_default_model_agrees_with_ferplus_votes_on_the_canvas(canvas, f
     faces = EmotionRecognizer.from_pretrained().predict(canvas[0])
     expected = [LABELS[majority_label(ferplus_votes[name])] for name in CANVAS_CROPS]
     assert [f.label for f in faces] == expected  # through detection, alignment and cropping
+
+
+@pytest.mark.parametrize("size", [(16, 16), (200, 15), (15, 200), *[(n, n) for n in range(1, 25)],
+                                  *[(200, n) for n in range(1, 25)], *[(n, 200) for n in range(1, 25)]])
+def test_tiny_image_is_no_face_not_an_error(recognizer, size):
+    image = Image.new("RGB", size, (120, 110, 100))
+    assert recognizer.predict(image) == []
+    assert recognizer.predict(np.asarray(image), min_face_size=12) == []
+
+
+def test_max_faces_bounds_classification_and_reports_the_rest(recognizer, canvas, astronaut, monkeypatch):
+    image, _ = canvas
+    every = recognizer.predict(image)
+    assert len(every) == 6
+    classified = []
+    real = recognizer._probabilities
+
+    def counting(crops, *args):  # the real classifier, counted
+        classified.append(len(crops))
+        return real(crops, *args)
+
+    monkeypatch.setattr(recognizer, "_probabilities", counting)
+    dropped: list[int] = []
+    two = recognizer.predict(image, max_faces=2, dropped=dropped)
+    assert classified == [2] and dropped == [4]
+    best = sorted(every, key=lambda f: -f.score)[:2]
+    assert {f.box for f in two} == {f.box for f in best}
+    assert [f.box for f in two] == [f.box for f in every if f.box in {b.box for b in best}]  # reading order
+    dropped.clear()
+    batch = recognizer.predict_batch([image, astronaut, image], max_faces=4, max_total_faces=5, dropped=dropped)
+    assert sum(map(len, batch)) == 5 and sum(dropped) == 13 - 5 and all(len(b) <= 4 for b in batch)
+    dropped.clear()
+    assert recognizer.predict(astronaut, max_faces=1, dropped=dropped) and dropped == [0]
+    with pytest.raises(ValueError, match="max_faces"):
+        recognizer.predict(image, max_faces=1.5)

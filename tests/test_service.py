@@ -1,4 +1,5 @@
-"""app_ui.service helpers: the CSV of a batch, pruning of download folders."""
+"""app_ui.service: the CSV of a batch, pruning of download folders by age and size, the caps on faces
+and time per request."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import time
 
 import pytest
 
-from app_ui.service import batch_folder, results_csv
+from app_ui import service as service_module
+from app_ui.service import BUDGET_SPENT, FERService, batch_folder, prune_folders, results_csv
 from fer_core import LABELS
 
 
@@ -46,3 +48,74 @@ def test_gr_api_files_must_come_from_the_upload_folder(tmp_path, monkeypatch):
     for outside in ("/etc/passwd", str(tmp_path / "uploads" / ".." / "secret.jpg")):
         with pytest.raises(gr.Error, match="must be uploaded"):
             uploaded_path({"path": outside})
+
+
+def _folder(root, name, size, age_s):
+    folder = root / name
+    folder.mkdir()
+    (folder / "data.bin").write_bytes(b"x" * size)
+    past = time.time() - age_s
+    os.utime(folder, (past, past))
+    return folder
+
+
+def test_prune_folders_by_age_then_total_size_oldest_first(tmp_path):
+    old = _folder(tmp_path, "old", 10, age_s=5000)
+    a = _folder(tmp_path, "a", 400, age_s=3000)
+    b = _folder(tmp_path, "b", 400, age_s=2000)
+    c = _folder(tmp_path, "c", 400, age_s=1000)
+    fresh = _folder(tmp_path, "fresh", 400, age_s=10)  # may still be written: never removed
+    (tmp_path / "loose.txt").write_text("a file, not a folder: left alone")
+    removed = prune_folders(tmp_path, max_age_s=3600, max_total_bytes=900, min_age_s=60)
+    assert removed == [old, a, b] and c.is_dir() and fresh.is_dir() and (tmp_path / "loose.txt").exists()
+    assert prune_folders(tmp_path, max_age_s=3600, max_total_bytes=900, min_age_s=60) == []
+    assert prune_folders(tmp_path, max_age_s=3600, max_total_bytes=0, min_age_s=60) == [c]  # fresh stays
+    assert fresh.is_dir() and prune_folders(tmp_path / "new", max_total_bytes=0) == []  # a missing root is made
+    # batch_folder prunes by the same rules before it makes the new folder
+    big = _folder(tmp_path, "big", 2000, age_s=600)
+    new = batch_folder(tmp_path, max_age_s=3600, max_total_bytes=1000, min_age_s=60)
+    assert new.is_dir() and not big.exists() and fresh.is_dir()
+
+
+@pytest.fixture
+def service(recognizer):
+    return FERService(recognizer, "test")
+
+
+def test_batch_stops_at_its_time_budget_with_a_clear_partial_result(service, astronaut, monkeypatch):
+    monkeypatch.setattr(service_module, "MAX_DETECT_BATCH", 1)  # one image per chunk
+
+    def slow(images, dropped, **kwargs):  # 0.3 s of "inference" per image, no face
+        time.sleep(0.3)
+        dropped.extend(0 for _ in images)
+        return [[] for _ in images]
+
+    monkeypatch.setattr(service.recognizer, "predict_batch", slow)
+    items = [(f"{i}.png", astronaut) for i in range(8)]
+    start = time.perf_counter()
+    results = service.predict_many(items, service.defaults(), budget_s=1.0)
+    assert time.perf_counter() - start < 3
+    done = [r for r in results if "faces" in r]
+    skipped = [r for r in results if "error" in r]
+    assert 2 <= len(done) <= 5 and len(done) + len(skipped) == 8, results
+    assert results[: len(done)] == done  # the first files ran, the rest did not start
+    assert all(r["error"].startswith(BUDGET_SPENT) and "FER_REQUEST_BUDGET_S" in r["error"] for r in skipped)
+    assert [r["file"] for r in results] == [name for name, _ in items]
+
+
+def test_faces_over_the_caps_are_reported_per_file(service, canvas, astronaut, monkeypatch):
+    monkeypatch.setattr(service_module, "MAX_FACES", 4)
+    monkeypatch.setattr(service_module, "MAX_REQUEST_FACES", 5)
+    image = canvas[0]
+    results = service.predict_many([("a.png", image), ("astro.png", astronaut), ("b.png", image)],
+                                   service.defaults())
+    kept = [len(r["faces"]) for r in results]
+    assert sum(kept) == 5 and all(k <= 4 for k in kept)
+    assert sum(r.get("faces_dropped", 0) for r in results) == 13 - 5
+    for r in results:
+        assert ("note" in r) == (r.get("faces_dropped", 0) > 0)
+        if "note" in r:
+            assert "FER_MAX_FACES" in r["note"] and f"{r['faces_dropped']} more face" in r["note"]
+    dropped: list[int] = []
+    _, faces = service.predict(image, service.defaults(), dropped=dropped)
+    assert len(faces) == 4 and dropped == [2]

@@ -18,6 +18,7 @@ from tests.video_clips import (
     FPS,
     SECONDS,
     SWITCH_S,
+    dense_clip,
     grey_clip,
     two_face_frames,
     write_two_face_clip,
@@ -204,3 +205,58 @@ def test_bad_files_raise_invalid_video_error(recognizer, clip, tmp_path, monkeyp
     monkeypatch.setattr(video_module, "MAX_VIDEO_PIXELS", 640 * 479)
     with pytest.raises(InvalidVideoError, match="exceed the limit"):
         recognizer.analyze_video(clip, progress=False)
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory):
+    """3,600 frames 1/90000 s apart: 0.04 s by its timestamps."""
+    return dense_clip(tmp_path_factory.mktemp("dense") / "dense.mp4")
+
+
+def test_max_frames_bounds_decoding_whatever_the_timestamps_say(dense):
+    info = probe_video(dense)
+    assert info.frames == 3600 and info.duration_s < 0.05
+    truncated: list[str] = []
+    frames = list(iter_frames(dense, max_frames=100, truncated=truncated))
+    assert len(frames) == 100 and frames[-1].index == 99 and "stopped after decoding 100 frames" in truncated[0]
+    truncated.clear()
+    assert len(list(iter_frames(dense, max_frames=100, sample_fps=5, truncated=truncated))) == 1
+    assert truncated  # sampled-out frames count: the cap is on decoding work
+    truncated.clear()
+    assert len(list(iter_frames(dense, max_frames=3600, truncated=truncated))) == 3600 and not truncated
+    with pytest.raises(InvalidArgumentError, match="max_frames"):
+        next(iter_frames(dense, max_frames=0))
+
+
+def test_analysis_stops_at_max_frames_and_says_so(recognizer, dense, tmp_path):
+    import time
+
+    start = time.perf_counter()
+    analysis = recognizer.analyze_video(dense, max_frames=120, progress=False)
+    seconds = time.perf_counter() - start
+    assert len(analysis.frames) == 120 and analysis.error is None and seconds < 30
+    assert "stopped after decoding 120 frames" in analysis.truncated and analysis.max_frames == 120
+    doc = analysis.to_dict()
+    assert doc["truncated"] == analysis.truncated and doc["frames_analyzed"] == 120 and doc["faces_dropped"] == 0
+    analysis.write_annotated(tmp_path / "out.mp4")  # drawing is bounded by the same cap
+    assert probe_video(tmp_path / "out.mp4").frames <= 121
+    full = recognizer.analyze_video(dense, max_frames=3600, sample_fps=5, progress=False)
+    assert full.truncated is None and len(full.frames) == 1
+
+
+def test_tiny_video_is_no_face_not_an_error(recognizer, tmp_path):
+    from fer_core.video import VideoWriter
+
+    for width, height in ((16, 16), (200, 14), (14, 200)):
+        path = tmp_path / f"tiny_{width}x{height}.mp4"
+        with VideoWriter(path, 10, width, height) as writer:
+            for i in range(10):
+                writer.write(np.full((height, width, 3), 20 * i, np.uint8))
+        analysis = recognizer.analyze_video(path, progress=False)
+        assert len(analysis.frames) == 10 and not analysis.rows and analysis.error is None
+
+
+def test_max_faces_per_frame(recognizer, clip):
+    one = recognizer.analyze_video(clip, max_seconds=1, max_faces=1, progress=False)
+    assert [n for _, _, n in one.faces_per_frame()] == [1] * 10 and one.faces_dropped == 10
+    assert one.to_dict()["faces_dropped"] == 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -63,4 +64,25 @@ def grey_clip(path: Path, seconds: float = 1.0, fps: int = FPS) -> Path:
     with VideoWriter(path, fps, *SIZE) as writer:
         for _ in range(round(fps * seconds)):
             writer.write(np.full((SIZE[1], SIZE[0], 3), 128, np.uint8))
+    return path
+
+
+def dense_clip(path: Path, frames: int = 3600, size: tuple[int, int] = (64, 64), codec: str = "libx264") -> Path:
+    """A clip of ``frames`` frames 1/90000 s apart (time base 1/90000, one tick per frame): a few
+    tens of KB and 0.04 s long by its timestamps, however many frames it holds, so a cap on
+    seconds does not bound its decoding work. Frames are grey with a moving bar (each one differs)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=90000)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.time_base = Fraction(1, 90000)
+        stream.codec_context.time_base = Fraction(1, 90000)
+        for i in range(frames):
+            rgb = np.full((size[1], size[0], 3), 128, np.uint8)
+            rgb[:, i % size[0]] = 255
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 90000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return path
