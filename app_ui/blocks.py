@@ -59,6 +59,7 @@ from .service import (
     batch_folder,
     faces_dropped_note,
     faces_table,
+    frame_html,
     public,
     video_summary_table,
     write_downloads,
@@ -204,7 +205,7 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         plot = gr.skip()
         if state["plotted"] is None or now - state["plotted"] >= LIVE_PLOT_EVERY_S:
             plot, state["plotted"] = state["timeline"].timeline_figure(max_faces=4), now
-        return out, bars_html(faces, labels), status, plot, state
+        return frame_html(out), bars_html(faces, labels), status, plot, state
 
     def new_live_state() -> dict[str, Any]:
         return {"tracker": FaceTracker(labels), "timeline": Timeline(labels, window_s=LIVE_WINDOW_S), "t0": None,
@@ -370,7 +371,9 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
             with gr.Tab("Live webcam"):
                 with gr.Row():
                     cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam")
-                    live_out = gr.Image(label="Live", elem_id="live-out")
+                    # HTML with a data URL, not gr.Image: Gradio saves image outputs to its cache,
+                    # and a webcam stream must leave no face image on disk (README, Limits)
+                    live_out = gr.HTML(elem_id="live-out")
                 live_status = gr.Markdown(elem_id="live-status")
                 live_bars = gr.HTML(elem_id="live-bars")
                 live_plot = gr.Plot(label=f"Timeline (last {LIVE_WINDOW_S / 60:.0f} minutes, redrawn every "

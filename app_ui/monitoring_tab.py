@@ -18,8 +18,6 @@ Everything goes through :mod:`monitoring` (the same store, login and
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
 import time
 from dataclasses import dataclass
@@ -41,7 +39,7 @@ from monitoring.security import AuthError
 from monitoring.settings import MonitoringSettings
 
 from .limits import ServerBusyError
-from .service import LIVE_PLOT_EVERY_S, LIVE_WINDOW_S, FERService
+from .service import LIVE_PLOT_EVERY_S, LIVE_WINDOW_S, FERService, frame_html
 
 #: Browser code of the Log in button: post the form to the cookie route; hand Python only the
 #: error text (never the password).
@@ -104,14 +102,6 @@ def session_figure(rows: list[dict[str, Any]], title: str, step_s: int = 1) -> F
     axes[0].set_title(title)
     axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return fig
-
-
-def frame_html(image: Any, quality: int = 80) -> str:
-    """An ``<img>`` holding ``image`` (PIL) as a JPEG data URL: shown by the browser, never a file."""
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, "JPEG", quality=quality)
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img alt="tracked faces" style="max-width:100%" src="data:image/jpeg;base64,{data}">'
 
 
 def build_monitoring_tab(service: FERService, context: MonitoringContext | None, disabled_reason: str) -> None:

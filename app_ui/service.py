@@ -6,6 +6,7 @@ this, so they return the same JSON for the same image.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -233,8 +234,9 @@ class FERService:
 
         Returns:
             The :class:`~fer_core.video_analysis.VideoAnalysis`. At most
-            :data:`~app_ui.limits.MAX_VIDEO_FRAMES` frames are decoded (its ``truncated`` says
-            when that stopped it early) and :data:`~app_ui.limits.MAX_FACES` faces classified per
+            :data:`~app_ui.limits.MAX_VIDEO_FRAMES` frames are decoded for at most
+            :data:`~app_ui.limits.REQUEST_BUDGET_S` seconds (its ``truncated`` says when either
+            stopped it early) and :data:`~app_ui.limits.MAX_FACES` faces classified per
             frame (the rest counted in ``faces_dropped``).
 
         Raises:
@@ -257,9 +259,9 @@ class FERService:
             analysis = self.recognizer.analyze_video(path, sample_fps=sample_fps, max_seconds=limit,
                                                      smoothing=smoothing, progress=progress,
                                                      max_frames=MAX_VIDEO_FRAMES, max_faces=MAX_FACES,
-                                                     **options.as_kwargs())
+                                                     time_budget_s=REQUEST_BUDGET_S, **options.as_kwargs())
         if analysis.truncated:
-            analysis.truncated += " (this server's limit, FER_MAX_VIDEO_FRAMES)"
+            analysis.truncated += " (this server's limits, FER_MAX_VIDEO_FRAMES and FER_REQUEST_BUDGET_S)"
         return analysis
 
 
@@ -302,6 +304,15 @@ def faces_dropped_note(dropped: int) -> str:
 def public(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``results`` without the private ``_``-prefixed keys (what the APIs return)."""
     return [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+
+
+def frame_html(image: Any, quality: int = 80) -> str:
+    """An ``<img>`` holding ``image`` (PIL) as a JPEG data URL: shown by the browser, never a file
+    (the live and monitoring tabs: Gradio would save an image output to its cache folder)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img alt="tracked faces" style="max-width:100%" src="data:image/jpeg;base64,{data}">'
 
 
 def faces_table(faces: list[FaceResult]) -> list[list[Any]]:

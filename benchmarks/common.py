@@ -60,3 +60,13 @@ def server_rss_mb(url: str) -> float:
         except (psutil.AccessDenied, psutil.NoSuchProcess):
             continue
     return float("nan")
+
+
+def many_faces_image(face: Image.Image, per_side: int = 16, cell: int = 110) -> Image.Image:
+    """A ``per_side`` x ``per_side`` grid of copies of ``face`` (each ``cell`` px): a crowd photo of
+    ``per_side ** 2`` faces (16 x 110 px: 1760x1760, 256 faces)."""
+    tile = face.resize((cell, cell))
+    canvas = Image.new("RGB", (per_side * cell, per_side * cell), (128, 128, 128))
+    for i in range(per_side * per_side):
+        canvas.paste(tile, ((i % per_side) * cell, (i // per_side) * cell))
+    return canvas

@@ -272,7 +272,8 @@ class EmotionRecognizer:
 
         See :func:`fer_core.video_analysis.analyze_video` for every option (``threshold``,
         ``min_face_size``, ``align``, ``balanced``, ``max_missed_s``, ``batch_frames``, ``detect_every``,
-        and the work caps ``max_frames``, decoded frames, and ``max_faces``, faces classified per frame).
+        and the work caps ``max_frames``, decoded frames, ``max_faces``, faces classified per frame,
+        and ``time_budget_s``, seconds of analysis).
 
         Args:
             source: path to a video file (mp4, webm, mov, avi, mkv, ...; audio is ignored).
@@ -285,7 +286,7 @@ class EmotionRecognizer:
         Returns:
             A :class:`~fer_core.video_analysis.VideoAnalysis` (``.to_dataframe()``, ``.summary()``,
             ``.timeline_figure()``, ``.write_annotated(path)``, ``.to_csv(path)``, ``.to_json(path)``;
-            ``.truncated`` says when ``max_frames`` stopped it early).
+            ``.truncated`` says when ``max_frames`` or ``time_budget_s`` stopped it early).
 
         Raises:
             InvalidVideoError: not a readable video (missing, empty, corrupt, too large frames).

@@ -8,6 +8,7 @@ face per frame are kept.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +135,7 @@ def analyze_video(
     detect_every: int = 1,
     max_frames: int | None = None,
     max_faces: int | None = None,
+    time_budget_s: float | None = None,
 ) -> VideoAnalysis:
     """Track every face through a video file and record its expression probabilities over time.
 
@@ -160,6 +162,9 @@ def analyze_video(
         max_faces: classify at most this many faces per frame, the highest detection scores first
             (:func:`~fer_core.detect.limit_faces`); the others are counted in ``faces_dropped``.
             ``None`` (default): no cap.
+        time_budget_s: stop analysing after this many seconds of wall time (checked after each
+            batch of ``batch_frames`` frames), keep the rows so far and say so in ``truncated``.
+            ``None`` (default): no limit.
 
     Returns:
         A :class:`VideoAnalysis`; empty (no rows) if no face is ever found. A damaged or truncated
@@ -181,6 +186,8 @@ def analyze_video(
     sample_fps, max_seconds = check_sample_fps(sample_fps), check_max_seconds(max_seconds)
     smoothing = check_smoothing(smoothing)
     max_frames, max_faces = check_max_frames(max_frames), check_max_faces(max_faces)
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise InvalidArgumentError(f"time_budget_s must be positive, got {time_budget_s}")
     recognizer.config.resolve_balanced(balanced)  # bad requests fail before decoding
     info = probe_video(source)
     tracker = FaceTracker(recognizer.labels, half_life_s=smoothing, max_missed_s=max_missed_s)
@@ -220,12 +227,18 @@ def analyze_video(
 
     problems: list[str] = []
     truncated: list[str] = []
+    started = time.monotonic()
     with tqdm(total=total, unit="frame", desc=os.path.basename(os.fspath(source)), disable=not progress) as bar:
         for frame in iter_frames(source, sample_fps=sample_fps, max_seconds=max_seconds, max_frames=max_frames,
                                  problems=problems, truncated=truncated):
             chunk.append(frame)
             if len(chunk) >= batch_frames:
+                at_s = chunk[-1].time_s
                 flush()
+                if time_budget_s is not None and time.monotonic() - started > time_budget_s:
+                    truncated.append(f"stopped after {time_budget_s:.0f} s of analysis at {at_s:.3f} s of video "
+                                     "(time_budget_s)")
+                    break
         if chunk:
             flush()
     analysis.error = "; ".join(problems) or None

@@ -244,6 +244,13 @@ def test_analysis_stops_at_max_frames_and_says_so(recognizer, dense, tmp_path):
     assert full.truncated is None and len(full.frames) == 1
 
 
+def test_analysis_stops_at_its_time_budget_and_says_so(recognizer, dense):
+    analysis = recognizer.analyze_video(dense, time_budget_s=0.001, batch_frames=16, progress=False)
+    assert len(analysis.frames) == 16 and "time_budget_s" in analysis.truncated  # one batch, then the check
+    with pytest.raises(InvalidArgumentError, match="time_budget_s"):
+        recognizer.analyze_video(dense, time_budget_s=0, progress=False)
+
+
 def test_tiny_video_is_no_face_not_an_error(recognizer, tmp_path):
     from fer_core.video import VideoWriter
 
