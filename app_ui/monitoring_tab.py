@@ -288,7 +288,7 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
     login_button.click(after_login, [username, password], [status, subject, password], js=LOGIN_JS, **private)
     logout_button.click(after_logout, None, [status, subject, past, csv_link], js=LOGOUT_JS, **private)
     create_button.click(create_subject, [new_label], [subject, new_label], **private)
-    erase_button.click(erase_subject, [subject], [subject, past, live_status], js=ERASE_JS, **private)
+    erase_button.click(erase_subject, [subject], [subject, past, status], js=ERASE_JS, **private)
     subject.change(on_subject, [subject], past, **private)
     start_button.click(start, [subject, live], [live, live_status, cam], **private)
     cam.stream(frame, [cam, live], [shown, live_status, live_plot], stream_every=0.2, concurrency_limit=2,

@@ -106,7 +106,7 @@ def test_monitoring_tab_session_history_erasure_and_no_image_on_disk(playwright,
             # erase from the tab (admins, after a confirmation)
             page.on("dialog", lambda dialog: dialog.accept())
             page.locator("#mon-erase").click()
-            page.wait_for_function("document.querySelector('#mon-live-status').innerText.includes('erased')",
+            page.wait_for_function("document.querySelector('#mon-status').innerText.includes('erased')",
                                    timeout=30_000)
         finally:
             browser.close()
