@@ -36,7 +36,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+import anyio
+
 from .limits import MAX_REQUEST_BYTES, MB, RETRY_AFTER_S, env_number
+from .memory import trim
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,6 +53,8 @@ DEFAULT_BODY_BYTES: int = int(env_number("FER_MAX_JSON_KB", 1024) * 1024)
 BODY_IDLE_S: float = env_number("FER_BODY_IDLE_S", 10)
 #: Longest time to receive one whole body, seconds (408 after it).
 BODY_DEADLINE_S: float = env_number("FER_BODY_DEADLINE_S", 120)
+#: A body at least this large is followed by :func:`app_ui.memory.trim` (RSS back after large uploads).
+TRIM_AFTER_BYTES = 4 * MB
 #: Request body bytes held by all requests at once (503 with ``Retry-After`` past it).
 MAX_INFLIGHT_BYTES: int = int(env_number("FER_MAX_INFLIGHT_MB", 3 * MAX_REQUEST_BYTES / MB) * MB)
 
@@ -137,6 +142,8 @@ class RequestGuard:
                 raise
         finally:
             self.budget.give(state.held)
+            if state.seen >= TRIM_AFTER_BYTES:  # hand a large body's freed memory back to the OS
+                await anyio.to_thread.run_sync(trim)
 
 
 class _BodyState:

@@ -14,6 +14,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from .limits import (
     InferenceLimiter,
     RequestTooLargeError,
 )
+from .memory import trim
 
 #: Where the app writes its downloads (pruned by age and total size: see :func:`batch_folder`).
 BATCH_ROOT = Path(tempfile.gettempdir()) / "fer_batches"
@@ -192,7 +195,7 @@ class FERService:
             raise RequestTooLargeError(f"the images hold {pixels / 1e6:.0f} megapixels in all; at most "
                                        f"{MAX_REQUEST_PIXELS / 1e6:.0f} per request (FER_MAX_REQUEST_MEGAPIXELS)")
         budget = REQUEST_BUDGET_S if budget_s is None else budget_s
-        with self.limiter.slot():
+        with self.limiter.slot(), _trimmed():
             started, faces_left = time.monotonic(), MAX_REQUEST_FACES
             for start in range(0, len(pending), MAX_DETECT_BATCH):
                 if time.monotonic() - started >= budget:
@@ -255,7 +258,7 @@ class FERService:
                 f"the video lasts {info.duration_s:.0f} s; this server analyses at most {MAX_VIDEO_SECONDS:.0f} s "
                 "per request: send max_seconds to analyse the start only, trim it, or run "
                 "`python -m fer_core VIDEO --timeline OUT` locally")
-        with self.limiter.slot():
+        with self.limiter.slot(), _trimmed():
             analysis = self.recognizer.analyze_video(path, sample_fps=sample_fps, max_seconds=limit,
                                                      smoothing=smoothing, progress=progress,
                                                      max_frames=MAX_VIDEO_FRAMES, max_faces=MAX_FACES,
@@ -263,6 +266,15 @@ class FERService:
         if analysis.truncated:
             analysis.truncated += " (this server's limits, FER_MAX_VIDEO_FRAMES and FER_REQUEST_BUDGET_S)"
         return analysis
+
+
+@contextmanager
+def _trimmed() -> Iterator[None]:
+    """Run the body, then give freed heap memory back to the OS (:func:`app_ui.memory.trim`)."""
+    try:
+        yield
+    finally:
+        trim()
 
 
 class VideoTooLongError(ValueError):

@@ -169,12 +169,12 @@ def second_pass() -> None:
         tmp_path = Path(tmp)
         server_tmp = tmp_path / "server"
         server_tmp.mkdir()
-        clip = dense_clip(tmp_path / "dense.mp4", frames=3600).read_bytes()
+        clip = dense_clip(tmp_path / "dense.mp4", frames=3600, size=(320, 240)).read_bytes()
         crowd = jpeg(many_faces_image(face.crop((140, 30, 310, 200)), 16, 110), quality=85)  # the face, tiled
         with app_server(tmp_path / "app.log", TMPDIR=str(server_tmp), GRADIO_TEMP_DIR=str(server_tmp / "gradio"),
                         FER_CACHE_MAX_AGE_S="30") as url:
             watch = HealthWatch(url)
-            disk_start = folder_mb(server_tmp)
+            disk_start, rss_start = folder_mb(server_tmp), server_rss_mb(url)
 
             def attack(name: str, fn) -> None:  # noqa: ANN001 (a callable)
                 rss, disk = server_rss_mb(url), folder_mb(server_tmp)
@@ -241,14 +241,16 @@ def second_pass() -> None:
                 return Counter(codes)
 
             def stall() -> Counter:
+                part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
                 return Counter([raw_post(url, "POST /api/predict HTTP/1.1\nHost: x\nContent-Length: 15000000\n"
-                                              "Content-Type: multipart/form-data; boundary=x\n", [b"x" * 1024])[0]])
+                                              "Content-Type: multipart/form-data; boundary=x\n",
+                                         [part + b"x" * 1024])[0]])
 
             print("pass 2: issue 27's attacks, one at a time")
             attack("tiny images (16x16, 200x15, 15x200, 1x1)", tiny)
             attack("CL + chunked, 300 MB (batch, gradio upload)", smuggle)
             attack("300 MB chunked junk to 3 Gradio routes", gradio_routes)
-            attack("3,600 frames 1/90000 s apart (90 KB mp4)", video)
+            attack("3,600 320x240 frames 1/90000 s apart", video)
             attack("60 distinct 19 MB uploads", uploads)
             attack("4 images x 256 faces in one batch", faces)
             attack("12 concurrent 87 MB batch requests", queued)
@@ -259,7 +261,8 @@ def second_pass() -> None:
             while folder_mb(server_tmp) > disk_start + 1 and time.perf_counter() - start < 180:
                 time.sleep(5)
             print(f"  temp folder {folder_mb(server_tmp):.0f} MB (start {disk_start:.0f} MB) "
-                  f"{time.perf_counter() - start:.0f} s after the attacks (cache age 30 s)")
+                  f"{time.perf_counter() - start:.0f} s after the attacks (cache age 30 s); server RSS "
+                  f"{server_rss_mb(url):.0f} MB (start {rss_start:.0f} MB)")
             watch.stop.set()
 
 
