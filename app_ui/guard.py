@@ -8,10 +8,13 @@ For every HTTP request, before the app sees a byte of its body:
 - a ``Content-Length`` over the route's limit (or not a number) is refused with **413**;
 - the bytes that actually arrive are counted, whatever the headers said: past the route's limit
   the client gets **413** and the app sees a disconnect;
-- a body that stalls (no byte for :data:`BODY_IDLE_S`) or takes longer than :data:`BODY_DEADLINE_S`
-  in all gets **408**;
-- request bytes held by all requests at once are budgeted (:data:`MAX_INFLIGHT_BYTES`): a request
-  whose body would take the total over it gets **503** with ``Retry-After``.
+- a body that stalls (no byte for :data:`BODY_IDLE_S`) or arrives slower than
+  :data:`BODY_MIN_RATE` bytes/s on average once :data:`BODY_GRACE_S` have passed gets **408** (a
+  rate, not a fixed deadline: an honest 100 MB upload over a slow line still gets through);
+- bytes of large-body routes (limit over the default) held by all requests at once are budgeted
+  (:data:`MAX_INFLIGHT_BYTES`), counted as they *arrive*, never on a promise: a body that would take
+  the total over it gets **503** with ``Retry-After``. Small bodies (JSON, forms, Gradio events)
+  are outside that budget, so large uploads can never starve logins or UI events.
 
 Limits per route come from a table of ``(regex, bytes)`` pairs (first match wins) with a small
 default for everything else (:data:`DEFAULT_BODY_BYTES`, JSON and form routes).
@@ -21,7 +24,8 @@ Variable                        Default                   Meaning
 =============================  ========================  =============================================
 ``FER_MAX_JSON_KB``             1024                      body limit of routes not in the table, KB
 ``FER_BODY_IDLE_S``             10                        longest pause between body bytes, seconds
-``FER_BODY_DEADLINE_S``         120                       longest time to receive one body, seconds
+``FER_BODY_GRACE_S``            30                        seconds a body may take before the rate rule
+``FER_BODY_MIN_KBPS``           32                        slowest average body rate after the grace, KB/s
 ``FER_MAX_INFLIGHT_MB``         3 x ``FER_MAX_REQUEST_MB``  request bytes held by all requests at once
 =============================  ========================  =============================================
 """
@@ -51,8 +55,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 DEFAULT_BODY_BYTES: int = int(env_number("FER_MAX_JSON_KB", 1024) * 1024)
 #: Longest pause between two pieces of one body, seconds (a stalled body gets 408).
 BODY_IDLE_S: float = env_number("FER_BODY_IDLE_S", 10)
-#: Longest time to receive one whole body, seconds (408 after it).
-BODY_DEADLINE_S: float = env_number("FER_BODY_DEADLINE_S", 120)
+#: Seconds any body may take; after them it must have averaged :data:`BODY_MIN_RATE` (408 if not).
+BODY_GRACE_S: float = env_number("FER_BODY_GRACE_S", 30)
+#: Slowest average rate of a body after :data:`BODY_GRACE_S`, bytes per second.
+BODY_MIN_RATE: float = env_number("FER_BODY_MIN_KBPS", 32) * 1024
 #: A body at least this large is followed by :func:`app_ui.memory.trim` (RSS back after large uploads).
 TRIM_AFTER_BYTES = 4 * MB
 #: Request body bytes held by all requests at once (503 with ``Retry-After`` past it).
@@ -96,17 +102,18 @@ class RequestGuard:
             paths with no match get ``default_limit``.
         default_limit: bytes for the other routes.
         idle_s: longest pause between body pieces, seconds.
-        deadline_s: longest time for a whole body, seconds.
+        grace_s: seconds any body may take before ``min_rate`` applies.
+        min_rate: slowest average body rate after ``grace_s``, bytes per second.
         budget: bytes all requests may hold at once (default: :data:`MAX_INFLIGHT_BYTES`).
     """
 
     def __init__(self, app: ASGIApp, limits: Iterable[tuple[str, int]] = (), default_limit: int = DEFAULT_BODY_BYTES,
-                 idle_s: float = BODY_IDLE_S, deadline_s: float = BODY_DEADLINE_S,
+                 idle_s: float = BODY_IDLE_S, grace_s: float = BODY_GRACE_S, min_rate: float = BODY_MIN_RATE,
                  budget: ByteBudget | None = None) -> None:
         self.app = app
         self.limits = [(re.compile(pattern), int(n)) for pattern, n in limits]
         self.default_limit = int(default_limit)
-        self.idle_s, self.deadline_s = float(idle_s), float(deadline_s)
+        self.idle_s, self.grace_s, self.min_rate = float(idle_s), float(grace_s), float(min_rate)
         self.budget = budget or ByteBudget(MAX_INFLIGHT_BYTES)
 
     def limit_for(self, path: str) -> int:
@@ -130,11 +137,10 @@ class RequestGuard:
                 return await refuse(send, 400, "Content-Length is not a number")
             if int(length_header) > limit:
                 return await refuse(send, 413, f"request body larger than {_size(limit)}")
-        state = _BodyState(self, limit, int(length_header) if length_header is not None else None)
-        if state.expected and not self.budget.take(state.expected):
-            return await refuse(send, 503, f"the server holds too many request bytes; try again in {RETRY_AFTER_S} s",
-                                retry_after=True)
-        state.held = state.expected or 0
+        expected = int(length_header) if length_header is not None else None
+        # no Content-Length and no Transfer-Encoding: no body (RFC 9112 6.3), as a GET usually is
+        state = _BodyState(self, limit, expected, complete=expected == 0 or (expected is None and not chunked),
+                           budgeted=limit > self.default_limit)
         try:
             await self.app(scope, state.wrap_receive(receive, send), state.wrap_send(send))
         except Exception:
@@ -149,10 +155,11 @@ class RequestGuard:
 class _BodyState:
     """One request's body as it streams in: bytes seen, bytes reserved, whether it was refused."""
 
-    def __init__(self, guard: RequestGuard, limit: int, expected: int | None) -> None:
-        self.guard, self.limit, self.expected = guard, limit, expected
+    def __init__(self, guard: RequestGuard, limit: int, expected: int | None, complete: bool,
+                 budgeted: bool) -> None:
+        self.guard, self.limit, self.expected, self.budgeted = guard, limit, expected, budgeted
         self.seen = self.held = 0
-        self.complete = expected == 0
+        self.complete = complete
         self.refused = False
         self.started = False  # the app has started its response
         self.first: float | None = None
@@ -176,7 +183,9 @@ class _BodyState:
                 return await receive()  # after the body: only disconnects (no deadline)
             now = time.monotonic()
             self.first = self.first or now
-            timeout = min(self.guard.idle_s, self.first + self.guard.deadline_s - now)
+            # the next piece is due before the idle limit and before the average rate falls too low
+            due = self.first + self.guard.grace_s + self.seen / self.guard.min_rate
+            timeout = min(self.guard.idle_s, due - now)
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(timeout, 0.001))
             except TimeoutError:
@@ -186,7 +195,7 @@ class _BodyState:
             self.seen += len(message.get("body", b""))
             if self.seen > self.limit:
                 return await self._refuse(send, 413, f"request body larger than {_size(self.limit)}")
-            if self.seen > self.held:
+            if self.budgeted and self.seen > self.held:
                 if not self.guard.budget.take(self.seen - self.held):
                     return await self._refuse(send, 503, "the server holds too many request bytes; try again in "
                                                          f"{RETRY_AFTER_S} s", retry_after=True)

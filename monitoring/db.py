@@ -39,15 +39,35 @@ def make_engine(url: str) -> Engine:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply the Alembic migrations in ``migrations/`` to ``engine``'s database, up to ``revision``."""
+    """Apply the Alembic migrations in ``migrations/`` to ``engine``'s database, up to ``revision``.
+
+    On SQLite, foreign keys are switched off while migrating (outside the transaction, where
+    SQLite allows it) and checked afterwards: a migration that rebuilds a table (Alembic's batch
+    mode: copy, drop, rename) would otherwise fire ``ON DELETE`` actions on the drop and wipe or
+    null the rows that point at it.
+
+    Raises:
+        RuntimeError: SQLite's ``foreign_key_check`` finds rows pointing nowhere after migrating.
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with engine.connect() as connection:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        with connection.begin():
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"foreign keys broken after migrating: {broken[:5]}")
 
 
 def session_factory(engine: Engine) -> sessionmaker:

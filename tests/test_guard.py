@@ -122,46 +122,66 @@ def test_bodies_are_counted_whatever_the_headers_say():
 
 
 def test_stalled_and_slow_bodies_get_408():
-    with guarded_server(idle_s=0.5, deadline_s=2.0) as (port, app):
+    with guarded_server(idle_s=0.5, grace_s=2.0, min_rate=1000) as (port, app):
         status, answer, seconds = raw(port, "POST /big HTTP/1.1\nHost: x\nContent-Length: 200000\n", [b"d" * 1024])
         assert status == 408 and seconds < 5  # promised 200 KB, sent 1 KB, then nothing
-        # a byte every 0.3 s never pauses 0.5 s, but the whole body may take only 2 s
+        # a byte every 0.3 s never pauses 0.5 s, but averages 3 bytes/s: cut once the 2 s grace and
+        # the bytes' allowance (n / 1000 s) are spent
         status, _, seconds = raw(port, "POST /echo HTTP/1.1\nHost: x\nContent-Length: 100\n", [b"e"] * 100,
                                  pause_s=0.3)
         assert status == 408 and 1.5 < seconds < 8
+        # a slow but steady body (2 KB every 0.3 s, ~6.7 KB/s) gets through, past the grace
+        status, _, seconds = raw(port, "POST /big HTTP/1.1\nHost: x\nContent-Length: 30720\n", [b"f" * 2048] * 15,
+                                 pause_s=0.3)
+        assert status == 200 and seconds > 4
         assert app.budget.held == 0
 
 
 def test_bytes_held_at_once_are_budgeted():
-    with guarded_server(budget=ByteBudget(3 * LIMIT), idle_s=5) as (port, app):
-        # two slow requests hold 2 x 64 KB; a third 64 KB one would pass the 192 KB budget... not yet
-        holders = []
+    """Bytes of large-body routes are reserved as they arrive (a promise alone holds nothing) and
+    small-body routes stay outside the budget, so uploads can never starve UI events or logins."""
+    with guarded_server(budget=ByteBudget(8 * LIMIT), idle_s=5) as (port, app):
         socks = []
-        for _ in range(2):
+        for _ in range(2):  # two uploads, each promising 4 x 64 KB and sending 3.5 x 64 KB so far
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            s.sendall(f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {LIMIT}\r\n\r\n".encode() + b"f" * 10)
+            s.sendall(f"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {4 * LIMIT}\r\n\r\n".encode()
+                      + b"f" * int(3.5 * LIMIT))
             socks.append(s)
         deadline = time.time() + 5
-        while app.budget.held < 2 * LIMIT and time.time() < deadline:
+        while app.budget.held < 7 * LIMIT and time.time() < deadline:
             time.sleep(0.05)
-        assert app.budget.held == 2 * LIMIT
+        assert app.budget.held == 7 * LIMIT
+        promise = socket.create_connection(("127.0.0.1", port), timeout=10)  # promises 256 KB, sends nothing
+        promise.sendall(f"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: {4 * LIMIT}\r\n\r\n".encode())
+        time.sleep(0.2)
+        assert app.budget.held == 7 * LIMIT
         status, answer, _ = raw(port, f"POST /big HTTP/1.1\nHost: x\nContent-Length: {2 * LIMIT}\n",
                                 [b"g" * 2 * LIMIT])
-        assert status == 503 and b"retry-after: 5" in answer.lower()
-        # chunked bodies are reserved as they arrive
+        assert status == 503 and b"retry-after: 5" in answer.lower()  # 1 x 64 KB was left
         status, _, _ = raw(port, "POST /big HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n",
                            chunked(b"h" * 2 * LIMIT))
         assert status == 503
+        # a small-body route is not budgeted: it works while the uploads hold the budget
+        assert httpx.post(f"http://127.0.0.1:{port}/echo", content=b"x" * (LIMIT - 1)).status_code == 200
+        holders = []
         for s in socks:
-            s.sendall(b"f" * (LIMIT - 10))
+            s.sendall(b"f" * (4 * LIMIT - int(3.5 * LIMIT)))
             holders.append(s.recv(4096))
             s.close()
+        promise.close()
         assert all(h.startswith(b"HTTP/1.1 200") for h in holders)
         deadline = time.time() + 5
         while app.budget.held and time.time() < deadline:
             time.sleep(0.05)
         assert app.budget.held == 0
         assert httpx.post(f"http://127.0.0.1:{port}/big", content=b"i" * 2 * LIMIT).status_code == 200
+
+
+def test_requests_without_a_body_keep_their_connection():
+    with guarded_server() as (port, _):
+        with httpx.Client() as client:
+            r = client.get(f"http://127.0.0.1:{port}/echo")
+            assert r.status_code == 200 and r.headers.get("connection") != "close"
 
 
 @pytest.fixture(scope="module")

@@ -242,3 +242,29 @@ def test_crash_loses_at_most_the_last_second(database_url, tmp_path, model_dir):
                                   .order_by(Aggregate.second)).all()
     engine.dispose()
     assert seconds == [0, 1, 2, 3]  # second 4 was still open: the only loss
+
+
+def test_migrations_keep_every_row(database_url):
+    """Upgrading a 0001 database that holds data keeps every row and link (a SQLite table rebuild
+    with foreign keys on would null ``sessions.started_by`` and cascade-delete aggregates)."""
+    engine = make_engine(database_url)
+    upgrade(engine, "0001")
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO teams (id, name, created_at) VALUES (1, 'ward', :t)"), {"t": now})
+        connection.execute(text("INSERT INTO users (id, team_id, username, password_hash, role, created_at) "
+                                "VALUES (7, 1, 'Nurse', 'x', 'staff', :t)"), {"t": now})
+        connection.execute(text("INSERT INTO subjects (id, team_id, label, created_at) VALUES (3, 1, 'bed 1', :t)"),
+                           {"t": now})
+        connection.execute(text("INSERT INTO sessions (id, subject_id, started_by, started_at, model_id) "
+                                "VALUES (5, 3, 7, :t, 'm')"), {"t": now})
+        connection.execute(text("INSERT INTO aggregates (session_id, second, face_id, n_frames, faces, label, "
+                                + ", ".join(f"p_{k}" for k in LABELS) + ") VALUES (5, 0, 1, 5, 1, 'neutral', "
+                                + ", ".join(["0.125"] * 8) + ")"))
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT id, started_by FROM sessions")).all() == [(5, 7)]
+        assert connection.execute(text("SELECT count(*) FROM aggregates")).scalar() == 1
+        user = connection.execute(text("SELECT username, active, token_version, key FROM users")).one()
+        assert user[:3] == ("nurse", True, 0) and len(user[3]) == 32  # normalised, active, a random key
+    engine.dispose()
