@@ -4,7 +4,7 @@
 ``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default 0.0.0.0:7860). The model comes from
 ``FER_MODEL`` (Hub repo id or folder; ``FER_MODEL_REVISION``) or is the bundled default.
 Monitoring (logins, stored timelines) runs when ``FER_JWT_SECRET`` is set, or with ``--dev`` on a
-built-in secret for local use; otherwise its routes answer 503 and the public tabs work as ever.
+random per-process secret for local use; otherwise its routes answer 503 and the public tabs work.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from app_ui.monitoring_tab import MonitoringContext
 from app_ui.rest import build_router
 from app_ui.service import FERService
 from monitoring.db import make_engine, session_factory, upgrade
+from monitoring.live import LiveRegistry
 from monitoring.routes import build_monitoring_router
 from monitoring.settings import MonitoringConfigError, MonitoringSettings
 
@@ -46,7 +47,7 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
 
     Args:
         service: the loaded model service (default: :meth:`FERService.from_env`).
-        dev: allow monitoring on the built-in development secret when ``FER_JWT_SECRET`` is unset.
+        dev: allow monitoring on a random per-process secret when ``FER_JWT_SECRET`` is unset.
     """
     gradio_fixes.apply()
     service = service or FERService.from_env()
@@ -63,18 +64,22 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
     else:
         engine = make_engine(settings.database_url)
         upgrade(engine)
-        context = MonitoringContext(settings, session_factory(engine))
-        api.include_router(build_monitoring_router(service, settings, context.factory))
+        context = MonitoringContext(settings, session_factory(engine), LiveRegistry())
+        api.include_router(build_monitoring_router(service, settings, context.factory, live=context.live))
     api.add_middleware(RequestGuard, limits=BODY_LIMITS)
     api.add_middleware(SecurityHeaders)  # added last = outermost: the guard's own answers get them too
     blocks = build_blocks(service, context, off_reason)
-    return gr.mount_gradio_app(api, blocks, path="/", max_file_size=MAX_UPLOAD_BYTES)
+    mounted = gr.mount_gradio_app(api, blocks, path="/", max_file_size=MAX_UPLOAD_BYTES)
+    for route in mounted.routes:  # Gradio's own FastAPI app answers its routes' validation errors too
+        if isinstance(getattr(route, "app", None), FastAPI):
+            route.app.add_exception_handler(RequestValidationError, validation_error)
+    return mounted
 
 
 def serve_host(dev: bool, environ: dict[str, str] | None = None) -> str:
     """The address to bind: ``GRADIO_SERVER_NAME`` when set; otherwise 0.0.0.0 (a Space, a
-    container), except with ``--dev``, which binds 127.0.0.1 only (its built-in secret lets anyone
-    who can reach the port forge logins)."""
+    container), except with ``--dev``, which binds 127.0.0.1 only (a development server is not
+    meant to be reached from elsewhere)."""
     environ = os.environ if environ is None else environ
     return environ.get("GRADIO_SERVER_NAME") or ("127.0.0.1" if dev else "0.0.0.0")
 
@@ -86,12 +91,12 @@ if __name__ == "__main__":
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dev", action="store_true", help="monitoring on a built-in secret (local development "
-                        "only; binds 127.0.0.1 unless GRADIO_SERVER_NAME is set)")
+    parser.add_argument("--dev", action="store_true", help="monitoring on a random per-process secret (local "
+                        "development only; binds 127.0.0.1 unless GRADIO_SERVER_NAME is set)")
     dev = parser.parse_args().dev
     host = serve_host(dev)
     if dev:
-        print(f"WARNING: --dev: monitoring runs on a built-in, public JWT secret; serving on {host} only. "
-              "Never use --dev in production.", file=sys.stderr)
+        print(f"WARNING: --dev: monitoring runs on a random per-process JWT secret (logins end with the "
+              f"process); serving on {host}. Never use --dev in production.", file=sys.stderr)
     uvicorn.run(create_app(dev=dev), host=host, port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                 server_header=False)

@@ -4,6 +4,8 @@
 - ``Content-Security-Policy: frame-ancestors ...``: the app may be framed by itself and by
   Hugging Face (the Space page embeds it in an iframe), by nobody else (clickjacking). The legacy
   ``X-Frame-Options`` cannot allow-list another site, so it is not sent (CSP wins where both are).
+  Inside that embed the monitoring login's ``SameSite=Strict`` cookie is a third-party cookie that
+  browsers do not send: monitoring is used at the Space's own URL.
 - ``Referrer-Policy: no-referrer``: URLs (which may carry ids) do not leak to other sites.
 - ``Cache-Control: no-store`` on the routes that carry tokens or monitoring data (RFC 6749 §5.1
   for the token answer): ``/api/auth``, ``/api/users``, ``/api/subjects``, ``/api/sessions``,
@@ -15,8 +17,9 @@ from __future__ import annotations
 
 from .guard import ASGIApp, Message, Receive, Scope, Send
 
-#: Sites allowed to frame the app (CSP ``frame-ancestors``): itself and Hugging Face Spaces.
-FRAME_ANCESTORS = "'self' https://huggingface.co https://*.hf.space"
+#: Sites allowed to frame the app (CSP ``frame-ancestors``): itself (its own ``*.hf.space`` URL)
+#: and the Space page on huggingface.co; not other Spaces.
+FRAME_ANCESTORS = "'self' https://huggingface.co"
 #: Path prefixes whose answers are never stored by a browser or proxy.
 NO_STORE_PREFIXES = ("/api/auth", "/api/users", "/api/subjects", "/api/sessions", "/api/audit",
                      "/gradio_api/file=", "/file=")

@@ -8,9 +8,12 @@ Privacy and access, by construction:
   the plots travel as in-memory PNGs; the CSV is a link to the REST route, made in memory.
 - **The login is a cookie, not the page.** The Log in button's browser code posts the form to
   ``POST /api/auth/session``, which sets an HttpOnly, ``SameSite=Strict`` cookie; the password
-  never passes through Gradio. Every event reads that cookie from its own request and calls
+  never passes through Gradio. Every event reads that cookie from its request and calls
   :func:`monitoring.auth.authorize` (user exists, active, same token version, team and role), so
   Gradio's ``session_hash`` alone can do nothing and a disabled user is stopped at the next event.
+  A webcam stream is one event to Gradio: its frames carry the cookie the stream started with, so
+  Log out revokes the user's tokens on the server (it stops a running stream too), and after
+  logging in again the webcam is restarted.
 
 Everything goes through :mod:`monitoring` (the same store, login and
 :class:`~monitoring.live.LiveSession` as the REST routes).
@@ -33,7 +36,7 @@ from fer_core.labels import LABELS
 from fer_core.timeline import Timeline
 from monitoring import store
 from monitoring.auth import authorize, cookie_token
-from monitoring.live import LiveSession
+from monitoring.live import LiveRegistry, LiveSession, same_moment
 from monitoring.models import User
 from monitoring.security import AuthError
 from monitoring.settings import MonitoringSettings
@@ -61,7 +64,8 @@ async (username, password) => {
 #: Browser code of the Log out button: drop the cookie.
 LOGOUT_JS = """
 async () => {
-  await fetch("/api/auth/logout", {method: "POST", credentials: "same-origin"}).catch(() => null);
+  await fetch("/api/auth/logout", {method: "POST", credentials: "same-origin",
+                                   headers: {"X-Requested-With": "fer-app"}}).catch(() => null);
   return [];
 }
 """
@@ -74,10 +78,12 @@ ERASE_JS = """
 
 @dataclass
 class MonitoringContext:
-    """What the tab needs when monitoring is on: settings and the ORM session factory."""
+    """What the tab needs when monitoring is on: settings, the ORM session factory, and the REST
+    routes' live sessions (an erase here must drop them too)."""
 
     settings: MonitoringSettings
     factory: sessionmaker
+    live: LiveRegistry
 
 
 def session_figure(rows: list[dict[str, Any]], title: str, step_s: int = 1) -> Figure:
@@ -163,6 +169,7 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
             if subject is None:
                 raise gr.Error("That subject is not in your team.")
             erased = store.erase_subject(db, subject, user.id)
+        context.live.forget(erased)
         return (gr.update(choices=subject_choices(user), value=None), gr.update(choices=[], value=None),
                 f"Subject {int(subject_id)} erased with its {len(erased)} session(s).")
 
@@ -177,8 +184,8 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
                 raise gr.Error("That subject is not in your team.")
             started = store.start_session(db, int(subject_id), user.id, user.team_id, service.model_id,
                                           service.recognizer.revision)
-        state = {"live": LiveSession(started.id), "t0": time.monotonic(), "frames": 0, "plotted": None,
-                 "timeline": Timeline(list(LABELS), window_s=LIVE_WINDOW_S), "last_s": 0.0,
+        state = {"live": LiveSession(started.id, started.started_at), "t0": time.monotonic(), "frames": 0,
+                 "plotted": None, "timeline": Timeline(list(LABELS), window_s=LIVE_WINDOW_S), "last_s": 0.0,
                  "lock": threading.Lock(), "ended": None, "team_id": user.team_id}
         return state, f"Session **{started.id}** running: turn the webcam on.", gr.update(interactive=True)
 
@@ -205,7 +212,8 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
                 return gr.skip(), state["ended"], gr.skip()
             at = state["last_s"] = max(at, state["last_s"])
             with factory() as db:
-                if store.get_session(db, user.team_id, state["live"].session_id) is None:
+                row = store.get_session(db, user.team_id, state["live"].session_id)
+                if row is None or not same_moment(row.started_at, state["live"].started_at):
                     state["ended"] = "This session was erased with its subject."
                     return "", state["ended"], gr.skip()
                 tracked, _ = state["live"].add_faces(db, at, faces)
@@ -221,11 +229,13 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
         user = who(request)
         if not state or state["ended"]:
             raise gr.Error("No session is running.")
+        if user.team_id != state["team_id"]:
+            raise gr.Error("This session belongs to another team.")
         with state["lock"]:
             with factory() as db:
                 written = state["live"].finish(db)
                 monitored = store.get_session(db, user.team_id, state["live"].session_id)
-                if monitored is not None:
+                if monitored is not None and same_moment(monitored.started_at, state["live"].started_at):
                     store.end_session(db, monitored, user.id, user.team_id)
             state["ended"] = f"Session {state['live'].session_id} ended ({written} last rows written)."
         # The state stays (marked ended): a frame whose answer reaches the page after this one

@@ -90,13 +90,9 @@ def authorize(db: Session, secret: str, token: str | None) -> User:
 
 
 def cookie_token(headers: Mapping[str, str]) -> str | None:
-    """The access token in a request's ``Cookie`` header (:data:`COOKIE`), else ``None``."""
-    from http.cookies import CookieError, SimpleCookie
+    """The access token in a request's ``Cookie`` header (:data:`COOKIE`), else ``None``. Parsed as
+    browsers send it (Starlette's lenient parser), so an unrelated malformed cookie of another app
+    on the same host does not hide it."""
+    from starlette.requests import cookie_parser
 
-    jar = SimpleCookie()
-    try:
-        jar.load(headers.get("cookie", ""))
-    except CookieError:
-        return None
-    morsel = jar.get(COOKIE)
-    return morsel.value if morsel is not None and morsel.value else None
+    return cookie_parser(headers.get("cookie", "") or "").get(COOKIE) or None

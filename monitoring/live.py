@@ -6,10 +6,13 @@ Used by the REST routes and the app's Monitoring tab alike, so both store exactl
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fer_core.labels import LABELS
@@ -27,11 +30,13 @@ class LiveSession:
 
     Attributes:
         session_id: the ``sessions`` row.
+        started_at: that row's start (with the id, it names the row even where SQLite reuses ids).
         tracker: gives the faces of image frames their ``face_id``.
         aggregator: the seconds still open.
     """
 
     session_id: int
+    started_at: datetime | None = None
     tracker: FaceTracker = field(default_factory=lambda: FaceTracker(list(LABELS)))
     aggregator: SecondAggregator = field(default_factory=SecondAggregator)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,7 +75,68 @@ class LiveSession:
         return self._write(db, rows)
 
     def _write(self, db: Session, rows: list[Any]) -> int:
-        if rows:
-            store.write_rows(db, self.session_id, rows)
+        """Commit ``rows``; seconds already stored (a restarted server, REST and the tab on one session)
+        are skipped.
+
+        Raises:
+            ValueError: the session no longer exists (erased meanwhile).
+        """
+        if not rows:
+            return 0
+        try:
+            written = store.write_rows(db, self.session_id, rows)
             db.commit()
-        return len(rows)
+        except IntegrityError as exc:
+            db.rollback()
+            raise ValueError(f"session {self.session_id} no longer exists (erased?)") from exc
+        return written
+
+
+def same_moment(a: datetime | None, b: datetime | None) -> bool:
+    """Whether two stored timestamps are the same (SQLite hands back naive UTC, PostgreSQL aware)."""
+    if a is None or b is None:
+        return a is b
+    a, b = (m if m.tzinfo else m.replace(tzinfo=UTC) for m in (a, b))
+    return abs((a - b).total_seconds()) < 1e-3
+
+
+class LiveRegistry:
+    """The sessions receiving frames through REST, by session id; one per app, shared by the REST
+    routes and the tab's erase. Thread-safe.
+
+    An entry is replaced when the row with that id is not the one it was made for (``started_at``
+    differs: SQLite reuses the id of an erased session), dropped when its subject is erased or
+    the session ends, and forgotten after ``idle_s`` without a frame.
+
+    Args:
+        idle_s: seconds without a frame after which an entry is forgotten (its open second lost).
+    """
+
+    def __init__(self, idle_s: float = 6 * 3600) -> None:
+        self.idle_s = idle_s
+        self._entries: dict[int, tuple[LiveSession, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session_id: int, started_at: datetime | None) -> LiveSession:
+        """The live state of the session row ``(session_id, started_at)``, made when missing."""
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, (_, used) in self._entries.items() if now - used > self.idle_s]:
+                del self._entries[key]
+            found = self._entries.get(session_id)
+            live = found[0] if found and same_moment(found[0].started_at, started_at) else \
+                LiveSession(session_id, started_at)
+            self._entries[session_id] = (live, now)
+            return live
+
+    def pop(self, session_id: int) -> LiveSession | None:
+        """Remove and return a session's live state (at its end)."""
+        with self._lock:
+            found = self._entries.pop(session_id, None)
+        return found[0] if found else None
+
+    def forget(self, session_ids: Iterable[int]) -> None:
+        """Drop the live state of these sessions (their subject was erased)."""
+        with self._lock:
+            for session_id in session_ids:
+                self._entries.pop(session_id, None)

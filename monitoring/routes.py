@@ -25,7 +25,6 @@ built inside :func:`build_monitoring_router` as objects, not as strings.)
 
 import logging
 import math
-import threading
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -43,7 +42,7 @@ from fer_core.labels import LABELS
 
 from . import store
 from .auth import COOKIE, authorize, cookie_token, login
-from .live import LiveSession
+from .live import LiveRegistry
 from .models import MonitoringSession, User
 from .security import MAX_PASSWORD_LENGTH, MAX_USERNAME_LENGTH, AuthError, check_text, create_token
 from .settings import MonitoringSettings
@@ -56,7 +55,8 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=Fals
 MAX_ID = 2**31 - 1
 #: Latest ``time_s`` of a frame: a week after the session started.
 MAX_SESSION_S = 7 * 24 * 3600.0
-#: Largest image accepted as a frame, bytes (held in memory, never spooled to disk).
+#: Largest image accepted as a frame, bytes (held in memory, never spooled to disk; the request
+#: guard bounds the body before that).
 MAX_FRAME_BYTES = 20 * 1024 * 1024
 
 Text = Annotated[str, AfterValidator(lambda v: check_text(v, "text"))]
@@ -114,14 +114,15 @@ class FramesIn(BaseModel):
 
 
 class _InMemoryMultiPart(MultiPartParser):
-    """Starlette's multipart parser with files kept in memory up to :data:`MAX_FRAME_BYTES` (the
-    request guard bounds the body): a monitoring frame never touches the disk."""
+    """Starlette's multipart parser with files always kept in memory (the request guard bounds
+    the body; :data:`MAX_FRAME_BYTES` is checked after): a monitoring frame never touches the disk."""
 
-    spool_max_size = MAX_FRAME_BYTES + 65536
+    spool_max_size = 2**62
 
 
 def build_monitoring_router(service: Any, settings: MonitoringSettings | None, factory: sessionmaker | None,
-                            disabled_reason: str = "", throttle: LoginThrottle | None = None) -> APIRouter:
+                            disabled_reason: str = "", throttle: LoginThrottle | None = None,
+                            live: LiveRegistry | None = None) -> APIRouter:
     """The monitoring routes. With ``settings`` ``None`` every route answers 503 with
     ``disabled_reason`` (monitoring not configured), so the public demo still runs.
 
@@ -131,10 +132,10 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         factory: ORM session factory bound to the migrated database.
         disabled_reason: why monitoring is off.
         throttle: login limits (default: :meth:`LoginThrottle.from_env`).
+        live: the sessions receiving frames (shared with the tab, whose erase must clear them).
     """
     router = APIRouter(prefix="/api", tags=["monitoring"])
-    live: dict[int, LiveSession] = {}
-    live_lock = threading.Lock()
+    live = live or LiveRegistry()
     throttle = throttle or LoginThrottle.from_env()
     login_slots: list[anyio.CapacityLimiter] = []  # made in the event loop, on first use
 
@@ -217,9 +218,21 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         return {"username": user.username, "role": user.role}
 
     @router.post("/auth/logout")
-    def logout(response: Response) -> dict[str, Any]:
-        """Forget the browser's cookie (the token itself stays valid until it expires or the user
-        is disabled or changes password)."""
+    def logout(request: Request, response: Response, session: Db,
+               x_requested_with: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        """Log out: every token of the user is revoked (its token version bumped: this browser,
+        other devices and API tokens alike, and a webcam stream still running with the old cookie)
+        and the cookie is deleted. Needs the header ``X-Requested-With``."""
+        if not x_requested_with:
+            raise HTTPException(400, "send the header X-Requested-With")
+        try:
+            user = authorize(session, settings.jwt_secret, cookie_token(request.headers))
+        except AuthError:
+            user = None
+        if user is not None:
+            user.token_version += 1
+            store.audit(session, "logout", team_id=user.team_id, actor_id=user.id)
+            session.commit()
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return {"logged_out": True}
 
@@ -300,10 +313,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         subject = store.get_subject(session, who.team_id, subject_id)
         if subject is None:
             raise HTTPException(403, f"no subject {subject_id} in your team")
-        ids = store.erase_subject(session, subject, who.id)
-        with live_lock:
-            for i in ids:
-                live.pop(i, None)
+        live.forget(store.erase_subject(session, subject, who.id))
         return Response(status_code=204)
 
     @router.get("/subjects/{subject_id}/sessions")
@@ -323,18 +333,34 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         return _session(started)
 
     @router.post("/sessions/{session_id}/frames")
-    async def frames(session_id: PathId, request: Request, who: Current, session: Db,
+    async def frames(session_id: PathId, request: Request, token: Annotated[str | None, Depends(oauth2_scheme)],
                      time_s: Annotated[float | None, Query(ge=0, le=MAX_SESSION_S, allow_inf_nan=False,
                                                            description="seconds since the session started; "
                                                                        "default: now")] = None) -> dict[str, Any]:
         """Feed frames: an image (multipart ``file``, or a raw ``image/*`` body; the server detects,
         classifies and tracks its faces, in memory) or a JSON body
         ``{"frames": [{"time_s", "faces": [{"face_id", "probs"}]}]}`` of results computed by the
-        client. Each second is committed as soon as a later frame arrives."""
-        monitored = own_session(session, who, session_id)
+        client. Each second is committed as soon as a later frame arrives. No database connection
+        is held while the body arrives or the model runs."""
+        if settings is None or factory is None:
+            raise HTTPException(503, f"monitoring is off: {disabled_reason}")
+
+        def check() -> MonitoringSession:
+            with factory() as session:
+                try:
+                    who = authorize(session, settings.jwt_secret, token)
+                except AuthError as exc:
+                    raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+                return own_session(session, who, session_id)
+
+        def write(add: Any, *args: Any) -> Any:
+            with factory() as session:
+                return add(session, *args)
+
+        monitored = await run_in_threadpool(check)
         if monitored.ended_at is not None:
             raise HTTPException(409, f"session {session_id} has ended")
-        state = _live(session_id)
+        state = live.get(session_id, monitored.started_at)
         kind = request.headers.get("content-type", "")
         if kind.startswith(("multipart/form-data", "image/")):
             name, data = await _image(request, kind)
@@ -346,7 +372,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
             except FERError as exc:
                 raise HTTPException(400, f"{name}: {exc}") from exc
             try:
-                tracked, written = await run_in_threadpool(state.add_faces, session, at, faces)
+                tracked, written = await run_in_threadpool(write, state.add_faces, at, faces)
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from exc
             answer: dict[str, Any] = {"time_s": at, "faces": [f.to_dict() for f in tracked]}
@@ -358,7 +384,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
             try:
                 frames_in = [(frame.time_s, [(f.face_id, _probs(f.probs)) for f in frame.faces])
                              for frame in body.frames]
-                written = await run_in_threadpool(state.add_results, session, frames_in)
+                written = await run_in_threadpool(write, state.add_results, frames_in)
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from exc
             answer = {"frames": len(body.frames)}
@@ -369,8 +395,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         """End a session: its open seconds are written and no more frames are taken. The session
         is marked ended even if writing the last seconds fails."""
         monitored = own_session(session, who, session_id)
-        with live_lock:
-            state = live.pop(session_id, None)
+        state = live.pop(session_id)
         written = 0
         try:
             written = state.finish(session) if state else 0
@@ -398,19 +423,16 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
                             headers={"Content-Disposition": f'attachment; filename="session_{session_id}.csv"'})
         return {"session": _session(monitored), "resolution": resolution, "labels": list(LABELS), "rows": rows}
 
-    def _live(session_id: int) -> LiveSession:
-        with live_lock:
-            if session_id not in live:
-                live[session_id] = LiveSession(session_id)
-            return live[session_id]
-
     return router
 
 
 async def _image(request: Request, kind: str) -> tuple[str, bytes]:
     """The frame image of a request, in memory: ``(name, bytes)``."""
     if kind.startswith("image/"):
-        return "frame", await request.body()
+        data = await request.body()
+        if len(data) > MAX_FRAME_BYTES:
+            raise HTTPException(413, f"a frame may have at most {MAX_FRAME_BYTES // 2**20} MB")
+        return "frame", data
     try:
         form = await _InMemoryMultiPart(request.headers, request.stream(), max_files=1, max_fields=10).parse()
     except Exception as exc:  # noqa: BLE001 (any malformed multipart body is the client's error)
@@ -419,9 +441,14 @@ async def _image(request: Request, kind: str) -> tuple[str, bytes]:
     if upload is None or isinstance(upload, str):
         raise HTTPException(422, "send the image as a multipart field named 'file'")
     try:
-        return upload.filename or "frame", await upload.read()
+        data = await upload.read()
     finally:
         await upload.close()
+    if len(data) > MAX_FRAME_BYTES:
+        raise HTTPException(413, f"a frame may have at most {MAX_FRAME_BYTES // 2**20} MB")
+    # the name is the client's text, in any codec it named: only printable UTF-8 goes back
+    name = (upload.filename or "frame").encode("utf-8", "replace").decode("utf-8")
+    return "".join(c if c.isprintable() else "?" for c in name)[:100], data
 
 
 def _probs(probs: dict[str, float]) -> list[float]:

@@ -45,10 +45,13 @@ def normalize_username(name: str) -> str:
     so ``"ALICE"``, ``"ａlice"`` and ``"alice "`` are all ``"alice"``.
 
     Raises:
-        ValueError: empty, longer than :data:`MAX_USERNAME_LENGTH`, or holding control characters
-            or unpaired surrogates.
+        ValueError: empty, longer than :data:`MAX_USERNAME_LENGTH`, or holding control characters,
+            unpaired surrogates, or invisible format characters (zero-width spaces, direction marks,
+            soft hyphens: ``admin\u200b`` must not pose as ``admin``; RFC 8265 refuses them too).
     """
     check_text(name, "username")
+    if any(unicodedata.category(c) == "Cf" for c in name):
+        raise ValueError("username must not hold invisible format characters")
     canonical = unicodedata.normalize("NFKC", name).casefold().strip()
     if not canonical:
         raise ValueError("username must not be empty")

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///data/fer.db"
-#: The secret used with ``--dev`` only: anyone who reads this file could forge tokens with it.
+#: An old built-in development secret: refused as ``FER_JWT_SECRET`` (anyone can read it here).
+#: ``--dev`` without a secret now draws a random one per process.
 DEV_SECRET = "dev-only-secret-do-not-use-in-production-0123456789"
 MIN_SECRET_LENGTH = 32
 #: Different characters a secret needs (``secrets.token_urlsafe(48)`` has about 40).
@@ -29,7 +30,7 @@ class MonitoringSettings:
         database_url: SQLAlchemy URL.
         jwt_secret: HS256 signing key.
         token_minutes: access-token lifetime, minutes.
-        dev: started with ``--dev`` (the built-in secret is allowed).
+        dev: started with ``--dev`` (a random per-process secret when ``FER_JWT_SECRET`` is unset).
     """
 
     database_url: str
@@ -53,7 +54,7 @@ class MonitoringSettings:
                 "monitoring needs FER_JWT_SECRET (a random string of at least 32 characters, 16 of them "
                 "different, e.g. "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); `python app.py --dev` "
-                "uses a built-in secret for local development only")
+                "uses a random per-process secret for local development only")
         try:
             minutes = float(os.environ.get("FER_JWT_MINUTES", "60"))
         except ValueError as exc:
@@ -61,4 +62,8 @@ class MonitoringSettings:
                 from exc
         if minutes <= 0:
             raise MonitoringConfigError(f"FER_JWT_MINUTES must be positive, got {minutes}")
-        return cls(os.environ.get("FER_DATABASE_URL") or DEFAULT_DATABASE_URL, secret or DEV_SECRET, minutes, dev)
+        if not secret:  # --dev: a fresh random secret per process (logins end with the process)
+            import secrets
+
+            secret = secrets.token_urlsafe(48)
+        return cls(os.environ.get("FER_DATABASE_URL") or DEFAULT_DATABASE_URL, secret, minutes, dev)

@@ -5,7 +5,9 @@ for the REST routes and the app's tab alike."""
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +24,12 @@ from .security import check_text, hash_password, normalize_username
 RESOLUTIONS: dict[str, int] = {"1s": 1, "10s": 10, "1min": 60}
 #: Longest subject label, characters.
 MAX_LABEL_LENGTH = 200
+#: Tries of :func:`scrub` before it gives up.
+SCRUB_TRIES = 4
+
+
+class ScrubError(RuntimeError):
+    """Deleted rows are gone from the tables but may still be in the database files' free bytes."""
 
 
 def now() -> datetime:
@@ -112,13 +120,20 @@ def erase_subject(db: Session, subject: Subject, actor_id: int) -> list[int]:
     subject's id only.
 
     Returns:
-        The ids of the erased sessions.
+        The ids of the erased sessions. If the scrub fails after its retries, the error is logged
+        and an audit line ``scrub_failed`` added (the next erasure's scrub covers these bytes too).
     """
     ids = [s.id for s in list_sessions(db, subject.id)]
-    audit(db, "subject_erase", team_id=subject.team_id, actor_id=actor_id, subject_id=subject.id)
+    team_id, subject_id = subject.team_id, subject.id
+    audit(db, "subject_erase", team_id=team_id, actor_id=actor_id, subject_id=subject_id)
     db.delete(subject)
     db.commit()
-    scrub(db)
+    try:
+        scrub(db)
+    except ScrubError:  # the rows are gone; say loudly that freed bytes may remain until the next scrub
+        logging.getLogger(__name__).exception("subject %s erased, database files not scrubbed", subject_id)
+        audit(db, "scrub_failed", team_id=team_id, actor_id=actor_id, subject_id=subject_id)
+        db.commit()
     return ids
 
 
@@ -130,16 +145,30 @@ def scrub(db: Session) -> None:
     of the pages, is checkpointed into the file and truncated. PostgreSQL: ``VACUUM FULL subjects``
     rewrites that table and its indexes without the dead rows (the labels); ``VACUUM`` frees the
     dead session and aggregate rows (numbers) for reuse. PostgreSQL's WAL segments and any backups
-    keep old bytes until they are recycled or expire: see README, "Erasure".
+    keep old bytes until they are recycled or expire: see README, "Monitoring".
+
+    Raises:
+        ScrubError: still not done after :data:`SCRUB_TRIES` tries (the rows are deleted all the same).
     """
     engine = db.get_bind()
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    elif engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text("VACUUM FULL subjects"))
-            connection.execute(text("VACUUM sessions, aggregates"))
+    for attempt in range(SCRUB_TRIES):
+        try:
+            if engine.dialect.name == "sqlite":
+                with engine.connect() as connection:
+                    busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if busy:  # a reader or writer kept the WAL: its old pages are still there
+                    raise RuntimeError("the write-ahead log is in use")
+            elif engine.dialect.name == "postgresql":
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                    connection.execute(text("SET lock_timeout = '10s'"))  # never queue every query behind it
+                    connection.execute(text("VACUUM FULL subjects"))
+                    connection.execute(text("VACUUM sessions, aggregates"))
+            return
+        except Exception as exc:  # noqa: BLE001 (retried, then reported)
+            if attempt == SCRUB_TRIES - 1:
+                raise ScrubError(f"the rows are deleted, but the database files could not be scrubbed: {exc}") \
+                    from exc
+            time.sleep(0.5 * (attempt + 1))
 
 
 def start_session(db: Session, subject_id: int, user_id: int, team_id: int, model_id: str,
@@ -185,11 +214,22 @@ def list_sessions(db: Session, subject_id: int) -> list[MonitoringSession]:
                            .order_by(MonitoringSession.id)))
 
 
-def write_rows(db: Session, session_id: int, rows: list[SecondRow]) -> None:
-    """Add completed seconds to a session (the caller commits)."""
+def write_rows(db: Session, session_id: int, rows: list[SecondRow]) -> int:
+    """Add completed seconds to a session, skipping seconds of a face already stored (the caller
+    commits); returns the rows added."""
+    if not rows:
+        return 0
+    stored = {(second, face) for second, face in db.execute(select(Aggregate.second, Aggregate.face_id).where(
+        Aggregate.session_id == session_id, Aggregate.second >= min(r.second for r in rows),
+        Aggregate.second <= max(r.second for r in rows)))}
+    added = 0
     for r in rows:
+        if (r.second, r.face_id) in stored:
+            continue
         db.add(Aggregate(session_id=session_id, second=r.second, face_id=r.face_id, n_frames=r.n_frames,
                          faces=r.faces, label=r.label, **{c: float(p) for c, p in zip(PROB_COLUMNS, r.probs)}))
+        added += 1
+    return added
 
 
 def timeline_csv(rows: list[dict[str, Any]]) -> str:

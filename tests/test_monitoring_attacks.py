@@ -25,7 +25,7 @@ from app_ui.service import FERService
 from fer_core.labels import LABELS
 from monitoring import store
 from monitoring.db import make_engine
-from monitoring.models import AuditEvent, User
+from monitoring.models import AuditEvent, Subject, User
 from monitoring.settings import MonitoringConfigError, MonitoringSettings
 from tests.conftest import ROOT
 from tests.test_browser_monitoring import image_files
@@ -198,6 +198,8 @@ def test_hostile_values_are_422_never_500(make_api):
                  headers={**headers, "Content-Type": "image/jpeg"}),
         api.get(f"/api/audit?limit={huge}", headers=token_of(api, "ward-a-admin")),
     ]
+    cases.append(api.post("/gradio_api/queue/join", content='{"data": "\\ud800", "fn_index": "x"}',
+                          headers={"Content-Type": "application/json"}))  # Gradio's own routes too
     assert [r.status_code for r in cases] == [422] * len(cases), [(r.status_code, r.text[:120]) for r in cases]
     assert api.post(f"/api/sessions/{sid}/frames", content=b"not an image",  # a bad image: 400, not 500
                     headers={**headers, "Content-Type": "image/jpeg"}).status_code == 400
@@ -386,3 +388,67 @@ def test_session_hash_alone_cannot_act_in_the_tab(tmp_path, model_dir):
         assert httpx.post(f"{url}/api/sessions/{sid}/end", headers=headers).json()["seconds_written"] == 1
     examples = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "app_ui" / "examples").glob("*")}
     assert image_files(server_tmp, examples) == []
+
+
+def test_logout_revokes_and_needs_the_header(make_api):
+    api = make_api()
+    login = api.post("/api/auth/session", data={"username": "ward-a-staff", "password": PASSWORD},
+                     headers={"X-Requested-With": "t"})
+    bearer = token_of(api, "ward-a-staff")  # another device of the same user
+    assert api.get("/api/subjects").status_code == 200 and api.get("/api/subjects", headers=bearer).status_code == 200
+    assert api.post("/api/auth/logout").status_code == 400  # a cross-site form cannot log anyone out
+    cookie = login.cookies["fer_session"]
+    assert api.post("/api/auth/logout", headers={"X-Requested-With": "t"}).status_code == 200
+    api.cookies.set("fer_session", cookie)  # the old cookie replayed (as a running webcam stream would)
+    assert api.get("/api/subjects").status_code == 401
+    assert api.get("/api/subjects", headers=bearer).status_code == 401  # every login of the user ends
+    assert [e["action"] for e in api.get("/api/audit", headers=token_of(api, "ward-a-admin")).json()][1] == "logout"
+
+
+def test_unrelated_malformed_cookies_do_not_hide_the_login(make_api):
+    api = make_api()
+    login = api.post("/api/auth/session", data={"username": "ward-a-staff", "password": PASSWORD},
+                     headers={"X-Requested-With": "t"})
+    jar = f'other={{"json": "value"}}; a=b c; fer_session={login.cookies["fer_session"]}; z="unterminated'
+    api.cookies.clear()
+    assert api.get("/api/subjects", headers={"Cookie": jar}).status_code == 200
+
+
+def test_invisible_characters_cannot_make_a_lookalike_name(make_api):
+    api = make_api()
+    admin = token_of(api, "ward-a-admin")
+    for name in ("ward-a-admin\u200b", "ward\u00ad-a-admin", "\u202eward-a-admin", "\ufeffward-a-admin"):
+        r = api.post("/api/users", json={"username": name, "password": PASSWORD}, headers=admin)
+        assert r.status_code == 422, (name, r.text)
+
+
+def test_a_restarted_live_session_and_a_reused_id_never_mix_rows(make_api, db, database_url):  # noqa: F811
+    """Erase a subject from the tab's path (the store) while its REST session holds an open second;
+    the next session may get the same id (SQLite): it must start clean. A live state made afresh
+    (a restarted server) re-emits stored seconds: they are skipped, never a 500."""
+    api = make_api()
+    staff = token_of(api, "ward-a-staff")
+    a = api.post("/api/subjects", json={"label": "A"}, headers=staff).json()
+    sid = api.post("/api/sessions", json={"subject_id": a["id"]}, headers=staff).json()["id"]
+    late = {"frames": [{"time_s": t, "faces": [{"face_id": 1, "probs": EVEN}]} for t in (100.1, 300.2)]}
+    assert api.post(f"/api/sessions/{sid}/frames", json=late, headers=staff).status_code == 200
+    with db() as session:  # what the tab's Erase does, outside the REST routes (no registry cleared)
+        subject = session.get(Subject, a["id"])
+        store.erase_subject(session, subject, 1)
+    b = api.post("/api/subjects", json={"label": "B"}, headers=staff).json()
+    sid_b = api.post("/api/sessions", json={"subject_id": b["id"]}, headers=staff).json()["id"]
+    if database_url.startswith("sqlite"):
+        assert sid_b == sid  # the id came back
+    early = {"frames": [{"time_s": t, "faces": [{"face_id": 1, "probs": EVEN}]} for t in (0.1, 1.2, 2.3)]}
+    assert api.post(f"/api/sessions/{sid_b}/frames", json=early, headers=staff).status_code == 200
+    rows = api.get(f"/api/sessions/{sid_b}/timeline", headers=staff).json()["rows"]
+    assert [r["start_s"] for r in rows] == [0, 1]  # none of A's seconds (100, 300)
+    # a fresh live state (as after a restart) sends seconds 0-2 again: 0 and 1 are skipped, 2 is new
+    from monitoring.live import LiveSession
+
+    with db() as session:
+        again = LiveSession(sid_b)
+        again.add_results(session, [(0.5, [(1, [1 / 8] * 8)]), (1.5, [(1, [1 / 8] * 8)]), (2.5, [(1, [1 / 8] * 8)]),
+                                    (3.1, [])])
+    assert [r["start_s"] for r in api.get(f"/api/sessions/{sid_b}/timeline", headers=staff).json()["rows"]] \
+        == [0, 1, 2]
