@@ -70,6 +70,7 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
     api.add_middleware(SecurityHeaders)  # added last = outermost: the guard's own answers get them too
     blocks = build_blocks(service, context, off_reason)
     mounted = gr.mount_gradio_app(api, blocks, path="/", max_file_size=MAX_UPLOAD_BYTES)
+    gradio_fixes.mark_launched(blocks)  # client-named file paths must be their own uploads
     for route in mounted.routes:  # Gradio's own FastAPI app answers its routes' validation errors too
         if isinstance(getattr(route, "app", None), FastAPI):
             route.app.add_exception_handler(RequestValidationError, validation_error)
@@ -98,5 +99,7 @@ if __name__ == "__main__":
     if dev:
         print(f"WARNING: --dev: monitoring runs on a random per-process JWT secret (logins end with the "
               f"process); serving on {host}. Never use --dev in production.", file=sys.stderr)
+    # at most FER_MAX_CONNECTIONS connections and tasks at once (503 past it): a flood of half-open
+    # connections cannot run the process out of file descriptors
     uvicorn.run(create_app(dev=dev), host=host, port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                server_header=False)
+                server_header=False, limit_concurrency=int(os.environ.get("FER_MAX_CONNECTIONS", "1000")))

@@ -135,7 +135,7 @@ def build_router(service: FERService) -> APIRouter:
     async def options(threshold: float | None, min_face_size: int, align: bool | None, balanced: bool | None):
         return await _run(None, service.settings, threshold, min_face_size, align, balanced)
 
-    @router.get("/health", tags=["meta"])
+    @router.api_route("/health", methods=["GET", "HEAD"], tags=["meta"])
     def health() -> dict[str, Any]:
         """Liveness: ``status`` ok, the loaded model and revision, and inference slots in use."""
         return {"status": "ok", "model": service.model_id, "revision": service.recognizer.revision,

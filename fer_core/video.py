@@ -88,7 +88,12 @@ def _open(source: VideoSource):
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """The error's kind and message, without the file's path (FFmpeg's errors end with
+    ``: '<path>'``; the caller names the file itself, and a server's temp path is nobody's business)."""
+    text = (getattr(exc, "strerror", None) or str(exc)).strip()
+    filename = getattr(exc, "filename", None)
+    if filename:
+        text = text.replace(f": '{filename}'", "").replace(str(filename), "<file>")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, Form, Header, HTTPException, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -60,7 +60,7 @@ MAX_SESSION_S = 7 * 24 * 3600.0
 MAX_FRAME_BYTES = 20 * 1024 * 1024
 
 Text = Annotated[str, AfterValidator(lambda v: check_text(v, "text"))]
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID, strict=True)]
 PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
@@ -225,8 +225,10 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         and the cookie is deleted. Needs the header ``X-Requested-With``."""
         if not x_requested_with:
             raise HTTPException(400, "send the header X-Requested-With")
+        bearer = request.headers.get("authorization", "")
+        token = bearer[7:] if bearer.lower().startswith("bearer ") else cookie_token(request.headers)
         try:
-            user = authorize(session, settings.jwt_secret, cookie_token(request.headers))
+            user = authorize(session, settings.jwt_secret, token)
         except AuthError:
             user = None
         if user is not None:
@@ -371,6 +373,11 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
                 _, faces = await run_in_threadpool(service.predict, data, service.defaults())
             except FERError as exc:
                 raise HTTPException(400, f"{name}: {exc}") from exc
+            except Exception as exc:  # the service's "busy" (it carries retry_after_s): 503, as on REST
+                retry = getattr(exc, "retry_after_s", None)
+                if retry is None:
+                    raise
+                raise HTTPException(503, str(exc), headers={"Retry-After": str(retry)}) from exc
             try:
                 tracked, written = await run_in_threadpool(write, state.add_faces, at, faces)
             except ValueError as exc:
@@ -379,8 +386,10 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         else:
             try:
                 body = FramesIn.model_validate_json(await request.body())
-            except ValueError as exc:
-                raise HTTPException(422, f"expected {{'frames': [...]}} JSON or an image: {exc}") from exc
+            except ValidationError as exc:  # loc and msg only: never the client's input back
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                     for e in exc.errors(include_url=False, include_input=False)[:10])
+                raise HTTPException(422, f"expected {{'frames': [...]}} JSON or an image: {problems}") from exc
             try:
                 frames_in = [(frame.time_s, [(f.face_id, _probs(f.probs)) for f in frame.faces])
                              for frame in body.frames]

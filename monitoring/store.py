@@ -184,12 +184,18 @@ def start_session(db: Session, subject_id: int, user_id: int, team_id: int, mode
 
 
 def end_session(db: Session, monitored: MonitoringSession, user_id: int, team_id: int) -> None:
-    """Mark (and commit) a session as ended; a second call changes nothing."""
-    if monitored.ended_at is None:
-        monitored.ended_at = now()
+    """Mark (and commit) a session as ended, once: of concurrent calls one sets ``ended_at`` (a
+    conditional update) and the others read it back."""
+    from sqlalchemy import update
+
+    done = db.execute(update(MonitoringSession).where(MonitoringSession.id == monitored.id,
+                                                      MonitoringSession.ended_at.is_(None))
+                      .values(ended_at=now()).execution_options(synchronize_session=False))
+    if done.rowcount:
         audit(db, "session_end", team_id=team_id, actor_id=user_id, subject_id=monitored.subject_id,
               session_id=monitored.id)
-        db.commit()
+    db.commit()
+    db.refresh(monitored)
 
 
 def get_subject(db: Session, team_id: int, subject_id: int) -> Subject | None:

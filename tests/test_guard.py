@@ -261,3 +261,50 @@ def test_memory_is_handed_back_after_large_requests():
     assert trim() is True
     assert process.memory_info().rss < peak - 150 * 1024**2
     del pinned
+
+
+def queue_call(url: str, api_name: str, data: list) -> dict:
+    """Call a Gradio event through its queue as a browser would (``queue/join`` + ``queue/data``)."""
+    import json
+    import uuid
+
+    config = httpx.get(f"{url}/config").json()
+    event = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
+    session_hash = uuid.uuid4().hex[:11]
+    joined = httpx.post(f"{url}/gradio_api/queue/join", json={"fn_index": event["id"], "session_hash": session_hash,
+                                                              "trigger_id": None, "event_data": None, "data": data})
+    assert joined.status_code == 200, joined.text
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session_hash},
+                      timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:") and '"process_completed"' in line:
+                return json.loads(line[5:])
+    raise AssertionError("no answer")
+
+
+def test_a_client_cannot_name_a_server_file(abuse_server, tmp_path):
+    """A file input naming a server path (not an upload) is refused: nothing is copied or served."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the server's own secret file\n")
+    for path in (str(secret), "/etc/hostname", "/proc/self/environ"):
+        answer = queue_call(abuse_server, "predict", [{"path": path, "meta": {"_type": "gradio.FileData"}}, 0.9, 0,
+                                                       True, False])
+        assert answer["success"] is False, answer
+    copies = [p for p in abuse_server.temp.rglob("*") if p.is_file() and p.name in ("secret.txt", "hostname",
+                                                                                        "environ")]
+    assert copies == []
+
+
+def test_errors_name_no_server_path_and_head_works(abuse_server):
+    r = httpx.post(f"{abuse_server}/api/predict/video", files={"file": ("junk.webm", b"\x1a\x45\xdf\xa3" + bytes(200))})
+    assert r.status_code == 400 and "junk.webm" in r.text and "/tmp" not in r.text and str(abuse_server.temp) \
+        not in r.text
+    assert httpx.head(f"{abuse_server}/health").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["..", ""])
+def test_refused_upload_names_leave_nothing(abuse_server, name):
+    r = httpx.post(f"{abuse_server}/gradio_api/upload", files={"files": (name, b"\xff" * 2_000_000)})
+    assert r.status_code == 400, r.text
+    leftovers = {p for p in abuse_server.temp.rglob("*") if p.is_file()} - abuse_server.files_at_start
+    assert leftovers == set()

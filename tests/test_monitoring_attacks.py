@@ -452,3 +452,45 @@ def test_a_restarted_live_session_and_a_reused_id_never_mix_rows(make_api, db, d
                                     (3.1, [])])
     assert [r["start_s"] for r in api.get(f"/api/sessions/{sid_b}/timeline", headers=staff).json()["rows"]] \
         == [0, 1, 2]
+
+
+def test_second_pass_of_hostile_requests(make_api):
+    """What a live attack found after the first round: bearer logout, echoed input, lax id types,
+    racing ends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = make_api()
+    bearer = token_of(api, "ward-a-staff")
+    r = api.post("/api/auth/logout", headers={**bearer, "X-Requested-With": "t"})
+    assert r.status_code == 200 and api.get("/api/subjects", headers=bearer).status_code == 401
+    staff = token_of(api, "ward-a-staff")
+    subject = api.post("/api/subjects", json={"label": "room 5"}, headers=staff).json()
+    for lax in ("1", True, 1.0):
+        assert api.post("/api/sessions", json={"subject_id": lax}, headers=staff).status_code == 422
+    sid = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=staff).json()["id"]
+    marker = "Zq93-not-echoed"
+    r = api.post(f"/api/sessions/{sid}/frames", content='{"frames": [{"time_s": NaN, "faces": [], "x": "'
+                 + marker + '"}]}', headers={**staff, "Content-Type": "application/json"})
+    assert r.status_code == 422 and marker not in r.text and "time_s" in r.text
+    with ThreadPoolExecutor(4) as pool:
+        ends = list(pool.map(lambda _: api.post(f"/api/sessions/{sid}/end", headers=staff), range(4)))
+    assert {r.status_code for r in ends} == {200} and len({r.json()["ended_at"] for r in ends}) == 1
+    assert [e["action"] for e in api.get("/api/audit", headers=token_of(api, "ward-a-admin")).json()].count(
+        "session_end") == 1
+
+
+def test_a_busy_server_answers_image_frames_503(make_api, monkeypatch):
+    from app_ui.limits import ServerBusyError
+
+    api = make_api()
+    staff = token_of(api, "ward-a-staff")
+    subject = api.post("/api/subjects", json={"label": "room 6"}, headers=staff).json()
+    sid = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=staff).json()["id"]
+
+    def busy(*_args, **_kwargs):
+        raise ServerBusyError("the server is busy (test)", retry_after_s=7)
+
+    monkeypatch.setattr(FERService, "predict", busy)
+    r = api.post(f"/api/sessions/{sid}/frames", content=ASTRONAUT.read_bytes(),
+                 headers={**staff, "Content-Type": "image/jpeg"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "7" and r.headers["x-content-type-options"] == "nosniff"
