@@ -139,7 +139,7 @@ class RequestGuard:
                 return await refuse(send, 413, f"request body larger than {_size(limit)}")
         expected = int(length_header) if length_header is not None else None
         # no Content-Length and no Transfer-Encoding: no body (RFC 9112 6.3), as a GET usually is
-        state = _BodyState(self, limit, expected, complete=expected == 0 or (expected is None and not chunked),
+        state = _BodyState(self, limit, complete=expected == 0 or (expected is None and not chunked),
                            budgeted=limit > self.default_limit)
         try:
             await self.app(scope, state.wrap_receive(receive, send), state.wrap_send(send))
@@ -155,9 +155,8 @@ class RequestGuard:
 class _BodyState:
     """One request's body as it streams in: bytes seen, bytes reserved, whether it was refused."""
 
-    def __init__(self, guard: RequestGuard, limit: int, expected: int | None, complete: bool,
-                 budgeted: bool) -> None:
-        self.guard, self.limit, self.expected, self.budgeted = guard, limit, expected, budgeted
+    def __init__(self, guard: RequestGuard, limit: int, complete: bool, budgeted: bool) -> None:
+        self.guard, self.limit, self.budgeted = guard, limit, budgeted
         self.seen = self.held = 0
         self.complete = complete
         self.refused = False

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -96,8 +96,7 @@ def same_moment(a: datetime | None, b: datetime | None) -> bool:
     """Whether two stored timestamps are the same (SQLite hands back naive UTC, PostgreSQL aware)."""
     if a is None or b is None:
         return a is b
-    a, b = (m if m.tzinfo else m.replace(tzinfo=UTC) for m in (a, b))
-    return abs((a - b).total_seconds()) < 1e-3
+    return abs((store.aware(a) - store.aware(b)).total_seconds()) < 1e-3
 
 
 class LiveRegistry:

@@ -24,7 +24,6 @@ built inside :func:`build_monitoring_router` as objects, not as strings.)
 
 
 import logging
-import math
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -285,7 +284,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
     def audit(who: Admin, session: Db, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         """The team's newest audit lines (admins): ``at``, ``action``, ``actor_id``, ``subject_id``,
         ``session_id``, ``target_user_id``, ``detail`` (a username tried at login, at most)."""
-        return [{"id": e.id, "at": _aware(e.at).isoformat(), "action": e.action, "actor_id": e.actor_id,
+        return [{"id": e.id, "at": store.aware(e.at).isoformat(), "action": e.action, "actor_id": e.actor_id,
                  "subject_id": e.subject_id, "session_id": e.session_id, "target_user_id": e.target_user_id,
                  "detail": e.detail} for e in store.list_audit(session, who.team_id, limit)]
 
@@ -366,7 +365,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         kind = request.headers.get("content-type", "")
         if kind.startswith(("multipart/form-data", "image/")):
             name, data = await _image(request, kind)
-            at = time_s if time_s is not None else (store.now() - _aware(monitored.started_at)).total_seconds()
+            at = time_s if time_s is not None else (store.now() - store.aware(monitored.started_at)).total_seconds()
             if not at <= MAX_SESSION_S:
                 raise HTTPException(422, f"this session is over {MAX_SESSION_S / 86400:.0f} days old; start a new one")
             try:
@@ -461,26 +460,20 @@ async def _image(request: Request, kind: str) -> tuple[str, bytes]:
 
 
 def _probs(probs: dict[str, float]) -> list[float]:
+    """The 8 probabilities in label order (each already finite and within 0..1: :data:`Probability`)."""
     if set(probs) != set(LABELS):
         raise ValueError(f"probs must have exactly the FER+ labels {list(LABELS)}")
-    values = [float(probs[k]) for k in LABELS]
-    if not all(math.isfinite(v) and 0 <= v <= 1 for v in values) or sum(values) <= 0:
-        raise ValueError("probs must be within 0..1 and not all zero")
+    values = [probs[k] for k in LABELS]
+    if sum(values) <= 0:
+        raise ValueError("probs must not be all zero")
     return values
 
 
-def _aware(moment):  # noqa: ANN001, ANN202 (datetime in, datetime out)
-    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
-    from datetime import UTC
-
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _subject(s: Any) -> dict[str, Any]:
-    return {"id": s.id, "label": s.label, "created_at": _aware(s.created_at).isoformat()}
+    return {"id": s.id, "label": s.label, "created_at": store.aware(s.created_at).isoformat()}
 
 
 def _session(s: MonitoringSession) -> dict[str, Any]:
-    return {"id": s.id, "subject_id": s.subject_id, "started_at": _aware(s.started_at).isoformat(),
-            "ended_at": _aware(s.ended_at).isoformat() if s.ended_at else None, "model_id": s.model_id,
+    return {"id": s.id, "subject_id": s.subject_id, "started_at": store.aware(s.started_at).isoformat(),
+            "ended_at": store.aware(s.ended_at).isoformat() if s.ended_at else None, "model_id": s.model_id,
             "model_revision": s.model_revision}

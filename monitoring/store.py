@@ -37,6 +37,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(moment: datetime) -> datetime:
+    """``moment`` with its time zone: SQLite hands back naive datetimes for timezone-aware columns
+    (they are UTC), PostgreSQL aware ones."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def create_team(db: Session, name: str) -> Team:
     """A new team (deployment)."""
     team = Team(name=name, created_at=now())
