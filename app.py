@@ -38,6 +38,9 @@ BODY_LIMITS: list[tuple[str, int]] = [
     (r"/api/auth/", 16 * 1024),  # a login form
     (r"/gradio_api/(queue/join|stream/)", 8 * 1024 * 1024),  # webcam frames as data URLs
 ]
+#: The upload routes, whose bodies count against the guard's in-flight byte budget (UI events,
+#: logins and other JSON never do, so uploads cannot starve them).
+BUDGETED_ROUTES: list[str] = [r"/api/predict(/batch|/video)?$", r"/gradio_api/upload$", r"/api/sessions/\d+/frames$"]
 
 
 def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
@@ -66,7 +69,7 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
         upgrade(engine)
         context = MonitoringContext(settings, session_factory(engine), LiveRegistry())
         api.include_router(build_monitoring_router(service, settings, context.factory, live=context.live))
-    api.add_middleware(RequestGuard, limits=BODY_LIMITS)
+    api.add_middleware(RequestGuard, limits=BODY_LIMITS, budgeted=BUDGETED_ROUTES)
     api.add_middleware(SecurityHeaders)  # added last = outermost: the guard's own answers get them too
     blocks = build_blocks(service, context, off_reason)
     mounted = gr.mount_gradio_app(api, blocks, path="/", max_file_size=MAX_UPLOAD_BYTES)

@@ -13,6 +13,14 @@
   ``gr.mount_gradio_app`` does not: a client could name ``/etc/passwd`` (or the database, or
   ``/proc/self/environ``) as a file input, have it copied to the cache and fetch it.
   :func:`mark_launched` sets the flag on the mounted app.
+- **A folder named as a file stops the cache sweep; refusals name server paths.** With the check
+  on, a client may still name a *folder* inside the upload folder; Gradio then tracks it, and its
+  cache sweep (``os.remove``) dies on it for the rest of the process, so uploads pile up. And the
+  refusal's message names the server's path (its working directory). The patched check refuses
+  folders too and answers with one message that names no path.
+- **A body without its closing boundary leaves its file.** Gradio's parser then returns the form
+  without the part it was writing (200, ``[]``) and never tracks or deletes that file. The patch
+  deletes every file the parser made that the form does not hold.
 """
 
 from __future__ import annotations
@@ -28,23 +36,43 @@ def apply() -> None:
     global _applied
     if _applied:
         return
-    from gradio.route_utils import GradioMultiPartParser
+    from gradio import processing_utils
+    from gradio.exceptions import InvalidPathError
+    from gradio.route_utils import GradioMultiPartParser, GradioUploadFile
 
     original = GradioMultiPartParser.parse
+
+    def delete(files, keep: set[str] = frozenset()) -> None:  # noqa: ANN001 (Gradio's temp files)
+        for file in files:
+            if file.name not in keep:
+                with contextlib.suppress(OSError):
+                    file.close()
+                Path(file.name).unlink(missing_ok=True)
 
     async def parse(self):  # noqa: ANN001, ANN202 (Gradio's own signature)
         try:
             form = await original(self)
             _check_names(form, self.upload_dir)
-            return form
         except BaseException:
-            for file in getattr(self, "_files_to_close_on_error", []):
-                with contextlib.suppress(OSError):
-                    file.close()
-                Path(file.name).unlink(missing_ok=True)
+            delete(getattr(self, "_files_to_close_on_error", []))
             raise
+        held = {part.file.name for part in form.getlist("files") if isinstance(part, GradioUploadFile)}
+        delete(getattr(self, "_files_to_close_on_error", []), keep=held)  # parts cut off before their end
+        return form
+
+    check_allowed = processing_utils._check_allowed
+
+    def checked(path, check_in_upload_folder: bool) -> None:  # noqa: ANN001 (str or Path)
+        try:
+            check_allowed(path, check_in_upload_folder)
+            if check_in_upload_folder and Path(path).is_dir():
+                raise InvalidPathError("a folder")
+        except InvalidPathError as exc:
+            raise InvalidPathError("files must be uploaded by this client (gradio_client.handle_file), "
+                                   "not named by a server path") from exc
 
     GradioMultiPartParser.parse = parse
+    processing_utils._check_allowed = checked
     _applied = True
 
 

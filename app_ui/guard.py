@@ -11,10 +11,10 @@ For every HTTP request, before the app sees a byte of its body:
 - a body that stalls (no byte for :data:`BODY_IDLE_S`) or arrives slower than
   :data:`BODY_MIN_RATE` bytes/s on average once :data:`BODY_GRACE_S` have passed gets **408** (a
   rate, not a fixed deadline: an honest 100 MB upload over a slow line still gets through);
-- bytes of large-body routes (limit over the default) held by all requests at once are budgeted
+- bytes of upload routes (the ``budgeted`` patterns) held by all requests at once are budgeted
   (:data:`MAX_INFLIGHT_BYTES`), counted as they *arrive*, never on a promise: a body that would take
-  the total over it gets **503** with ``Retry-After``. Small bodies (JSON, forms, Gradio events)
-  are outside that budget, so large uploads can never starve logins or UI events.
+  the total over it gets **503** with ``Retry-After``. Every other body (JSON, forms, Gradio events,
+  webcam frames) is outside that budget, so uploads can never starve logins or UI events.
 
 Limits per route come from a table of ``(regex, bytes)`` pairs (first match wins) with a small
 default for everything else (:data:`DEFAULT_BODY_BYTES`, JSON and form routes).
@@ -105,16 +105,19 @@ class RequestGuard:
         grace_s: seconds any body may take before ``min_rate`` applies.
         min_rate: slowest average body rate after ``grace_s``, bytes per second.
         budget: bytes all requests may hold at once (default: :data:`MAX_INFLIGHT_BYTES`).
+        budgeted: path regexes (``re.match``) of the routes whose bodies count against ``budget``:
+            the upload routes. Default: none.
     """
 
     def __init__(self, app: ASGIApp, limits: Iterable[tuple[str, int]] = (), default_limit: int = DEFAULT_BODY_BYTES,
                  idle_s: float = BODY_IDLE_S, grace_s: float = BODY_GRACE_S, min_rate: float = BODY_MIN_RATE,
-                 budget: ByteBudget | None = None) -> None:
+                 budget: ByteBudget | None = None, budgeted: Iterable[str] = ()) -> None:
         self.app = app
         self.limits = [(re.compile(pattern), int(n)) for pattern, n in limits]
         self.default_limit = int(default_limit)
         self.idle_s, self.grace_s, self.min_rate = float(idle_s), float(grace_s), float(min_rate)
         self.budget = budget or ByteBudget(MAX_INFLIGHT_BYTES)
+        self.budgeted = [re.compile(pattern) for pattern in budgeted]
 
     def limit_for(self, path: str) -> int:
         """The body limit of ``path``, bytes."""
@@ -140,7 +143,7 @@ class RequestGuard:
         expected = int(length_header) if length_header is not None else None
         # no Content-Length and no Transfer-Encoding: no body (RFC 9112 6.3), as a GET usually is
         state = _BodyState(self, limit, complete=expected == 0 or (expected is None and not chunked),
-                           budgeted=limit > self.default_limit)
+                           budgeted=any(pattern.match(scope["path"]) for pattern in self.budgeted))
         try:
             await self.app(scope, state.wrap_receive(receive, send), state.wrap_send(send))
         except Exception:

@@ -21,6 +21,7 @@ from fer_core.track import FaceTracker
 
 from . import store
 from .aggregate import SecondAggregator
+from .models import MonitoringSession
 
 
 @dataclass
@@ -79,10 +80,16 @@ class LiveSession:
         are skipped.
 
         Raises:
-            ValueError: the session no longer exists (erased meanwhile).
+            ValueError: the session no longer exists (erased meanwhile), or its id now names another
+                session (SQLite reuses the id of an erased session): checked in the writing
+                transaction, so rows never land in another subject's (or team's) session.
         """
         if not rows:
             return 0
+        row = db.get(MonitoringSession, self.session_id)
+        if row is None or (self.started_at is not None and not same_moment(row.started_at, self.started_at)):
+            # erased while this frame was on its way; SQLite may have given the id to a new session
+            raise ValueError(f"session {self.session_id} no longer exists (erased?)")
         try:
             written = store.write_rows(db, self.session_id, rows)
             db.commit()

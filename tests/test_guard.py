@@ -4,11 +4,13 @@ bodies and the in-flight byte budget, then the real app's own Gradio routes."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,8 +39,9 @@ async def echo(request: Request) -> JSONResponse:
 def guarded_server(**guard: object) -> Iterator[tuple[int, RequestGuard]]:
     """A uvicorn server in a thread: an echo app (answers the body's length) behind the guard."""
     inner = Starlette(routes=[Route("/echo", echo, methods=["POST", "GET"]),
-                              Route("/big", echo, methods=["POST"])])
-    app = RequestGuard(inner, limits=[(r"/big$", 4 * LIMIT)], default_limit=LIMIT, **guard)
+                              Route("/big", echo, methods=["POST"]), Route("/event", echo, methods=["POST"])])
+    app = RequestGuard(inner, limits=[(r"/(big|event)$", 4 * LIMIT)], default_limit=LIMIT, budgeted=[r"/big$"],
+                       **guard)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(SecurityHeaders(app), host="127.0.0.1", port=port, log_level="error",
                                            server_header=False))
@@ -161,8 +164,9 @@ def test_bytes_held_at_once_are_budgeted():
         status, _, _ = raw(port, "POST /big HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n",
                            chunked(b"h" * 2 * LIMIT))
         assert status == 503
-        # a small-body route is not budgeted: it works while the uploads hold the budget
+        # routes outside the budgeted patterns (JSON, UI events, even large ones) work while uploads hold it
         assert httpx.post(f"http://127.0.0.1:{port}/echo", content=b"x" * (LIMIT - 1)).status_code == 200
+        assert httpx.post(f"http://127.0.0.1:{port}/event", content=b"x" * 3 * LIMIT).status_code == 200
         holders = []
         for s in socks:
             s.sendall(b"f" * (4 * LIMIT - int(3.5 * LIMIT)))
@@ -265,7 +269,6 @@ def test_memory_is_handed_back_after_large_requests():
 
 def queue_call(url: str, api_name: str, data: list) -> dict:
     """Call a Gradio event through its queue as a browser would (``queue/join`` + ``queue/data``)."""
-    import json
     import uuid
 
     config = httpx.get(f"{url}/config").json()
@@ -308,3 +311,24 @@ def test_refused_upload_names_leave_nothing(abuse_server, name):
     assert r.status_code == 400, r.text
     leftovers = {p for p in abuse_server.temp.rglob("*") if p.is_file()} - abuse_server.files_at_start
     assert leftovers == set()
+
+
+def test_a_folder_is_no_file_and_refusals_name_no_path(abuse_server):
+    """Naming a folder inside the upload folder (which would stop Gradio's cache sweep for good) is
+    refused like any other server path, and the refusal names no server path."""
+    uploaded = httpx.post(f"{abuse_server}/gradio_api/upload", files={"files": ("x.txt", b"x")}).json()[0]
+    for path in (str(Path(uploaded).parent), str(abuse_server.temp), "app.py", ""):
+        answer = queue_call(abuse_server, "predict_batch", [[{"path": path, "meta": {"_type": "gradio.FileData"}}],
+                                                            0.9, 0, True, False])
+        text = json.dumps(answer)
+        assert answer["success"] is False and "/work" not in text and str(abuse_server.temp) not in text, text
+
+
+def test_a_body_cut_before_its_closing_boundary_leaves_no_file(abuse_server):
+    body = (b'--BB\r\nContent-Disposition: form-data; name="files"; filename="o.bin"\r\n\r\n'
+            + b"O" * 3_000_000)  # no closing boundary: Gradio answers 200 [] and forgot the file
+    status, _, _ = raw(abuse_server.port, "POST /gradio_api/upload HTTP/1.1\nHost: x\nContent-Type: "
+                       f"multipart/form-data; boundary=BB\nContent-Length: {len(body)}\n", [body])
+    assert status in (200, 400)
+    leftovers = {p for p in abuse_server.temp.rglob("*") if p.is_file()} - abuse_server.files_at_start
+    assert not [p for p in leftovers if p.stat().st_size >= 3_000_000]

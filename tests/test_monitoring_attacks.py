@@ -25,7 +25,7 @@ from app_ui.service import FERService
 from fer_core.labels import LABELS
 from monitoring import store
 from monitoring.db import make_engine
-from monitoring.models import AuditEvent, Subject, User
+from monitoring.models import AuditEvent, MonitoringSession, Subject, User
 from monitoring.settings import MonitoringConfigError, MonitoringSettings
 from tests.conftest import ROOT
 from tests.test_browser_monitoring import image_files
@@ -494,3 +494,24 @@ def test_a_busy_server_answers_image_frames_503(make_api, monkeypatch):
     r = api.post(f"/api/sessions/{sid}/frames", content=ASTRONAUT.read_bytes(),
                  headers={**staff, "Content-Type": "image/jpeg"})
     assert r.status_code == 503 and r.headers["retry-after"] == "7" and r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_frame_in_flight_across_an_erasure_never_lands_in_the_next_session(make_api, db, database_url):  # noqa: F811
+    """A live session made for a row, written after that row was erased and its id (SQLite) given to
+    another team's new session: refused, and the new session gets no row."""
+    from monitoring.live import LiveSession
+
+    api = make_api()
+    a_admin, b_admin = token_of(api, "ward-a-admin"), token_of(api, "ward-b-admin")
+    a = api.post("/api/subjects", json={"label": "A"}, headers=a_admin).json()
+    sid = api.post("/api/sessions", json={"subject_id": a["id"]}, headers=a_admin).json()["id"]
+    with db() as session:
+        in_flight = LiveSession(sid, session.get(MonitoringSession, sid).started_at)
+    assert api.delete(f"/api/subjects/{a['id']}", headers=a_admin).status_code == 204
+    b = api.post("/api/subjects", json={"label": "B"}, headers=b_admin).json()
+    sid_b = api.post("/api/sessions", json={"subject_id": b["id"]}, headers=b_admin).json()["id"]
+    if database_url.startswith("sqlite"):
+        assert sid_b == sid
+    with db() as session, pytest.raises(ValueError, match="no longer exists"):
+        in_flight.add_results(session, [(0.5, [(666, [1 / 8] * 8)]), (1.5, [])])
+    assert api.get(f"/api/sessions/{sid_b}/timeline", headers=b_admin).json()["rows"] == []
