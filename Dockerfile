@@ -11,4 +11,4 @@ COPY --chown=user scripts/install.sh scripts/
 RUN python -m venv .venv && scripts/install.sh
 COPY --chown=user . .
 EXPOSE 7860
-CMD ["python", "app.py"]
+CMD ["python", "-m", "app_ui"]

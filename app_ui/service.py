@@ -113,18 +113,18 @@ class FERService:
     def defaults(self) -> PredictOptions:
         """This model's own defaults: its detector's threshold, its ``config.json``'s ``align`` and
         ``balanced`` (what the UI's controls start at and the APIs use when a value is omitted)."""
-        return PredictOptions.for_recognizer(self.recognizer)
+        return self.recognizer.options()
 
     def settings(self, threshold: float | None = None, min_face_size: float | None = None, align: bool | None = None,
                  balanced: bool | None = None) -> PredictOptions:
         """Validated options from UI/API values; ``None`` means the model's default, a
-        ``min_face_size`` of 0 adaptive (:meth:`fer_core.options.PredictOptions.for_recognizer`).
+        ``min_face_size`` of 0 adaptive (:meth:`fer_core.recognizer.EmotionRecognizer.options`).
 
         Raises:
             fer_core.InvalidArgumentError: a value is out of range, or ``balanced`` is asked of a
                 model without a class prior in its ``config.json``.
         """
-        return PredictOptions.for_recognizer(self.recognizer, threshold, min_face_size, align, balanced)
+        return self.recognizer.options(threshold, min_face_size, align, balanced)
 
     def predict(self, image: Any, options: PredictOptions, *,
                 dropped: list[int] | None = None) -> tuple[Image.Image, list[FaceResult]]:

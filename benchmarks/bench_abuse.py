@@ -1,6 +1,6 @@
 """Bounded attacks on a local server: ``python benchmarks/bench_abuse.py [--pass 1|2|both] [--seconds 60]``.
 
-Pass 1 (the honest oversize flood) starts ``python app.py`` (bundled model, the default limits of
+Pass 1 (the honest oversize flood) starts ``python -m app_ui`` (bundled model, the default limits of
 :mod:`app_ui.limits`) on a free loopback port and, all at once:
 
 - 100 oversize uploads (25 MB bodies to ``/api/predict``, over the 20 MB limit),
@@ -40,8 +40,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app_ui.launch import app_server  # noqa: E402
 from benchmarks.common import ASTRONAUT, frame_640x480, server_rss_mb  # noqa: E402
+from tests.support.launch import app_server  # noqa: E402
 
 
 def jpeg(image: Image.Image, quality: int = 90) -> bytes:
@@ -162,7 +162,7 @@ class HealthWatch:
 def second_pass() -> None:
     """Issue 27's attacks, one at a time (module docstring)."""
     from benchmarks.common import many_faces_image
-    from tests.video_clips import dense_clip
+    from tests.support.video_clips import dense_clip
 
     face = Image.open(ASTRONAUT).convert("RGB")
     with tempfile.TemporaryDirectory() as tmp:

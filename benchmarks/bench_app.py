@@ -1,6 +1,6 @@
 """App load test: ``python benchmarks/bench_app.py [--model DIR] [--callers 8] [--requests 25]``.
 
-Starts ``python app.py`` on a free loopback port, then N concurrent ``gradio_client`` callers each
+Starts ``python -m app_ui`` on a free loopback port, then N concurrent ``gradio_client`` callers each
 send M ``/predict`` requests with a 640x480 one-face photo. Prints errors, p50/p95 latency,
 requests/s and the server's RSS before and after. Then measures the live tab's per-frame work
 (detect + classify + track + annotate + bars) on a 640x480 one-face stream, in frames/s.
@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app_ui.launch import app_server  # noqa: E402
 from benchmarks.common import frame_640x480, server_rss_mb  # noqa: E402
+from tests.support.launch import app_server  # noqa: E402
 
 
 def load_test(url: str, image: Path, callers: int, requests: int) -> None:

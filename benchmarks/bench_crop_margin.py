@@ -2,7 +2,7 @@
 [--split train|valid] [--n 1000]``.
 
 Each of the first N FER+ faces of the split is upscaled to 160 px and pasted on a grey canvas
-(:func:`train.pipeline_eval.face_on_canvas`); MTCNN's box on it (:func:`train.pipeline_eval.pasted_face`)
+(:func:`research.pipeline_eval.face_on_canvas`); MTCNN's box on it (:func:`research.pipeline_eval.pasted_face`)
 is compared with the crop. Prints the median and IQR of ``crop side / box longer side - 1``: the ``crop_margin`` that
 makes inference crops as large as the training crops (negative: MTCNN's box is larger than the
 FER2013 crop, so the crop is cut tighter than the box). The bundled model's margin comes from
@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import SHARED  # noqa: E402
 from fer_core.detect import FaceDetector  # noqa: E402
-from train.data import load_split  # noqa: E402
-from train.pipeline_eval import face_on_canvas, pasted_face  # noqa: E402
+from fer_train.data import load_split  # noqa: E402
+from research.pipeline_eval import face_on_canvas, pasted_face  # noqa: E402
 
 SIDE = 160
 

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import frame_640x480, median_ms, photo_1200x630  # noqa: E402
 from fer_core import EmotionRecognizer  # noqa: E402
 from fer_core.align import crop_face  # noqa: E402
-from fer_core.config import ModelConfig, backbone_normalization  # noqa: E402
+from fer_core.backbones import backbone_normalization  # noqa: E402
+from fer_core.config import ModelConfig  # noqa: E402
 from fer_core.model import EmotionNet, fuse_batchnorm  # noqa: E402
 from fer_core.preprocess import crops_to_batch  # noqa: E402
 

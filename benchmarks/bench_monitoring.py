@@ -1,7 +1,7 @@
 """Monitoring load: ``python benchmarks/bench_monitoring.py [--sessions 8] [--seconds 120] [--engine both]``.
 
 For each engine (a SQLite file, and a throw-away PostgreSQL server from Debian's binaries), starts
-``python app.py`` with monitoring on, creates an admin and N subjects, and runs N concurrent
+``python -m app_ui`` with monitoring on, creates an admin and N subjects, and runs N concurrent
 sessions that each post one frame every 200 ms (two tracked faces' per-frame results as JSON: the
 storage path, not inference, which a 2-core CPU could not do 40 times a second) for the given
 time, then end their sessions. Prints frames/s accepted, p50/p95 latency, the aggregate rows
@@ -31,9 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app_ui.launch import ROOT, app_server  # noqa: E402
 from fer_core.labels import LABELS  # noqa: E402
-from monitoring.pgserver import fresh_database, postgres_server  # noqa: E402
+from tests.support.launch import ROOT, app_server  # noqa: E402
+from tests.support.pgserver import fresh_database, postgres_server  # noqa: E402
 
 SECRET = "bench-secret-Kq7Vw2Lp9Zx4Rt8Nm3Bc6Hd1Fg5Js0"
 PASSWORD = "benchmark password"

@@ -1,6 +1,6 @@
 """Training throughput of the default recipe on this CPU: ``python benchmarks/bench_train.py``.
 
-Runs one real epoch of ``python -m train`` (defaults: MobileNetV2, 96 px, batch 64, AdamW,
+Runs one real epoch of ``python -m fer_train`` (defaults: MobileNetV2, 96 px, batch 64, AdamW,
 augmentation, crossentropy labels) on the first N FER+ Train images and prints the images/s the
 training loop measured (data loading and augmentation included), plus the projected epoch time.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import SHARED  # noqa: E402
-from train.__main__ import main as train_main  # noqa: E402
+from fer_train.__main__ import main as train_main  # noqa: E402
 
 
 def main() -> None:

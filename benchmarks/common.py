@@ -47,13 +47,13 @@ def median_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3) -> f
 
 
 def server_rss_mb(url: str) -> float:
-    """Resident memory (MB) of the ``app.py`` process listening on ``url``'s port; NaN if not found."""
+    """Resident memory (MB) of the app process (``python -m app_ui``) listening on ``url``'s port; NaN if not found."""
     import psutil
 
     port = int(url.rsplit(":", 1)[1])
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if proc.info["cmdline"] and "app.py" in " ".join(proc.info["cmdline"]):
+            if proc.info["cmdline"] and "app_ui" in " ".join(proc.info["cmdline"]):
                 connections = getattr(proc, "net_connections", None) or proc.connections
                 if any(c.laddr.port == port for c in connections(kind="tcp")):
                     return proc.memory_info().rss / 1024**2

@@ -14,41 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, backbone_names, get_backbone
 from .errors import InvalidArgumentError, ModelLoadError
 from .labels import LABELS
-
-#: Backbones :class:`fer_core.model.EmotionNet` can build (torchvision model names).
-BACKBONES: tuple[str, ...] = (
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "efficientnet_b0",
-    "efficientnet_b1",
-    "convnext_tiny",
-    "dlib_resnet",
-)
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-#: dlib's face-recognition ResNet (:mod:`fer_core.dlib_resnet`) takes RGB ``(x - DLIB_MEAN_RGB) / 256``
-#: for pixels ``x`` in 0..255 (the means stored in dlib_face_recognition_resnet_model_v1.dat).
-DLIB_MEAN_RGB: tuple[float, float, float] = (122.782, 117.001, 104.298)
-DLIB_PIXEL_SCALE: float = 256.0
-#: Smallest input side of ``dlib_resnet``: its unpadded stride-2 convolutions need a 3x3 input at
-#: the last level (at 103 px and below one gets 2x2).
-DLIB_MIN_INPUT_SIZE: int = 104
-
-
-def backbone_normalization(backbone: str) -> tuple[list[float], list[float]]:
-    """The per-channel ``mean`` and ``std`` (for pixels scaled to [0, 1]) a backbone's pretrained
-    weights expect: dlib's for ``dlib_resnet``, ImageNet's for the torchvision backbones."""
-    if backbone == "dlib_resnet":
-        return [m / 255.0 for m in DLIB_MEAN_RGB], [DLIB_PIXEL_SCALE / 255.0] * 3
-    return list(IMAGENET_MEAN), list(IMAGENET_STD)
 
 
 @dataclass
@@ -56,8 +24,8 @@ class ModelConfig:
     """Architecture and preprocessing of one emotion model, as stored in ``config.json``.
 
     Attributes:
-        backbone: one of :data:`BACKBONES`: a torchvision model name, or ``dlib_resnet`` (dlib's
-            face-recognition ResNet, :mod:`fer_core.dlib_resnet`; ``input_size`` >= 104).
+        backbone: a name from :func:`fer_core.backbones.backbone_names`: a torchvision model name,
+            or one registered with :func:`fer_core.backbones.register_backbone`.
         labels: class names in output order (default: the 8 FER+ labels).
         input_size: side of the square network input, pixels (16..1024).
         color_mode: ``"grayscale"`` (crop converted to gray, replicated to 3 channels, as FER+
@@ -73,7 +41,7 @@ class ModelConfig:
             -0.5..2). The default -0.05 matches FER2013's tight crops: on 860 FER+ Train faces
             MTCNN found, the crop side was a median 0.951x (margin -0.049, IQR -0.12..+0.04) of
             MTCNN's longer box side (``benchmarks/bench_crop_margin.py --split train``). Through the
-            whole pipeline (``python -m train.pipeline_eval``, faces upscaled to 96/160/320 px) it
+            whole pipeline (``python -m research.pipeline_eval``, faces upscaled to 96/160/320 px) it
             measures FER+ Valid accuracy 0.876/0.886/0.885 against 0.876/0.871/0.879 with 0.0
             (the classifier on the dataset's own crops: 0.89; the bundled model's first stage).
         align: rotate each face so its eyes are level before cropping.
@@ -126,8 +94,8 @@ class ModelConfig:
                 f"config.json: '{key}' must be {expected}, got {getattr(self, key)!r}"
             )
 
-        if self.backbone not in BACKBONES:
-            raise bad("backbone", f"one of {', '.join(BACKBONES)}")
+        if self.backbone not in backbone_names():
+            raise bad("backbone", f"one of {', '.join(backbone_names())}")
         if (
             not isinstance(self.labels, list)
             or len(self.labels) < 2
@@ -137,8 +105,9 @@ class ModelConfig:
             raise bad("labels", "a list of at least 2 distinct non-empty strings")
         if not isinstance(self.input_size, int) or not 16 <= self.input_size <= 1024:
             raise bad("input_size", "an integer from 16 to 1024")
-        if self.backbone == "dlib_resnet" and self.input_size < DLIB_MIN_INPUT_SIZE:
-            raise bad("input_size", f"at least {DLIB_MIN_INPUT_SIZE} for backbone dlib_resnet")
+        min_side = get_backbone(self.backbone).min_input_size
+        if self.input_size < min_side:
+            raise bad("input_size", f"at least {min_side} for backbone {self.backbone}")
         if self.color_mode not in ("grayscale", "rgb"):
             raise bad("color_mode", "'grayscale' or 'rgb'")
         if self.native_size is not None and (

@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import PyTorchModelHubMixin
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.fx.experimental.optimization import fuse as fx_fuse
 
+from .backbones import get_backbone
 from .config import ModelConfig
-from .dlib_resnet import DlibResNet
 from .errors import InvalidArgumentError, ModelLoadError
 
 CONFIG_NAME = "config.json"
@@ -30,23 +29,20 @@ WEIGHTS_NAME = "model.safetensors"
 def build_backbone(backbone: str, num_classes: int, dropout: float) -> nn.Module:
     """Build a randomly initialised classifier with a ``num_classes`` head.
 
-    ``backbone`` is a torchvision model name or ``dlib_resnet``
-    (:class:`~fer_core.dlib_resnet.DlibResNet`). The backbone's last ``nn.Linear`` is replaced
+    ``backbone`` is a torchvision model name or one registered with
+    :func:`fer_core.backbones.register_backbone`. The backbone's last ``nn.Linear`` is replaced
     (``fc`` for ResNets and dlib's ResNet, whose ``fc`` is its 128-D descriptor layer,
     ``classifier[-1]`` for MobileNet, EfficientNet and ConvNeXt) and its dropout set to ``dropout``.
 
     Args:
-        backbone: a name from :data:`fer_core.config.BACKBONES`.
+        backbone: a name from :func:`fer_core.backbones.backbone_names`.
         num_classes: output size of the new head.
         dropout: dropout probability before the head.
 
     Returns:
         ``nn.Module`` mapping float32 ``(N, 3, H, W)`` to logits ``(N, num_classes)``.
     """
-    if backbone == "dlib_resnet":
-        net: nn.Module = DlibResNet()
-    else:
-        net = torchvision.models.get_model(backbone, weights=None)
+    net: nn.Module = get_backbone(backbone).build()
     if hasattr(net, "fc") and isinstance(net.fc, nn.Linear):
         net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(net.fc.in_features, num_classes))
     else:
@@ -89,6 +85,8 @@ class EmotionNet(
             self.config = ModelConfig.from_dict(config) if config is not None else ModelConfig()
         self.net = build_backbone(self.config.backbone, self.config.num_classes, self.config.dropout)
         self._hub_mixin_config = self.config.to_dict()
+        #: the Hub commit the weights came from (:func:`load_model`); ``None`` for a folder or new model
+        self.revision: str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch.
@@ -133,37 +131,20 @@ class EmotionNet(
         save_file(state, str(Path(save_directory) / WEIGHTS_NAME), metadata={"format": "pt"})
 
     @classmethod
-    def _from_pretrained(  # type: ignore[override]
+    def from_pretrained(  # type: ignore[override]
         cls,
+        pretrained_model_name_or_path: str | os.PathLike,
         *,
-        model_id: str,
-        revision: str | None,
-        cache_dir: str | Path | None,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
         map_location: str = "cpu",
-        strict: bool = True,
-        config: dict[str, Any] | None = None,
-        **model_kwargs: Any,
+        **_: Any,
     ) -> EmotionNet:
-        if config is None:
-            raise ModelLoadError(f"{model_id}: no config.json found")
-        if Path(model_id).is_dir():
-            weights_file = str(Path(model_id) / WEIGHTS_NAME)
-        else:
-            weights_file = hf_hub_download(
-                repo_id=model_id,
-                filename=WEIGHTS_NAME,
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                token=token,
-                local_files_only=local_files_only,
-            )
-        model = cls(config=config)
-        load_weights(model, weights_file, source=model_id, map_location=map_location)
-        return model
+        """The mixin's entry point, routed through :func:`load_model` (the one load path)."""
+        return load_model(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir,
+                          local_files_only=local_files_only, token=token, device=map_location)
 
 
 def fuse_batchnorm(model: nn.Module) -> nn.Module:
@@ -244,17 +225,63 @@ def load_weights(
     model.eval()
 
 
-def load_model(folder: str | os.PathLike, source: str | None = None,
-               device: str | torch.device = "cpu") -> EmotionNet:
-    """Build an :class:`EmotionNet` from a folder holding ``config.json`` + ``model.safetensors``.
+def resolve_model_folder(source: str | os.PathLike, revision: str | None = None, *,
+                         cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                         token: str | bool | None = None) -> tuple[Path, str | None]:
+    """The local folder holding a model's files: ``source`` itself when it is a folder, otherwise
+    a snapshot of Hub repo ``source`` (``config.json``, ``model.safetensors``, ``README.md``)
+    downloaded with ``huggingface_hub.snapshot_download`` and cached (works offline from the cache;
+    ``HF_ENDPOINT`` selects the server).
+
+    Returns:
+        ``(folder, commit)``: ``commit`` is the snapshot's commit hash, ``None`` for a folder.
 
     Raises:
-        ModelLoadError: missing/invalid config, missing/invalid weights, or weights that do not
-            match the config.
+        ModelLoadError: not a folder and not a valid repo id, or the Hub cannot give the repo.
     """
-    folder = Path(folder)
-    source = source or str(folder)
+    if Path(source).is_dir():
+        return Path(source), None
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    repo_id = str(source)
+    try:
+        path = snapshot_download(repo_id=repo_id, revision=revision,
+                                 allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md"], cache_dir=cache_dir,
+                                 local_files_only=local_files_only, token=token)
+    except HFValidationError as exc:
+        raise ModelLoadError(
+            f"'{repo_id}' is neither an existing folder nor a valid Hub repo id ('user/name')"
+        ) from exc
+    except Exception as exc:  # network, auth, not found, offline without cache ...
+        raise ModelLoadError(f"cannot get model '{repo_id}' from the Hub: {type(exc).__name__}: {exc}") from exc
+    return Path(path), Path(path).name  # snapshot folders are named by commit hash
+
+
+def load_model(source: str | os.PathLike, revision: str | None = None, *, device: str | torch.device = "cpu",
+               cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+               token: str | bool | None = None, name: str | None = None) -> EmotionNet:
+    """The one way to load an :class:`EmotionNet` (library, app, training and tests use it): from
+    a folder holding ``config.json`` + ``model.safetensors`` or from a Hub repo id
+    (:func:`resolve_model_folder`), strictly and safetensors only. The model is in eval mode;
+    ``model.revision`` is the Hub commit (``None`` for a folder).
+
+    Args:
+        source: folder or Hub repo id ``"user/name"``.
+        revision: Hub branch, tag or commit (ignored for folders).
+        device: torch device.
+        cache_dir, local_files_only, token: passed to ``huggingface_hub.snapshot_download``.
+        name: the model's name in error messages (default: ``source``).
+
+    Raises:
+        ModelLoadError: missing/unreachable folder or repo, missing/invalid config, missing/invalid
+            weights, or weights that do not match the config.
+    """
+    folder, commit = resolve_model_folder(source, revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                          token=token)
+    name = name or str(source)
     config = ModelConfig.from_file(folder / CONFIG_NAME)
     model = EmotionNet(config)
-    load_weights(model, folder / WEIGHTS_NAME, source=source)
+    load_weights(model, folder / WEIGHTS_NAME, source=name)
+    model.revision = commit
     return model.to(device).eval()

@@ -4,19 +4,16 @@ The library (:class:`~fer_core.detect.FaceDetector`, :class:`~fer_core.recognize
 :func:`~fer_core.video_analysis.analyze_video`), the CLI, the app's sliders and the REST query
 validation all read these constants and checks, so a default or a range changes here only.
 Defaults that belong to a model (``align``, ``balanced``) come from its ``config.json``: see
-:meth:`PredictOptions.for_recognizer`.
+:meth:`EmotionRecognizer.options() <fer_core.recognizer.EmotionRecognizer.options>`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InvalidArgumentError
-
-if TYPE_CHECKING:
-    from .recognizer import EmotionRecognizer
 
 #: Default detection-probability threshold: MTCNN's final-stage score a face must reach. 0.9 removes
 #: the spurious low-score boxes MTCNN finds in busy scenes while keeping real faces (typically > 0.99).
@@ -167,25 +164,6 @@ class PredictOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", check_threshold(self.threshold))
         object.__setattr__(self, "min_face_size", check_min_face_size(self.min_face_size))
-
-    @classmethod
-    def for_recognizer(cls, recognizer: EmotionRecognizer, threshold: Any = None, min_face_size: Any = None,
-                       align: bool | None = None, balanced: bool | None = None) -> PredictOptions:
-        """Options for ``recognizer``: every value left ``None`` is the recognizer's own default (its
-        detector's threshold and minimum face size, its ``config.json``'s ``align`` and
-        ``balanced``); a ``min_face_size`` of 0 means adaptive.
-
-        Raises:
-            InvalidArgumentError: a value is out of range, or balanced decisions are asked of a model
-                without a class prior.
-        """
-        config = recognizer.config
-        return cls(
-            threshold=recognizer.detector.threshold if threshold is None else threshold,
-            min_face_size=recognizer.detector.min_face_size if min_face_size is None else min_face_size,
-            align=config.align if align is None else bool(align),
-            balanced=config.resolve_balanced(balanced),
-        )
 
     def as_kwargs(self) -> dict[str, Any]:
         """``threshold``, ``min_face_size``, ``align`` and ``balanced`` as keyword arguments of

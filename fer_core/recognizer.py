@@ -21,8 +21,8 @@ from .config import ModelConfig
 from .detect import Detection, FaceDetector, limit_faces
 from .errors import InvalidImageError, ModelLoadError
 from .io import ImageInput, load_image
-from .model import CONFIG_NAME, WEIGHTS_NAME, EmotionNet, fuse_batchnorm, load_model
-from .options import DEFAULT_HALF_LIFE_S, DEFAULT_THRESHOLD, check_max_faces
+from .model import EmotionNet, fuse_batchnorm, load_model
+from .options import DEFAULT_HALF_LIFE_S, DEFAULT_THRESHOLD, PredictOptions, check_max_faces
 from .preprocess import crops_to_batch
 from .result import FaceResult
 
@@ -101,20 +101,16 @@ class EmotionRecognizer:
             ModelLoadError: the folder or repo does not exist or cannot be reached, ``config.json``
                 is missing or invalid, or the weights are missing or do not match it.
         """
-        resolved_revision = None
         if model_id is None:
-            folder, source = DEFAULT_MODEL_DIR, "bundled default"
-            if not folder.is_dir():
-                raise ModelLoadError(f"the bundled default model is missing ({folder})")
-        elif Path(model_id).is_dir():
-            folder, source = Path(model_id), str(model_id)
+            if not DEFAULT_MODEL_DIR.is_dir():
+                raise ModelLoadError(f"the bundled default model is missing ({DEFAULT_MODEL_DIR})")
+            model_id, source = DEFAULT_MODEL_DIR, "bundled default"
         else:
             source = str(model_id)
-            folder = _download(source, revision, cache_dir, local_files_only, token)
-            resolved_revision = folder.name  # snapshot folders are named by commit hash
-        model = load_model(folder, source=source, device=device)
+        model = load_model(model_id, revision, device=device, cache_dir=cache_dir, local_files_only=local_files_only,
+                           token=token, name=source)
         detector = FaceDetector(threshold=threshold, min_face_size=min_face_size, device=device)
-        return cls(model, detector, device=device, source=source, revision=resolved_revision)
+        return cls(model, detector, device=device, source=source, revision=model.revision)
 
     @property
     def labels(self) -> list[str]:
@@ -125,6 +121,23 @@ class EmotionRecognizer:
     def config(self) -> ModelConfig:
         """The model's :class:`ModelConfig` (from its ``config.json``)."""
         return self.model.config
+
+    def options(self, threshold: Any = None, min_face_size: Any = None, align: bool | None = None,
+                balanced: bool | None = None) -> PredictOptions:
+        """Validated per-call options for this recognizer: every value left ``None`` is its own
+        default (its detector's threshold and minimum face size, its ``config.json``'s ``align`` and
+        ``balanced``); a ``min_face_size`` of 0 means adaptive.
+
+        Raises:
+            InvalidArgumentError: a value is out of range, or balanced decisions are asked of a model
+                without a class prior.
+        """
+        return PredictOptions(
+            threshold=self.detector.threshold if threshold is None else threshold,
+            min_face_size=self.detector.min_face_size if min_face_size is None else min_face_size,
+            align=self.config.align if align is None else bool(align),
+            balanced=self.config.resolve_balanced(balanced),
+        )
 
     def classify_crops(self, crops: Sequence[ImageInput], *, batch_size: int = CLASSIFY_BATCH,
                        balanced: bool | None = None) -> np.ndarray:
@@ -309,29 +322,6 @@ class EmotionRecognizer:
                 batch = batch.to(self.device, memory_format=torch.channels_last)
                 out.append(self.model.probabilities(self._net(batch), balanced).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
-
-
-def _download(repo_id: str, revision: str | None, cache_dir: Any, local_files_only: bool,
-              token: str | bool | None) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        path = snapshot_download(
-            repo_id=repo_id,
-            revision=revision,
-            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md"],
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-        )
-    except HFValidationError as exc:
-        raise ModelLoadError(
-            f"'{repo_id}' is neither an existing folder nor a valid Hub repo id ('user/name')"
-        ) from exc
-    except Exception as exc:  # network, auth, not found, offline without cache ...
-        raise ModelLoadError(f"cannot get model '{repo_id}' from the Hub: {type(exc).__name__}: {exc}") from exc
-    return Path(path)
 
 
 def _load_indexed(image: ImageInput, index: int) -> Image.Image:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
+from .config import ModelConfig
+from .detect import Detection, FaceDetector, limit_faces
 from .errors import InvalidArgumentError
 from .options import (
     DEFAULT_HALF_LIFE_S,
@@ -24,12 +27,27 @@ from .options import (
     check_sample_fps,
     check_smoothing,
 )
+from .result import FaceResult
 from .timeline import Timeline, TimelineRow
 from .track import DEFAULT_MAX_MISSED_S, FaceTracker
 from .video import Frame, VideoInfo, VideoSource, VideoWriter, iter_frames, probe_video
 
-if TYPE_CHECKING:
-    from .recognizer import EmotionRecognizer
+
+class FrameRecognizer(Protocol):
+    """What :func:`analyze_video` needs of a recognizer (:class:`~fer_core.recognizer.EmotionRecognizer`
+    is one): its labels and config, a face detector, and classification of detected faces."""
+
+    detector: FaceDetector
+
+    @property
+    def labels(self) -> list[str]: ...  # noqa: D102
+
+    @property
+    def config(self) -> ModelConfig: ...  # noqa: D102
+
+    def classify_detections(self, images: Sequence[Image.Image], detections: Sequence[Sequence[Detection]], *,
+                            align: bool | None = None, balanced: bool | None = None
+                            ) -> list[list[FaceResult]]: ...  # noqa: D102
 
 #: Frames whose faces are classified in one forward pass by :func:`analyze_video`.
 DEFAULT_BATCH_FRAMES: int = 8
@@ -98,8 +116,6 @@ class VideoAnalysis(Timeline):
         Raises:
             InvalidVideoError: the source video cannot be read again.
         """
-        from PIL import Image
-
         from .draw import annotate
 
         by_frame: dict[int, list[TimelineRow]] = {}
@@ -119,7 +135,7 @@ class VideoAnalysis(Timeline):
 
 
 def analyze_video(
-    recognizer: EmotionRecognizer,
+    recognizer: FrameRecognizer,
     source: VideoSource,
     *,
     sample_fps: float | None = None,
@@ -177,7 +193,6 @@ def analyze_video(
             its frames are too large.
         InvalidArgumentError: a parameter is out of range.
     """
-    from .detect import limit_faces
 
     if batch_frames < 1:
         raise InvalidArgumentError(f"batch_frames must be >= 1, got {batch_frames}")
@@ -203,8 +218,6 @@ def analyze_video(
     counter = [0]  # analysed frames so far
 
     def flush() -> None:
-        from PIL import Image
-
         images = [Image.fromarray(f.rgb) for f in chunk]
         wanted = [i for i in range(len(chunk)) if (counter[0] + i) % detect_every == 0]
         found = recognizer.detector.detect_batch([images[i] for i in wanted], threshold=threshold,

@@ -53,7 +53,7 @@ class MonitoringSettings:
             raise MonitoringConfigError(
                 "monitoring needs FER_JWT_SECRET (a random string of at least 32 characters, 16 of them "
                 "different, e.g. "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); `python app.py --dev` "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`); `fer-app --dev` "
                 "uses a random per-process secret for local development only")
         try:
             minutes = float(os.environ.get("FER_JWT_MINUTES", "60"))

@@ -13,9 +13,9 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app_ui.launch import app_server
 from tests.conftest import ROOT
-from tests.video_clips import dense_clip, write_two_face_clip
+from tests.support.launch import app_server
+from tests.support.video_clips import dense_clip, write_two_face_clip
 
 ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 UPLOAD_LIMIT_MB = 2
@@ -157,7 +157,7 @@ def test_rest_bad_inputs_then_valid_request(server):
 
 
 def test_app_pulls_its_model_from_a_hub_server(tmp_path, model_dir):
-    from tests.hub_server import make_git_repo, olah_server
+    from tests.support.hub_server import make_git_repo, olah_server
 
     commit = make_git_repo(tmp_path / "mirrors", "fer-tests/app-model",
                            [model_dir / "config.json", model_dir / "model.safetensors"])

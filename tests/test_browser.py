@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app_ui.launch import app_server
-from tests.browser import CHROMIUM, FLAGS, write_y4m
 from tests.conftest import ROOT
-from tests.video_clips import write_two_face_clip
+from tests.support.browser import CHROMIUM, FLAGS, write_y4m
+from tests.support.launch import app_server
+from tests.support.video_clips import write_two_face_clip
 
 ARTIFACTS = ROOT / "test-artifacts"
 ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"

@@ -15,11 +15,11 @@ import httpx
 from PIL import Image
 from sqlalchemy import select
 
-from app_ui.launch import app_server
 from monitoring.db import make_engine, session_factory
 from monitoring.models import Aggregate
-from tests.browser import write_y4m
 from tests.conftest import ROOT
+from tests.support.browser import write_y4m
+from tests.support.launch import app_server
 from tests.test_browser import ARTIFACTS, ASTRONAUT, open_page, playwright  # noqa: F401 (fixture)
 
 PASSWORD = "browser test password"

@@ -57,7 +57,7 @@ def test_cli_no_face_and_bad_model(tmp_path, model_dir):
 
 def test_cli_video_timeline_annotate_and_bad_video(tmp_path, ferplus, model_dir):
     from fer_core.video import probe_video
-    from tests.video_clips import write_two_face_clip
+    from tests.support.video_clips import write_two_face_clip
 
     clips = tmp_path / "clips"
     clips.mkdir()

@@ -1,5 +1,5 @@
 """Error mapping of the app: a FERError is a 4xx with its reason, anything else a logged 500 (REST) or
-``gr.Error`` (Gradio) with a fixed message and no internals, in a real app (app.create_app) run in
+``gr.Error`` (Gradio) with a fixed message and no internals, in a real app (app_ui.server.create_app) run in
 this process so that a service method can be made to fail."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from app_ui.blocks import INTERNAL_ERROR as UI_INTERNAL_ERROR
-from app_ui.launch import free_port
 from app_ui.rest import INTERNAL_ERROR
 from app_ui.service import FERService
 from fer_core import InvalidArgumentError, InvalidImageError, ModelLoadError
 from tests.conftest import ROOT
+from tests.support.launch import free_port
 
 ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 SECRET = "secret internals: torch.cat(): expected a non-empty list of Tensors at /srv/app/fer_core/detect.py"
@@ -40,7 +40,7 @@ def service(recognizer):
 
 @pytest.fixture
 def rest(service, monkeypatch, tmp_path):
-    import app
+    from app_ui import server as app
 
     monkeypatch.delenv("FER_JWT_SECRET", raising=False)
     monkeypatch.setenv("FER_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
@@ -102,7 +102,7 @@ def live(recognizer, tmp_path_factory):
 
     import uvicorn
 
-    import app
+    from app_ui import server as app
 
     os.environ.pop("FER_JWT_SECRET", None)
     service = FERService(recognizer, "test model")

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from app_ui.guard import ByteBudget, RequestGuard
 from app_ui.headers import SecurityHeaders
-from app_ui.launch import app_server, free_port
+from tests.support.launch import app_server, free_port
 
 LIMIT = 64 * 1024
 SECRET = "guard-test-Secret-0123456789-abcdefghijklmnop"

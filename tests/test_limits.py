@@ -14,10 +14,10 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app_ui.launch import app_server
 from app_ui.limits import InferenceLimiter, ServerBusyError
 from tests.conftest import ROOT
-from tests.video_clips import write_two_face_clip
+from tests.support.launch import app_server
+from tests.support.video_clips import write_two_face_clip
 
 ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 MAX_FILES = 3

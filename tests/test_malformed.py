@@ -11,10 +11,10 @@ import httpx
 import numpy as np
 import pytest
 
-from app_ui.launch import app_server
 from fer_core import FERError, InvalidImageError
 from tests.conftest import ROOT
-from tests.malformed import corpus
+from tests.support.launch import app_server
+from tests.support.malformed import corpus
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,16 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select, text
 
-from app_ui.launch import app_server
 from app_ui.service import FERService
 from fer_core.labels import LABELS
 from monitoring import store
 from monitoring.db import make_engine, session_factory, upgrade
 from monitoring.models import Aggregate, MonitoringSession, Subject, User
-from monitoring.pgserver import fresh_database, postgres_server
 from monitoring.security import create_token, normalize_username
 from tests.conftest import ROOT
-from tests.video_clips import two_face_frames
+from tests.support.launch import app_server
+from tests.support.pgserver import fresh_database, postgres_server
+from tests.support.video_clips import two_face_frames
 
 SECRET = "test-secret-Kq7Vw2Lp9Zx4Rt8Nm3Bc6Hd1Fg5Js0"
 PASSWORD = "correct horse battery"
@@ -62,7 +62,7 @@ def db(database_url):
 @pytest.fixture
 def api(database_url, db, recognizer, monkeypatch):
     """A TestClient of the real app on this database, two teams with an admin and a staff user each."""
-    import app
+    from app_ui import server as app
 
     monkeypatch.setenv("FER_JWT_SECRET", SECRET)
     monkeypatch.setenv("FER_DATABASE_URL", database_url)
@@ -207,7 +207,7 @@ def test_deleting_a_subject_erases_everything_about_it(api, db):
 
 
 def test_monitoring_is_off_without_a_secret(recognizer, monkeypatch, tmp_path):
-    import app
+    from app_ui import server as app
 
     monkeypatch.delenv("FER_JWT_SECRET", raising=False)
     monkeypatch.setenv("FER_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")

@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select, text
 
-from app_ui.launch import app_server
 from app_ui.service import FERService
 from fer_core.labels import LABELS
 from monitoring import store
@@ -28,6 +27,7 @@ from monitoring.db import make_engine
 from monitoring.models import AuditEvent, MonitoringSession, Subject, User
 from monitoring.settings import MonitoringConfigError, MonitoringSettings
 from tests.conftest import ROOT
+from tests.support.launch import app_server
 from tests.test_browser_monitoring import image_files
 from tests.test_monitoring import PASSWORD, SECRET, database_url, db, postgres  # noqa: F401 (fixtures)
 
@@ -39,7 +39,7 @@ ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 def make_api(database_url, db, recognizer, monkeypatch):  # noqa: F811 (fixtures)
     """``make_api(**env)``: a TestClient of the real app on this database with two teams of an admin
     and a staff user each, and the extra environment ``env`` (e.g. the login limits)."""
-    import app
+    from app_ui import server as app
 
     clients = []
 
@@ -310,7 +310,7 @@ def test_headers_on_tokens_and_data(make_api):
 
 
 def test_settings_refuse_weak_secrets_and_dev_binds_loopback(tmp_path, monkeypatch):
-    import app
+    from app_ui import server as app
 
     for weak in ("a" * 32, "abcd" * 12, "short-Secret-1"):
         monkeypatch.setenv("FER_JWT_SECRET", weak)

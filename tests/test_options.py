@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from fer_core import FERError, InvalidArgumentError, PredictOptions
+from fer_core import FERError, InvalidArgumentError
 from fer_core.options import (
     DEFAULT_THRESHOLD,
     check_max_seconds,
@@ -53,18 +53,18 @@ def test_a_non_number_keeps_its_cause():
 
 
 def test_predict_options_come_from_the_recognizer_and_its_config(recognizer):
-    defaults = PredictOptions.for_recognizer(recognizer)
+    defaults = recognizer.options()
     assert defaults.threshold == recognizer.detector.threshold == DEFAULT_THRESHOLD
     assert defaults.align == recognizer.config.align and defaults.balanced == recognizer.config.balanced
-    chosen = PredictOptions.for_recognizer(recognizer, 0.5, 40, not recognizer.config.align)
+    chosen = recognizer.options(0.5, 40, not recognizer.config.align)
     assert (chosen.threshold, chosen.min_face_size, chosen.align) == (0.5, 40, not recognizer.config.align)
     with pytest.raises(InvalidArgumentError, match="threshold"):
-        PredictOptions.for_recognizer(recognizer, threshold=2)
+        recognizer.options(threshold=2)
 
 
 def test_the_models_own_align_wins(recognizer, monkeypatch):
     monkeypatch.setattr(recognizer.model, "config", dataclasses.replace(recognizer.config, align=False))
-    assert PredictOptions.for_recognizer(recognizer).align is False
+    assert recognizer.options().align is False
 
 
 def test_library_calls_raise_invalid_argument_errors(recognizer, astronaut):

@@ -20,7 +20,7 @@ def test_wheel_has_dependencies_console_script_license_and_model(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
-    for package in ("fer_core", "train"):
+    for package in ("fer_core", "app_ui", "monitoring", "fer_train"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
                    check=True, capture_output=True, timeout=300)
@@ -33,7 +33,10 @@ def test_wheel_has_dependencies_console_script_license_and_model(tmp_path):
     assert any(n.endswith("licenses/LICENSE") for n in names) and "License-Expression: MIT" in meta
     assert "Requires-Dist: facenet-pytorch==2.5.3" in meta and "Requires-Dist: torch>=2.2" in meta
     assert "Requires-Python: <3.12,>=3.11" in meta
-    assert "fer = fer_core.cli:main" in entry
+    assert "fer = fer_core.cli:main" in entry and "fer-app = app_ui.server:main" in entry
+    assert "fer_train/model_card.md" in names and "monitoring/migrations/versions/0001_initial.py" in names
+    assert "app_ui/examples/astronaut.jpg" in names and "monitoring/migrations/env.py" in names
+    assert not any(n.startswith(("research/", "tests/", "train/", "benchmarks/")) for n in names)
 
 
 def test_declared_ranges_admit_the_pinned_versions():

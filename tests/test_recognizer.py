@@ -102,8 +102,8 @@ def test_bundled_default_model_says_astronaut_is_happy(astronaut):
 def test_bundled_default_model_agrees_with_ferplus_votes_on_the_canvas(canvas, ferplus_votes):
     if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
         pytest.skip("no bundled default model yet")
+    from fer_train.labels import majority_label
     from tests.conftest import CANVAS_CROPS
-    from train.labels import majority_label
 
     faces = EmotionRecognizer.from_pretrained().predict(canvas[0])
     expected = [LABELS[majority_label(ferplus_votes[name])] for name in CANVAS_CROPS]

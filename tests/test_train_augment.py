@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from fer_core.config import ModelConfig
-from train.__main__ import build_parser
-from train.augment import AugmentConfig, RandomZoomOutReflect, train_transform
-from train.data import load_split
+from fer_train.__main__ import build_parser
+from fer_train.augment import AugmentConfig, RandomZoomOutReflect, train_transform
+from fer_train.data import load_split
 
 
 def square_face() -> Image.Image:

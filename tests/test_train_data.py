@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from fer_core.labels import VOTE_COLUMNS
+from fer_train.__main__ import main as train_main
+from fer_train.data import DatasetError, holdout_mask, load_split, read_raw_csv
+from research.pack import main as pack_main
+from research.pack import pack_splits
 from tests.conftest import TINY_RUN
-from train.__main__ import main as train_main
-from train.data import DatasetError, holdout_mask, load_split, read_raw_csv
-from train.pack import main as pack_main
-from train.pack import pack_splits
 
 USAGES = ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]
 

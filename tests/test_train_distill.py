@@ -12,12 +12,12 @@ from PIL import Image, ImageOps
 
 from fer_core.model import load_model
 from fer_core.recognizer import EmotionRecognizer
+from fer_train.__main__ import main as train_main
+from fer_train.data import LabelledFaces, load_split
+from fer_train.distill import CACHE_NAME, teacher_pass_seconds, teacher_probabilities
+from fer_train.export import export
+from fer_train.labels import vote_distribution
 from tests.conftest import TINY_RUN as TINY
-from train.__main__ import main as train_main
-from train.data import LabelledFaces, load_split
-from train.distill import CACHE_NAME, teacher_pass_seconds, teacher_probabilities
-from train.export import export
-from train.labels import vote_distribution
 
 pytestmark = pytest.mark.usefixtures("torch_home")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.data import LabelledFaces, load_split
-from train.labels import majority_label, training_target, vote_distribution
+from fer_train.data import LabelledFaces, load_split
+from fer_train.labels import majority_label, training_target, vote_distribution
 
 # votes: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
 

@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 
 from fer_core.config import ModelConfig
 from fer_core.model import EmotionNet
+from fer_train.pretrained import load_pretrained
 from tests.conftest import SHARED, require_shared
-from train.pretrained import load_pretrained
 
 
 def test_imagenet_from_torch_home(monkeypatch):

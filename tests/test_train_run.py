@@ -14,17 +14,17 @@ from torch.utils.data import DataLoader
 
 from fer_core.errors import InvalidArgumentError
 from fer_core.model import load_model
+from fer_train.__main__ import main as train_main
+from fer_train.augment import eval_transform
+from fer_train.data import LabelledFaces, holdout_mask, load_split
+from fer_train.evaluate import evaluate
+from fer_train.export import export
+from fer_train.export import main as export_main
+from fer_train.loop import predict_logits, with_precise_bn
+from research.compare import summarise_run
+from research.paired import main as paired_main
+from research.paired import paired
 from tests.conftest import TINY_RUN
-from train.__main__ import main as train_main
-from train.augment import eval_transform
-from train.compare import summarise_run
-from train.data import LabelledFaces, holdout_mask, load_split
-from train.evaluate import evaluate
-from train.export import export
-from train.export import main as export_main
-from train.loop import predict_logits, with_precise_bn
-from train.paired import main as paired_main
-from train.paired import paired
 
 TINY = TINY_RUN
 pytestmark = pytest.mark.usefixtures("torch_home")
@@ -114,8 +114,8 @@ def test_precise_bn_run_exports_recomputed_statistics(tmp_path, ferplus):
 
 
 def test_mixed_precision_runs_on_cuda_unless_turned_off():
-    from train.__main__ import build_parser
-    from train.loop import TrainConfig, mixed_precision
+    from fer_train.__main__ import build_parser
+    from fer_train.loop import TrainConfig, mixed_precision
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     default = vars(build_parser().parse_args(["--data", "d", "--out", "o"]))
@@ -135,8 +135,8 @@ def test_missing_pretrained_weights_name_the_fix(tmp_path, ferplus, capsys, monk
 
 
 def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
-    from tests.hub_server import hub_env, make_git_repo, olah_server, pull_in_subprocess
-    from train.push import files_to_upload
+    from fer_train.push import files_to_upload
+    from tests.support.hub_server import hub_env, make_git_repo, olah_server, pull_in_subprocess
 
     run = tmp_path / "run"
     assert train_main(["--data", str(ferplus), "--out", str(run), "--epochs", "1", *TINY]) == 0
@@ -231,7 +231,7 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
 
 
 def test_evaluate_cli_on_test_split_needs_data(tmp_path, random_model_dir):
-    from train.evaluate import main as eval_main
+    from fer_train.evaluate import main as eval_main
 
     assert eval_main(["--model", str(random_model_dir), "--data", str(tmp_path), "--split", "test"]) == 1
 
@@ -259,7 +259,7 @@ def test_final_fit_trains_on_valid_but_its_fold_and_exports_the_last_epoch(tmp_p
     fold = holdout_mask(load_split(ferplus, "valid", limit=128).votes, 0.25)
     assert f"training on Train + {int((~fold).sum())} Valid faces; {int(fold.sum())} Valid faces held out" in printed
     assert not (out / "best").exists()  # nothing selected on the fold
-    assert summarise_run(out).epoch == 2  # python -m train.compare reports the last epoch too
+    assert summarise_run(out).epoch == 2  # python -m research.compare reports the last epoch too
     args = json.loads((out / "args.json").read_text())
     recipe = json.loads((out / "final" / "config.json").read_text())["recipe"]
     assert recipe["final_fit"] == 0.25 and recipe["final_epoch"] == 2 and "held out" in recipe["data"]
@@ -272,7 +272,7 @@ def test_final_fit_trains_on_valid_but_its_fold_and_exports_the_last_epoch(tmp_p
                       write_temperature=False)
     assert report["n_images"] == args["n_valid"] < fold.sum() + 1  # the fold alone, not the faces trained on
     assert report["split"] == "valid (held-out fold)" and "held-out fold" in report["temperature_fitted_on"]
-    # python -m train.paired measures any other model on the same fold, right/wrong face by face
+    # python -m research.paired measures any other model on the same fold, right/wrong face by face
     vs_random = paired(random_model_dir, out / "final", ferplus, limit=128)
     assert vs_random.n_images == report["n_images"] and vs_random.faces == "valid held-out fold (0.25)"
     assert vs_random.accuracy_b == pytest.approx(report["accuracy"])

@@ -13,7 +13,7 @@ from fer_core import LABELS, InvalidArgumentError, InvalidVideoError
 from fer_core import video as video_module
 from fer_core.timeline import BASE_COLUMNS
 from fer_core.video import iter_frames, probe_video
-from tests.video_clips import (
+from tests.support.video_clips import (
     B_LEAVES_S,
     FPS,
     SECONDS,

@@ -1,17 +1,17 @@
-"""``python -m train.pipeline_eval --model DIR --data DIR``: FER+ faces through the whole inference
+"""``python -m research.pipeline_eval --model DIR --data DIR``: FER+ faces through the whole inference
 pipeline (MTCNN + alignment + crop + classifier) against the classifier on the dataset's own crops.
 
-``train.evaluate`` feeds the network FER2013's 48x48 crops, as in training. A photo goes through
+``fer_train.evaluate`` feeds the network FER2013's 48x48 crops, as in training. A photo goes through
 :class:`fer_core.recognizer.EmotionRecognizer` instead: MTCNN finds the face, its landmarks level
 the eyes, :func:`fer_core.align.crop_face` cuts a square with the model's ``crop_margin``, and only
 then does the classifier run. Whatever that path loses (missed faces, another framing, rotation,
-resampling) is invisible to ``train.evaluate`` and is the first thing that differs on real photos.
+resampling) is invisible to ``fer_train.evaluate`` and is the first thing that differs on real photos.
 
 Each face with a majority label is upscaled to ``size`` pixels (bicubic) and pasted at the centre
 of a mid-grey canvas twice that side, as ``benchmarks/bench_crop_margin.py`` does; the detection
 overlapping the pasted square best (IoU >= :data:`MIN_IOU`) is classified with and without
 alignment. Accuracies are compared on the same faces with the exact McNemar test of
-:mod:`train.paired`. The face pixels are FER2013's; the grey border and the upscaling are the
+:mod:`research.paired`. The face pixels are FER2013's; the grey border and the upscaling are the
 protocol's own (cutting the exact pasted square back out and classifying it loses 0.4-0.7 points
 of accuracy by itself, at 160 and 96 px), so read the pipeline against that, not against zero.
 
@@ -38,10 +38,9 @@ from tqdm import tqdm
 from fer_core.detect import Detection
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.recognizer import EmotionRecognizer
-
-from .data import LabelledFaces
-from .evaluate import evaluation_faces, faces_name, final_fit_fraction
-from .paired import mcnemar
+from fer_train.data import LabelledFaces
+from fer_train.evaluate import evaluation_faces, faces_name, final_fit_fraction
+from research.paired import mcnemar
 
 #: A detection counts as the pasted face when its box overlaps the face square by at least this
 #: intersection over union.
@@ -255,7 +254,7 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
         rec.model.config.crop_margin = float(crop_margin)
     final_fit = final_fit_fraction(rec.config) if split == "valid" else 0.0
     faces = evaluation_faces(data, split, final_fit, limit)
-    kept = LabelledFaces(faces, "majority", transform=lambda face: face)  # the faces train.evaluate measures
+    kept = LabelledFaces(faces, "majority", transform=lambda face: face)  # the faces fer_train.evaluate measures
     labels = kept.dists.argmax(1)
     crops = [Image.fromarray(face) for face in kept.images]
     has_prior = rec.config.prior is not None
@@ -329,7 +328,7 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
 
 def main(argv: list[str] | None = None) -> int:
     """Print the comparison; exit status 1 with a message on a bad model, data or size."""
-    p = argparse.ArgumentParser(prog="python -m train.pipeline_eval", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m research.pipeline_eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="fer_core/default_model", help="model folder")
     p.add_argument("--data", required=True, help="FER+ folder")

@@ -4,7 +4,7 @@ The network of ``dlib_face_recognition_resnet_model_v1.dat`` (Davis King, 2017; 
 ``dnn_face_recognition_ex.cpp``): 29 convolutions in a ResNet-34-like layout with half the
 width, trained as a metric-learning face descriptor on about 3 million faces (99.38 % on the LFW
 benchmark). Its weights are CC0 and ship on PyPI in ``face-recognition-models``;
-:mod:`train.convert_dlib` reads them into this module.
+:mod:`research.convert_dlib` reads them into this module.
 
 Layout (dlib's names in brackets; ``block`` = conv3x3-affine-relu-conv3x3-affine)::
 
@@ -24,9 +24,9 @@ form of batch normalisation) are :class:`torch.nn.BatchNorm2d` modules here, so 
 fine-tuned with batch statistics and :func:`fer_core.model.fuse_batchnorm` folds them at inference.
 
 The input is dlib's: RGB pixels ``(x - mean_rgb) / 256`` with ``mean_rgb`` =
-:data:`fer_core.config.DLIB_MEAN_RGB`, i.e. ``mean = DLIB_MEAN_RGB / 255``, ``std = 256 / 255`` in
+:data:`DLIB_MEAN_RGB`, i.e. ``mean = DLIB_MEAN_RGB / 255``, ``std = 256 / 255`` in
 :mod:`fer_core.preprocess` terms. dlib runs it at 150x150; any side from
-:data:`~fer_core.config.DLIB_MIN_INPUT_SIZE` (104) up works (the descriptor is only meaningful at 150).
+:data:`DLIB_MIN_INPUT_SIZE` (104) up works (the descriptor is only meaningful at 150).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
+
+from fer_core.backbones import Backbone, register_backbone
 
 #: (channels, number of blocks, first block is a down block) per level, input to output.
 LEVELS: tuple[tuple[int, int, bool], ...] = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True),
@@ -95,7 +97,7 @@ class DlibBlock(nn.Module):
 class DlibResNet(nn.Module):
     """dlib's face-recognition ResNet: float32 ``(N, 3, S, S)`` -> ``(N, num_outputs)``.
 
-    With the defaults and the converted weights (``python -m train.convert_dlib``) it computes
+    With the defaults and the converted weights (``python -m research.convert_dlib``) it computes
     dlib's 128-D face descriptor of a 150x150 face chip. As a classifier backbone
     (:func:`fer_core.model.build_backbone`), ``fc`` is replaced by a dropout + linear head on the
     256 pooled features.
@@ -104,7 +106,7 @@ class DlibResNet(nn.Module):
         num_outputs: width of the final linear layer.
         bias: whether it has a bias (dlib's descriptor layer ``fc_no_bias`` has none).
 
-    An input side below :data:`~fer_core.config.DLIB_MIN_INPUT_SIZE` makes a convolution fail
+    An input side below :data:`DLIB_MIN_INPUT_SIZE` makes a convolution fail
     (torch's RuntimeError); :class:`fer_core.config.ModelConfig` refuses such an ``input_size``.
     """
 
@@ -132,3 +134,17 @@ class DlibResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``fc`` of the pooled features: ``(N, 3, S, S)`` -> ``(N, num_outputs)``."""
         return self.fc(self.forward_features(x))
+
+
+#: dlib's face-recognition ResNet takes RGB ``(x - DLIB_MEAN_RGB) / 256`` for pixels ``x`` in 0..255
+#: (the means stored in dlib_face_recognition_resnet_model_v1.dat).
+DLIB_MEAN_RGB: tuple[float, float, float] = (122.782, 117.001, 104.298)
+DLIB_PIXEL_SCALE: float = 256.0
+#: Smallest input side: the unpadded stride-2 convolutions need a 3x3 input at the last level (at
+#: 103 px and below one gets 2x2).
+DLIB_MIN_INPUT_SIZE: int = 104
+
+# importing this module makes ``dlib_resnet`` a backbone fer_core can build and config.json can name
+register_backbone("dlib_resnet", Backbone(
+    DlibResNet, mean=tuple(m / 255.0 for m in DLIB_MEAN_RGB),  # type: ignore[arg-type]
+    std=(DLIB_PIXEL_SCALE / 255.0,) * 3, min_input_size=DLIB_MIN_INPUT_SIZE))

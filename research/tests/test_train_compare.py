@@ -1,4 +1,4 @@
-"""``python -m train.compare``: seeds of a recipe side by side, mean and spread."""
+"""``python -m research.compare``: seeds of a recipe side by side, mean and spread."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from train.compare import compare, main, summarise_run
+from research.compare import compare, main, summarise_run
 
 
 def write_run(folder, accs, uars, seed, epochs, final_fit=0.0):

@@ -3,7 +3,7 @@
 A standalone experiment behind docs/experiments.md ("MTCNN's ONet as a face-pretrained start"),
 not a backbone of the package: it trains ONet's trunk (conv1..dense5, the 256-D feature MTCNN's
 face / box / landmark heads read) with a new dropout + 8-way head on FER+ Train with the shipped
-recipe's options and ``train.loop``'s own pieces: its AdamW (weight decay 0.05 on weights, none on
+recipe's options and ``fer_train.loop``'s own pieces: its AdamW (weight decay 0.05 on weights, none on
 biases and PReLU slopes), cosine schedule (one warm-up epoch here), training epoch (crossentropy
 label mode, the shipped augmentation) and validation, with EMA 0.999; it prints the EMA weights'
 FER+ Valid accuracy (majority protocol) after every epoch. ONet's weights come from the installed
@@ -12,8 +12,8 @@ facenet-pytorch wheel; its preprocessing is MTCNN's, ``(x - 127.5) / 128`` for p
 
 Usage (one thread each, so two runs share the 2-core CPU)::
 
-    PYTHONPATH=. python scripts/probe_onet.py --data ../shared/data/ferplus --epochs 12
-    PYTHONPATH=. python scripts/probe_onet.py --data ../shared/data/ferplus --epochs 12 --scratch
+    PYTHONPATH=. python research/probe_onet.py --data ../shared/data/ferplus --epochs 12
+    PYTHONPATH=. python research/probe_onet.py --data ../shared/data/ferplus --epochs 12 --scratch
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader
 
 from fer_core.config import ModelConfig
 from fer_core.labels import LABELS
-from train.augment import eval_transform, train_transform
-from train.data import LabelledFaces, load_split
-from train.loop import TrainConfig, build_optimizer, build_scheduler, train_one_epoch, validate
+from fer_train.augment import eval_transform, train_transform
+from fer_train.data import LabelledFaces, load_split
+from fer_train.loop import TrainConfig, build_optimizer, build_scheduler, train_one_epoch, validate
 
 #: MTCNN's input normalisation, for pixels scaled to [0, 1].
 ONET_MEAN, ONET_STD = [0.5] * 3, [128 / 255] * 3
@@ -67,7 +67,7 @@ class ONetClassifier(nn.Module):
 def main() -> None:
     """Train and print one line per epoch: the EMA weights' Valid accuracy and the epoch's time."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="FER+ folder or a train.pack file")
+    parser.add_argument("--data", required=True, help="FER+ folder or a research.pack file")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--scratch", action="store_true", help="random init instead of ONet's weights")
     parser.add_argument("--limit", type=int, default=None, help="first N faces of each split (a smoke run)")
     args = parser.parse_args()
-    # the shipped recipe's options, through train.loop's own optimizer, schedule, epoch and validation
+    # the shipped recipe's options, through fer_train.loop's own optimizer, schedule, epoch and validation
     cfg = TrainConfig(data=args.data, out="", img_size=48, epochs=args.epochs, lr=args.lr, warmup_epochs=1.0,
                       ema_decay=0.999, seed=args.seed, device="cpu", threads=args.threads)
     torch.manual_seed(cfg.seed)

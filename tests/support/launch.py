@@ -1,4 +1,4 @@
-"""Run the app (``python app.py``) in a child process: for the tests and the benchmarks."""
+"""Run the app (``python -m app_ui``) in a child process: for the tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -43,12 +43,12 @@ class ServerURL(str):
 @contextmanager
 def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0, args: tuple[str, ...] = (),
                **env: str) -> Iterator[ServerURL]:
-    """Run ``python app.py`` in a child process on a free loopback port, with extra environment ``env``
+    """Run ``python -m app_ui`` in a child process on a free loopback port, with extra environment ``env``
     (e.g. ``FER_MODEL``, the limits of :mod:`app_ui.limits`).
 
     Args:
         log_path: file that receives the server's stdout and stderr.
-        args: extra command-line arguments for ``app.py`` (e.g. ``("--dev",)``).
+        args: extra command-line arguments of ``fer-app`` (e.g. ``("--dev",)``).
         timeout: seconds to wait for ``/health`` to answer.
         stop_timeout: seconds the server gets to exit on SIGTERM before it is killed.
 
@@ -63,7 +63,7 @@ def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0
     full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
                 "GRADIO_ANALYTICS_ENABLED": "False", **env}
     with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=full_env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "app_ui", *args], cwd=ROOT, env=full_env, stdout=log,
                                 stderr=subprocess.STDOUT)
         url = ServerURL(f"http://127.0.0.1:{port}")
         url.process = proc

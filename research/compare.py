@@ -1,7 +1,7 @@
-"""``python -m train.compare RUN [RUN ...]``: runs of one recipe side by side, with the mean and
+"""``python -m research.compare RUN [RUN ...]``: runs of one recipe side by side, with the mean and
 spread over their seeds.
 
-For each run folder (``metrics.json`` + ``args.json`` written by ``python -m train``) it prints the
+For each run folder (``metrics.json`` + ``args.json`` written by ``python -m fer_train``) it prints the
 selected epoch (the best Valid accuracy; for a final fit, the last epoch), that epoch's Valid
 accuracy and UAR, the last epoch's accuracy, the epochs done and the wall-clock minutes; then
 the mean, the spread (max - min) and the sample standard deviation of each number over the runs.
@@ -110,7 +110,7 @@ def compare(runs: list[str | Path]) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the table; exit status 1 with a message when a run cannot be read."""
-    p = argparse.ArgumentParser(prog="python -m train.compare", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m research.compare", description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", help="run folders of one recipe (e.g. one per --seed)")
     args = p.parse_args(argv)
     try:

@@ -1,22 +1,17 @@
-"""scripts/probe_onet.py runs ONet's trunk as MTCNN does: its feature, read by ONet's own face head,
+"""research/probe_onet.py runs ONet's trunk as MTCNN does: its feature, read by ONet's own face head,
 gives ONet's face probability on a real face and a real non-face crop."""
 
 from __future__ import annotations
-
-import importlib.util
 
 import numpy as np
 import torch
 from PIL import Image
 
-from tests.conftest import ROOT
+from research import probe_onet
 
 
 def _probe():
-    spec = importlib.util.spec_from_file_location("probe_onet", ROOT / "scripts" / "probe_onet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return probe_onet
 
 
 def _onet_input(crop: np.ndarray) -> torch.Tensor:

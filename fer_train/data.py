@@ -8,7 +8,7 @@ Three input forms, one in-memory result (:class:`VoteSplit`: 48x48 gray faces + 
 * Raw form: ``fer2013.csv`` (``emotion,pixels,Usage``; 48*48 space-separated gray values) with
   ``fer2013new.csv`` (``Usage,Image name,neutral,...,NF``), same row order. Usage ``Training`` /
   ``PublicTest`` / ``PrivateTest`` = train / valid / test.
-* Packed form: one xz-compressed ``.npz`` file written by ``python -m train.pack`` from either form
+* Packed form: one xz-compressed ``.npz`` file written by ``python -m research.pack`` from either form
   above (arrays ``<split>_images``, ``<split>_votes``, ``<split>_names``). It carries the splits
   as a single file of about 50 MB, small enough to travel to a lent GPU machine; being FER2013
   images, it must never be committed.
@@ -73,7 +73,7 @@ class VoteSplit:
 
 
 #: Seed of the held-out Valid fold of a final fit: fixed, so every seed of a recipe (and
-#: ``python -m train.evaluate``) holds out the same faces.
+#: ``python -m fer_train.evaluate``) holds out the same faces.
 HOLDOUT_SEED = 0
 
 
@@ -186,7 +186,7 @@ def read_raw_csv(fer2013_csv: str | Path, ferplus_csv: str | Path, split: str) -
 
 
 def read_packed(path: str | Path, split: str, limit: int | None = None) -> VoteSplit:
-    """Read one split from a packed file (``python -m train.pack``).
+    """Read one split from a packed file (``python -m research.pack``).
 
     Args:
         path: the xz-compressed ``.npz`` file.
@@ -213,7 +213,7 @@ def read_packed(path: str | Path, split: str, limit: int | None = None) -> VoteS
     except (lzma.LZMAError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DatasetError):
             raise
-        raise DatasetError(f"{path} is not a packed FER+ file (python -m train.pack): {exc}") from exc
+        raise DatasetError(f"{path} is not a packed FER+ file (python -m research.pack): {exc}") from exc
     n = len(names)
     if (images.dtype != np.uint8 or images.shape != (n, FACE_SIZE, FACE_SIZE)
             or votes.shape != (n, len(VOTE_COLUMNS))):
@@ -225,7 +225,7 @@ def read_packed(path: str | Path, split: str, limit: int | None = None) -> VoteS
 
 def load_split(data: str | Path, split: str, limit: int | None = None) -> VoteSplit:
     """Read a split from ``data``: a FERPlus layout folder, a folder holding ``fer2013.csv``
-    and ``fer2013new.csv``, or a packed file written by ``python -m train.pack``.
+    and ``fer2013new.csv``, or a packed file written by ``python -m research.pack``.
 
     Raises:
         DatasetError: none of the forms is found at ``data``, or a file is malformed.
@@ -246,7 +246,7 @@ class LabelledFaces(Dataset):
 
     Args:
         split: the faces and votes.
-        mode: label mode (:data:`train.labels.LABEL_MODES`); for evaluation use ``majority``.
+        mode: label mode (:data:`fer_train.labels.LABEL_MODES`); for evaluation use ``majority``.
         transform: PIL ``L`` 48x48 image -> float32 tensor ``(3, S, S)``
             (augmentation + :func:`fer_core.preprocess.crop_to_tensor`).
         seed: seed of the generator used by the ``probability`` mode's sampling.
@@ -282,7 +282,7 @@ class LabelledFaces(Dataset):
 
         Args:
             probs: float32 ``(len(self), 8)`` rows summing to 1, in this dataset's order
-                (e.g. :func:`train.distill.teacher_probabilities` of :attr:`images`).
+                (e.g. :func:`fer_train.distill.teacher_probabilities` of :attr:`images`).
             weight: share of the teacher in the target, in ``[0, 1]``.
 
         Raises:

@@ -8,13 +8,13 @@ Layout of a run folder (``--out``)::
     best/            config.json + model.safetensors of the epoch with the best valid accuracy
                      (of the EMA weights when ``--ema-decay`` > 0)
     last/            the same for the latest epoch: the model of a schedule fixed in advance,
-                     with no selection on Valid (``python -m train.export --epoch last``)
+                     with no selection on Valid (``python -m fer_train.export --epoch last``)
     final/           with ``--final-fit``: the last epoch's model instead (nothing is selected)
 
 A final fit (``--final-fit FRACTION``) trains on Train plus Valid except a held-out fold of
-that fraction (:func:`train.data.holdout_mask`, stratified, the same fold for every seed). The
+that fraction (:func:`fer_train.data.holdout_mask`, stratified, the same fold for every seed). The
 epoch count is fixed in advance (from runs selected on Valid); the fold is validated each epoch
-for the record and later fits the temperature (``python -m train.evaluate`` evaluates such a
+for the record and later fits the temperature (``python -m fer_train.evaluate`` evaluates such a
 model on its fold alone).
 """
 
@@ -39,7 +39,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from torch.utils.data import DataLoader, Subset, WeightedRandomSampler
 from tqdm import tqdm
 
-from fer_core.config import ModelConfig, backbone_normalization
+from fer_core.backbones import backbone_normalization
+from fer_core.config import ModelConfig
 from fer_core.errors import InvalidArgumentError
 from fer_core.model import EmotionNet
 
@@ -51,7 +52,7 @@ from .pretrained import calibrate_batchnorm, count_affine_batchnorm, load_pretra
 
 @dataclass
 class TrainConfig:
-    """Every option of a training run (one ``python -m train`` flag each)."""
+    """Every option of a training run (one ``python -m fer_train`` flag each)."""
 
     data: str
     out: str
@@ -240,7 +241,7 @@ def build_data(cfg: TrainConfig, model_config: ModelConfig, device: torch.device
     ``model_config.prior`` (add-one smoothed class frequencies, for balanced decisions).
 
     Raises:
-        train.data.DatasetError: the data is missing or malformed.
+        fer_train.data.DatasetError: the data is missing or malformed.
     """
     t0 = time.time()
     train_split = load_split(cfg.data, "train", limit=cfg.limit_train)
@@ -422,7 +423,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     Raises:
         InvalidArgumentError: an option is invalid, or ``--resume`` finds no checkpoint or one
             from a run with other options.
-        train.data.DatasetError: the data is missing or malformed.
+        fer_train.data.DatasetError: the data is missing or malformed.
         fer_core.ModelLoadError: pretrained weights or a teacher model cannot be loaded.
     """
     check_config(cfg)

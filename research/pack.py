@@ -1,10 +1,10 @@
-"""``python -m train.pack --data DIR --out FILE``: FER+ splits packed into one xz-compressed file.
+"""``python -m research.pack --data DIR --out FILE``: FER+ splits packed into one xz-compressed file.
 
 The FERPlus layout is about 32,000 small PNGs; a lent GPU machine receives a copy of the working
 tree, capped at 64 MiB, and ``../shared`` does not travel with it. Packed, Train and Valid are one
 file of about 50 MB (48x48 uint8 faces, the 10 vote counts and the image names of each split),
 which travels as an ignored path named in the device tool's ``carry`` and is read back by every
-``--data`` option (:func:`train.data.load_split`) exactly as the folder it came from.
+``--data`` option (:func:`fer_train.data.load_split`) exactly as the folder it came from.
 
 FER2013's images are for research use and must never be committed: the output must be a path git
 ignores (``runs/`` is), and this command refuses any other path inside a git work tree.
@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_core.errors import InvalidArgumentError
-
-from .data import FACE_SIZE, SPLIT_FOLDERS, load_split
+from fer_train.data import FACE_SIZE, SPLIT_FOLDERS, load_split
 
 
 def _tracked_by_git(path: Path) -> bool:
@@ -43,7 +42,7 @@ def pack_splits(data: str | Path, out: str | Path, splits: list[str], limit: int
     """Read ``splits`` from ``data`` and write them to ``out`` as one xz-compressed ``.npz``.
 
     Args:
-        data: any form :func:`train.data.load_split` reads (FERPlus folder, raw CSV pair, a pack).
+        data: any form :func:`fer_train.data.load_split` reads (FERPlus folder, raw CSV pair, a pack).
         out: the file to write (replaced atomically if it exists).
         splits: names among ``train``, ``valid``, ``test``.
         limit: pack only the first ``limit`` faces of each split (for tests).
@@ -55,7 +54,7 @@ def pack_splits(data: str | Path, out: str | Path, splits: list[str], limit: int
     Raises:
         InvalidArgumentError: an unknown or repeated split, or ``out`` lies in a git work tree
             and is not ignored (FER2013 images must not be committed).
-        train.data.DatasetError: a split cannot be read from ``data``.
+        fer_train.data.DatasetError: a split cannot be read from ``data``.
     """
     out = Path(out)
     unknown = [s for s in splits if s not in SPLIT_FOLDERS]
@@ -86,7 +85,7 @@ def pack_splits(data: str | Path, out: str | Path, splits: list[str], limit: int
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit status (2 for bad input, with the reason)."""
-    p = argparse.ArgumentParser(prog="python -m train.pack", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m research.pack", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="FER+ folder (FERPlus layout or raw CSV pair)")
     p.add_argument("--out", required=True, help="file to write, e.g. runs/ferplus.npz.xz (an ignored path)")

@@ -38,7 +38,7 @@ def teacher_probabilities(teachers: Sequence[str | Path], images: np.ndarray, ba
 
     Args:
         teachers: model folders (``config.json`` + ``model.safetensors``), e.g. ``runs/X/best``.
-        images: uint8 ``(N, 48, 48)`` gray faces (:attr:`train.data.VoteSplit.images`).
+        images: uint8 ``(N, 48, 48)`` gray faces (:attr:`fer_train.data.VoteSplit.images`).
         batch_size: faces per forward pass.
 
     Returns:

@@ -1,11 +1,11 @@
-"""``python -m train --data DIR --out runs/NAME [options]``: fine-tune a backbone on FER+."""
+"""``python -m fer_train --data DIR --out runs/NAME [options]``: fine-tune a backbone on FER+."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from fer_core.config import BACKBONES
+from fer_core.backbones import backbone_names
 from fer_core.errors import FERError
 
 from .augment import AugmentConfig
@@ -14,14 +14,14 @@ from .loop import TrainConfig, train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m train`` argument parser (every :class:`TrainConfig` field is a flag)."""
+    """The ``python -m fer_train`` argument parser (every :class:`TrainConfig` field is a flag)."""
     d = TrainConfig(data="", out="")
     a = AugmentConfig()
-    p = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m fer_train", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="FERPlus layout folder, or one with fer2013.csv + fer2013new.csv")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, best/)")
-    p.add_argument("--backbone", default=d.backbone, choices=BACKBONES)
+    p.add_argument("--backbone", default=d.backbone, choices=backbone_names())
     p.add_argument("--pretrained", default=d.pretrained,
                    help="imagenet | dlib-face (with --backbone dlib_resnet) | none | PATH to a state dict")
     p.add_argument("--label-mode", default=d.label_mode, choices=LABEL_MODES)

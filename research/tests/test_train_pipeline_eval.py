@@ -1,4 +1,4 @@
-"""FER+ faces through the whole inference pipeline (python -m train.pipeline_eval): real MTCNN, the
+"""FER+ faces through the whole inference pipeline (python -m research.pipeline_eval): real MTCNN, the
 bundled model, real FER+ Valid faces."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from PIL import Image
 from fer_core.detect import Detection
 from fer_core.model import load_model
 from fer_core.recognizer import DEFAULT_MODEL_DIR
-from train.evaluate import evaluation_faces, majority_logits
-from train.pipeline_eval import face_on_canvas, main, paired_paths, pasted_face, pipeline_eval
+from fer_train.evaluate import evaluation_faces, majority_logits
+from research.pipeline_eval import face_on_canvas, main, paired_paths, pasted_face, pipeline_eval
 
 LIMIT = 80
 
@@ -43,7 +43,7 @@ def test_pipeline_keeps_the_dataset_accuracy_and_the_crop_framing(ferplus):
     r = pipeline_eval(DEFAULT_MODEL_DIR, ferplus, limit=LIMIT, progress=False)
     faces = evaluation_faces(ferplus, "valid", limit=LIMIT)
     logits, labels = majority_logits(load_model(DEFAULT_MODEL_DIR), faces)
-    # the dataset-crop path is the network train.evaluate measures (one preprocessing module)
+    # the dataset-crop path is the network fer_train.evaluate measures (one preprocessing module)
     assert r.n_images == len(labels)
     assert r.crop_accuracy_all == pytest.approx(float((logits.argmax(1) == labels).mean()), abs=1.01 / len(labels))
     assert 0.75 * r.n_images <= r.n_detected <= r.n_images  # MTCNN finds most upscaled FER+ faces

@@ -13,15 +13,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from fer_core.config import DLIB_MEAN_RGB, ModelConfig, backbone_normalization
-from fer_core.dlib_resnet import DlibResNet, add_zero_padded
+from fer_core.backbones import backbone_normalization
+from fer_core.config import ModelConfig
 from fer_core.model import EmotionNet, fuse_batchnorm, load_model
 from fer_core.recognizer import EmotionRecognizer
+from fer_train.__main__ import main as train_main
+from fer_train.pretrained import calibrate_batchnorm, count_affine_batchnorm
+from research.convert_dlib import DlibFormatError, find_dlib_model, load_dlib_resnet, read_dlib_net
+from research.convert_dlib import main as convert_main
+from research.dlib_resnet import DLIB_MEAN_RGB, DlibResNet, add_zero_padded
 from tests.conftest import CANVAS_CROPS, TINY_RUN
-from train.__main__ import main as train_main
-from train.convert_dlib import DlibFormatError, find_dlib_model, load_dlib_resnet, read_dlib_net
-from train.convert_dlib import main as convert_main
-from train.pretrained import calibrate_batchnorm, count_affine_batchnorm
 
 
 def missing(what: str, exc: Exception) -> None:
@@ -157,7 +158,7 @@ def test_calibrated_batchnorm_keeps_the_function(converted):
 
 
 def test_dlib_face_run_trains_and_pulls_through_the_hub(dlib_files, ferplus, tmp_path, capsys):
-    from tests.hub_server import hub_env, make_git_repo, olah_server, pull_in_subprocess
+    from tests.support.hub_server import hub_env, make_git_repo, olah_server, pull_in_subprocess
 
     run = tmp_path / "run"
     size = TINY_RUN.index("--img-size") + 1
@@ -184,7 +185,8 @@ def test_dlib_face_run_trains_and_pulls_through_the_hub(dlib_files, ferplus, tmp
     mirrors = tmp_path / "mirrors"
     make_git_repo(mirrors, "fer-tests/dlib", [run / "best" / "config.json", run / "best" / "model.safetensors"])
     with olah_server(tmp_path, mirrors) as url:
-        proc, got = pull_in_subprocess("fer-tests/dlib", tmp_path, hub_env(url, tmp_path))
+        proc, got = pull_in_subprocess("fer-tests/dlib", tmp_path, hub_env(url, tmp_path),
+                                     imports="import research.dlib_resnet")
     assert proc.returncode == 0, proc.stderr[-2000:]
     want = model.state_dict()
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

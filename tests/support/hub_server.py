@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app_ui.launch import free_port, stop_process  # noqa: F401 (used here and by tests)
+from tests.support.launch import free_port, stop_process  # noqa: F401 (used here and by tests)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GIT = ["git", "-c", "user.name=fer-tests", "-c", "user.email=tests@localhost", "-c", "init.defaultBranch=main"]
 
 
@@ -72,8 +72,10 @@ def hub_env(url: str, workdir: Path) -> dict[str, str]:
     return {**os.environ, "HF_ENDPOINT": url, "HF_HOME": str(workdir / "hf_home"), "HF_HUB_DISABLE_XET": "1"}
 
 
-def pull_in_subprocess(repo_id: str, workdir: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict]:
-    """``EmotionRecognizer.from_pretrained(repo_id)`` in a fresh Python with ``env``, as a user would.
+def pull_in_subprocess(repo_id: str, workdir: Path, env: dict[str, str],
+                       imports: str = "") -> tuple[subprocess.CompletedProcess, dict]:
+    """``EmotionRecognizer.from_pretrained(repo_id)`` in a fresh Python with ``env``, as a user would,
+    after ``imports`` (e.g. ``"import research.dlib_resnet"`` to register a backbone).
 
     Returns:
         The finished process (its last stdout line is the resolved revision) and the loaded model's
@@ -82,9 +84,10 @@ def pull_in_subprocess(repo_id: str, workdir: Path, env: dict[str, str]) -> tupl
     from safetensors.torch import load_file
 
     pulled = workdir / "pulled.safetensors"
-    code = ("import sys; from safetensors.torch import save_file; from fer_core import EmotionRecognizer; "
-            f"r = EmotionRecognizer.from_pretrained({repo_id!r}); print(r.revision); "
-            "save_file({k: v.contiguous() for k, v in r.model.state_dict().items()}, sys.argv[1])")
+    code = (f"{imports}; " if imports else "") + (
+        "import sys; from safetensors.torch import save_file; from fer_core import EmotionRecognizer; "
+        f"r = EmotionRecognizer.from_pretrained({repo_id!r}); print(r.revision); "
+        "save_file({k: v.contiguous() for k, v in r.model.state_dict().items()}, sys.argv[1])")
     pulled.unlink(missing_ok=True)
     proc = subprocess.run([sys.executable, "-c", code, str(pulled)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=180)

@@ -3,7 +3,7 @@ through dlib's face-recognition ResNet.
 
 Offline, torchvision finds the ImageNet file in ``$TORCH_HOME/hub/checkpoints/`` (e.g.
 ``TORCH_HOME=../shared/weights/torch``); online it downloads it. ``dlib-face`` reads dlib's
-weights from the installed ``face-recognition-models`` package (:mod:`train.convert_dlib`).
+weights from the installed ``face-recognition-models`` package (:mod:`research.convert_dlib`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def load_pretrained(model: EmotionNet, pretrained: str) -> str:
     if pretrained == "dlib-face":
         if backbone != "dlib_resnet":
             raise ModelLoadError(f"--pretrained dlib-face needs --backbone dlib_resnet, not {backbone}")
-        from .convert_dlib import DLIB_MODEL_FILE, dlib_backbone_state_dict
+        from research.convert_dlib import DLIB_MODEL_FILE, dlib_backbone_state_dict
 
         try:
             state = dlib_backbone_state_dict()
@@ -92,11 +92,11 @@ def load_pretrained(model: EmotionNet, pretrained: str) -> str:
 def count_affine_batchnorm(model: torch.nn.Module) -> int:
     """Count the BatchNorm layers that stand for fixed per-channel affine maps.
 
-    :mod:`train.convert_dlib` loads each of dlib's ``affine`` layers as a BatchNorm module with
+    :mod:`research.convert_dlib` loads each of dlib's ``affine`` layers as a BatchNorm module with
     ``running_mean = 0`` and ``running_var = 1 - eps`` exactly; a freshly initialised or trained
     BatchNorm layer does not hold these statistics. Such layers need :func:`calibrate_batchnorm`
     before training, whether the weights came from ``--pretrained dlib-face`` or from a file that
-    ``python -m train.convert_dlib`` wrote.
+    ``python -m research.convert_dlib`` wrote.
 
     Args:
         model: any network.

@@ -21,7 +21,7 @@ from fer_core.preprocess import crop_to_tensor
 
 @dataclass
 class AugmentConfig:
-    """Augmentation knobs (each also a ``python -m train`` flag).
+    """Augmentation knobs (each also a ``python -m fer_train`` flag).
 
     Attributes:
         geometry: ``"crop"`` (random resized crop), ``"affine"`` (rotation/translation/scale) or
@@ -35,7 +35,7 @@ class AugmentConfig:
             as little as 1/1.3 of the side); 0 = off. FER2013's crops have no context beyond
             them, so the border is the face's own mirror image (reflect padding), never a flat
             fill. MTCNN's box is often looser than FER2013's crop, and a network trained only
-            on zoom-ins reads zoomed-out faces as neutral (``python -m train.pipeline_eval
+            on zoom-ins reads zoomed-out faces as neutral (``python -m research.pipeline_eval
             --crop-margin 0.2``).
         zoom_out_p: probability of a zoom-out, sampled uniformly in ``[1, 1 + zoom_out]``.
     """

@@ -1,4 +1,4 @@
-"""``python -m train.paired MODEL_A MODEL_B --data DIR``: two models on the same faces, with an
+"""``python -m research.paired MODEL_A MODEL_B --data DIR``: two models on the same faces, with an
 exact McNemar test of their accuracy difference.
 
 Both models classify the same FER+ faces (majority protocol, no test-time augmentation, BatchNorm
@@ -9,7 +9,7 @@ recommended for comparing two classifiers on one test set by Dietterich 1998, "A
 statistical tests for comparing supervised classification learning algorithms", Neural
 Computation 10(7)).
 
-On ``valid``, when either model is a final fit (``python -m train --final-fit F``, trained on
+On ``valid``, when either model is a final fit (``python -m fer_train --final-fit F``, trained on
 the rest of Valid), both are measured on that model's held-out fold only, so neither has
 trained on the faces; two final fits must have held out the same fraction.
 """
@@ -26,8 +26,7 @@ from scipy.stats import binomtest
 
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.model import load_model
-
-from .evaluate import evaluation_faces, faces_name, final_fit_fraction, majority_logits
+from fer_train.evaluate import evaluation_faces, faces_name, final_fit_fraction, majority_logits
 
 
 @dataclass
@@ -75,7 +74,7 @@ def paired(model_a: str | Path, model_b: str | Path, data: str | Path, split: st
         data: FER+ folder (FERPlus layout or raw CSVs).
         split: ``valid`` or ``test``.
         limit: only the first N faces of the split (tests); for final fits, the fold is chosen
-            among these, as in :func:`train.evaluate.evaluate`.
+            among these, as in :func:`fer_train.evaluate.evaluate`.
 
     Raises:
         InvalidArgumentError: both are final fits with different held-out fractions.
@@ -100,7 +99,7 @@ def paired(model_a: str | Path, model_b: str | Path, data: str | Path, split: st
 
 def main(argv: list[str] | None = None) -> int:
     """Print the comparison; exit status 1 with a message on bad models or data."""
-    p = argparse.ArgumentParser(prog="python -m train.paired", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m research.paired", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_a", help="model folder A")
     p.add_argument("model_b", help="model folder B")

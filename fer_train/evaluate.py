@@ -1,4 +1,4 @@
-"""``python -m train.evaluate --model DIR --data DIR --split valid|test``: metrics, plots, calibration.
+"""``python -m fer_train.evaluate --model DIR --data DIR --split valid|test``: metrics, plots, calibration.
 
 Always the FER+ majority protocol. Writes to ``--out`` (default ``MODEL/eval_SPLIT``):
 ``report.json`` (with the balanced operating point and a sweep of its strength ``tau`` when the
@@ -6,7 +6,7 @@ config has a class prior), ``confusion_matrix.png`` (row-normalised), ``reliabil
 temperature scaling) and, when the run's ``metrics.json`` is found, ``curves.png``. On ``valid``
 the temperature is fitted and, with ``--write-temperature`` (default on valid), stored in the
 model's ``config.json``; on ``test`` the stored temperature is applied. A final-fit model
-(``python -m train --final-fit``, trained on most of Valid) is evaluated on ``valid`` over its
+(``python -m fer_train --final-fit``, trained on most of Valid) is evaluated on ``valid`` over its
 held-out fold alone, recomputed from the fraction its recipe records.
 """
 
@@ -143,7 +143,7 @@ def final_fit_fraction(config: ModelConfig) -> float:
 
 def evaluation_faces(data: str | Path, split: str, final_fit: float = 0.0, limit: int | None = None) -> VoteSplit:
     """The faces a model is measured on: the whole split, or on ``valid`` for a final fit
-    (``final_fit`` > 0) only its held-out fold (:func:`train.data.holdout_mask`, the rest was
+    (``final_fit`` > 0) only its held-out fold (:func:`fer_train.data.holdout_mask`, the rest was
     trained on).
 
     Raises:
@@ -262,7 +262,7 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; prints the headline numbers."""
-    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m fer_train.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model folder (config.json + model.safetensors)")
     p.add_argument("--data", required=True, help="FERPlus layout folder")

@@ -1,4 +1,4 @@
-"""``python -m train.push --model-dir DIR --repo-id USER/NAME [--private] [--revision REV] [--dry-run]``.
+"""``python -m fer_train.push --model-dir DIR --repo-id USER/NAME [--private] [--revision REV] [--dry-run]``.
 
 Uploads an exported model folder to the Hugging Face Hub with huggingface_hub (token from
 ``HF_TOKEN`` or ``hf auth login``; ``HF_ENDPOINT`` selects the server). ``--dry-run`` lists what
@@ -29,7 +29,7 @@ def files_to_upload(model_dir: Path) -> list[Path]:
     ModelConfig.from_file(model_dir / "config.json")
     for required in ("model.safetensors", "README.md"):
         if not (model_dir / required).is_file():
-            raise ModelLoadError(f"{model_dir}: {required} missing; run python -m train.export first")
+            raise ModelLoadError(f"{model_dir}: {required} missing; run python -m fer_train.export first")
     return sorted({p for pattern in UPLOAD_PATTERNS for p in model_dir.glob(pattern) if p.is_file()})
 
 
@@ -54,7 +54,7 @@ def push(model_dir: str | Path, repo_id: str, private: bool = False, revision: s
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m train.push", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m fer_train.push", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True)
     p.add_argument("--repo-id", required=True, help="USER/NAME")

@@ -3,7 +3,7 @@
 The ``.dat`` file is dlib's own serialisation of the trained ``anet_type`` network (dlib's
 ``dnn_face_recognition_ex.cpp``); it ships, CC0, in the PyPI package ``face-recognition-models``,
 from which it is read in place (never copied into this repository). This module parses that
-format directly, without dlib, and fills :class:`fer_core.dlib_resnet.DlibResNet`:
+format directly, without dlib, and fills :class:`research.dlib_resnet.DlibResNet`:
 
 - integers: one byte ``0x80 * negative + number_of_bytes``, then the magnitude little-endian;
 - floats: an integer mantissa and an integer exponent (``mantissa * 2 ** exponent``);
@@ -14,8 +14,8 @@ format directly, without dlib, and fills :class:`fer_core.dlib_resnet.DlibResNet
   ``affine_``, ``relu_``, ``max_pool_2``, ``avg_pool_2``, ``add_prev_``, ``fc_2``), each followed
   by 3 bools and 3 (empty) tensors of training state. Tag and skip layers carry no details.
 
-``python -m train.convert_dlib --out dlib_face_resnet.safetensors`` writes the converted
-descriptor network; ``--pretrained dlib-face`` in ``python -m train`` uses
+``python -m research.convert_dlib --out dlib_face_resnet.safetensors`` writes the converted
+descriptor network; ``--pretrained dlib-face`` in ``python -m fer_train`` uses
 :func:`dlib_backbone_state_dict`. ``tests/test_convert_dlib.py`` proves the conversion against
 dlib's own ``compute_face_descriptor`` on real faces.
 """
@@ -32,8 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from fer_core.config import DLIB_MEAN_RGB
-from fer_core.dlib_resnet import DlibResNet
+from research.dlib_resnet import DLIB_MEAN_RGB, DlibResNet
 
 #: The file's name inside the ``face_recognition_models`` package.
 DLIB_MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -213,7 +212,7 @@ def read_dlib_net(path: str | Path) -> DlibNet:
 
 
 def dlib_state_dict(net: DlibNet) -> dict[str, torch.Tensor]:
-    """Map a parsed network onto :class:`~fer_core.dlib_resnet.DlibResNet`'s ``state_dict``.
+    """Map a parsed network onto :class:`~research.dlib_resnet.DlibResNet`'s ``state_dict``.
 
     dlib's affine layers become BatchNorm modules with ``running_mean = 0`` and
     ``running_var = 1 - eps``, so in eval mode they compute exactly ``gamma * x + beta``.
@@ -287,8 +286,8 @@ def dlib_backbone_state_dict(path: str | Path | None = None) -> dict[str, torch.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m train.convert_dlib [--dat FILE] --out FILE.safetensors``."""
-    p = argparse.ArgumentParser(prog="python -m train.convert_dlib", description=__doc__.split("\n")[0])
+    """``python -m research.convert_dlib [--dat FILE] --out FILE.safetensors``."""
+    p = argparse.ArgumentParser(prog="python -m research.convert_dlib", description=__doc__.split("\n")[0])
     p.add_argument("--dat", default=None, help=f"{DLIB_MODEL_FILE} (default: from face-recognition-models)")
     p.add_argument("--out", required=True, help="safetensors file to write (the DlibResNet state dict)")
     args = p.parse_args(argv)

@@ -1,9 +1,9 @@
-"""``python -m train.export --run runs/NAME --out DIR``: a run's best model -> a Hub-ready folder.
+"""``python -m fer_train.export --run runs/NAME --out DIR``: a run's best model -> a Hub-ready folder.
 
 Writes ``config.json`` (with the temperature fitted on Valid), ``model.safetensors``, the plots
 (confusion matrix, reliability diagram, learning curves of every stage), ``metrics.json`` (the
 per-epoch numbers behind the curves), ``report.json`` and ``README.md``: the
-model card rendered from the top-level ``model_card.md`` template with the measured numbers and Hub
+model card rendered from the package's ``model_card.md`` template with the measured numbers and Hub
 metadata (``ModelCardData`` with a model-index of ``EvalResult``s).
 """
 
@@ -24,7 +24,7 @@ from .data import LabelledFaces, load_split
 from .distill import CACHE_NAME, teacher_pass_seconds
 from .evaluate import evaluate
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 RECIPE_FROM_ARGS = ("warmup_epochs", "dropout", "label_smoothing")
 
 
@@ -178,7 +178,7 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     plots and model card.
 
     Args:
-        run: a ``python -m train`` run folder (with ``best/`` or ``final/``, ``metrics.json``, ``args.json``).
+        run: a ``python -m fer_train`` run folder (with ``best/`` or ``final/``, ``metrics.json``, ``args.json``).
         out: destination folder (created; existing files overwritten).
         data: FER+ folder for the evaluation (default: the run's ``--data``).
         repo_id: the Hub repo id shown in the card's usage snippet.
@@ -286,7 +286,7 @@ def refresh(model_dir: str | Path, data: str | Path, repo_id: str = "fer-core/fe
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m train.export", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m fer_train.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", help="training run folder")
     p.add_argument("--out", help="export folder")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app_ui.launch import free_port
+from tests.support.launch import free_port
 
 
 def find_binary(name: str) -> str | None:

@@ -1,0 +1,5 @@
+"""``python -m app_ui [--dev]``: the same as ``fer-app``."""
+
+from app_ui.server import main
+
+main()

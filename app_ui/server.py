@@ -1,0 +1,112 @@
+"""The server: the FastAPI app (REST, monitoring, the mounted Gradio UI) and its command line.
+
+``fer-app [--dev]`` (or ``python -m app_ui``, or ``python app.py`` in a checkout) serves the UI,
+the gradio_client API and the REST routes on ``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default
+0.0.0.0:7860). The model comes from ``FER_MODEL`` (Hub repo id or folder; ``FER_MODEL_REVISION``)
+or is the bundled default.
+Monitoring (logins, stored timelines) runs when ``FER_JWT_SECRET`` is set, or with ``--dev`` on a
+random per-process secret for local use; otherwise its routes answer 503 and the public tabs work.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from app_ui import gradio_fixes
+from app_ui.blocks import build_blocks
+from app_ui.guard import RequestGuard, validation_error
+from app_ui.headers import SecurityHeaders
+from app_ui.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES
+from app_ui.monitoring_tab import MonitoringContext
+from app_ui.rest import build_router
+from app_ui.service import FERService
+from monitoring.db import make_engine, session_factory, upgrade
+from monitoring.live import LiveRegistry
+from monitoring.routes import build_monitoring_router
+from monitoring.settings import MonitoringConfigError, MonitoringSettings
+
+#: Largest body per route, bytes, as ``(path regex, bytes)`` (first match wins; form overhead on top
+#: of a file: 64 KiB). Every other route gets :data:`app_ui.guard.DEFAULT_BODY_BYTES` (1 MB).
+BODY_LIMITS: list[tuple[str, int]] = [
+    (r"/api/predict/batch$", MAX_REQUEST_BYTES),
+    (r"/api/predict(/video)?$", MAX_UPLOAD_BYTES + 65536),
+    (r"/gradio_api/upload$", MAX_REQUEST_BYTES),
+    (r"/api/sessions/\d+/frames$", MAX_UPLOAD_BYTES + 65536),
+    (r"/api/auth/", 16 * 1024),  # a login form
+    (r"/gradio_api/(queue/join|stream/)", 8 * 1024 * 1024),  # webcam frames as data URLs
+]
+#: The upload routes, whose bodies count against the guard's in-flight byte budget (UI events,
+#: logins and other JSON never do, so uploads cannot starve them).
+BUDGETED_ROUTES: list[str] = [r"/api/predict(/batch|/video)?$", r"/gradio_api/upload$", r"/api/sessions/\d+/frames$"]
+
+
+def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
+    """The FastAPI app: REST routes, the monitoring routes and the Gradio UI mounted at ``/``,
+    behind the request guard (:class:`app_ui.guard.RequestGuard`, :data:`BODY_LIMITS`) and the
+    security headers (:class:`app_ui.headers.SecurityHeaders`).
+
+    Args:
+        service: the loaded model service (default: :meth:`FERService.from_env`).
+        dev: allow monitoring on a random per-process secret when ``FER_JWT_SECRET`` is unset.
+    """
+    gradio_fixes.apply()
+    service = service or FERService.from_env()
+    api = FastAPI(title="Facial expression recognition", docs_url="/docs",
+                  description="Faces, boxes and FER+ emotion probabilities. The UI is at /.")
+    api.add_exception_handler(RequestValidationError, validation_error)
+    api.include_router(build_router(service))
+    context, off_reason = None, ""
+    try:
+        settings = MonitoringSettings.from_env(dev=dev)
+    except MonitoringConfigError as exc:
+        off_reason = str(exc)
+        api.include_router(build_monitoring_router(service, None, None, disabled_reason=off_reason))
+    else:
+        engine = make_engine(settings.database_url)
+        upgrade(engine)
+        context = MonitoringContext(settings, session_factory(engine), LiveRegistry())
+        api.include_router(build_monitoring_router(service, settings, context.factory, live=context.live))
+    api.add_middleware(RequestGuard, limits=BODY_LIMITS, budgeted=BUDGETED_ROUTES)
+    api.add_middleware(SecurityHeaders)  # added last = outermost: the guard's own answers get them too
+    blocks = build_blocks(service, context, off_reason)
+    mounted = gr.mount_gradio_app(api, blocks, path="/", max_file_size=MAX_UPLOAD_BYTES)
+    gradio_fixes.mark_launched(blocks)  # client-named file paths must be their own uploads
+    for route in mounted.routes:  # Gradio's own FastAPI app answers its routes' validation errors too
+        if isinstance(getattr(route, "app", None), FastAPI):
+            route.app.add_exception_handler(RequestValidationError, validation_error)
+    return mounted
+
+
+def serve_host(dev: bool, environ: dict[str, str] | None = None) -> str:
+    """The address to bind: ``GRADIO_SERVER_NAME`` when set; otherwise 0.0.0.0 (a Space, a
+    container), except with ``--dev``, which binds 127.0.0.1 only (a development server is not
+    meant to be reached from elsewhere)."""
+    environ = os.environ if environ is None else environ
+    return environ.get("GRADIO_SERVER_NAME") or ("127.0.0.1" if dev else "0.0.0.0")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``fer-app [--dev]``: serve the app with uvicorn on ``serve_host(dev)``:``GRADIO_SERVER_PORT``
+    (default 7860), at most ``FER_MAX_CONNECTIONS`` (1000) connections at once."""
+    import argparse
+    import sys
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="fer-app", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dev", action="store_true", help="monitoring on a random per-process secret (local "
+                        "development only; binds 127.0.0.1 unless GRADIO_SERVER_NAME is set)")
+    dev = parser.parse_args(argv).dev
+    host = serve_host(dev)
+    if dev:
+        print(f"WARNING: --dev: monitoring runs on a random per-process JWT secret (logins end with the "
+              f"process); serving on {host}. Never use --dev in production.", file=sys.stderr)
+    # at most FER_MAX_CONNECTIONS connections and tasks at once (503 past it): a flood of half-open
+    # connections cannot run the process out of file descriptors
+    uvicorn.run(create_app(dev=dev), host=host, port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                server_header=False, limit_concurrency=int(os.environ.get("FER_MAX_CONNECTIONS", "1000")))
