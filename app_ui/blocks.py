@@ -29,7 +29,7 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 from fer_core import FaceResult, FERError, InvalidArgumentError, InvalidImageError, InvalidVideoError, PredictOptions
-from fer_core.draw import annotate, label_color, probability_figure
+from fer_core.draw import annotate, label_color
 from fer_core.errors import InputError
 from fer_core.options import (
     DEFAULT_HALF_LIFE_S,
@@ -38,6 +38,7 @@ from fer_core.options import (
     SMOOTHING_RANGE_S,
     THRESHOLD_RANGE,
 )
+from fer_core.plots import probability_figure
 from fer_core.timeline import Timeline
 from fer_core.track import FaceTracker
 

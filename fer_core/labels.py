@@ -27,3 +27,21 @@ EXTRA_VOTE_COLUMNS: tuple[str, ...] = ("unknown", "NF")
 VOTE_COLUMNS: tuple[str, ...] = LABELS + EXTRA_VOTE_COLUMNS
 
 NUM_CLASSES: int = len(LABELS)
+
+#: One colour per FER+ label, for every picture and plot (colour-blind-friendly Okabe-Ito palette
+#: plus grey for neutral).
+LABEL_COLORS: dict[str, str] = {
+    "neutral": "#9e9e9e",
+    "happiness": "#E69F00",
+    "surprise": "#56B4E9",
+    "sadness": "#0072B2",
+    "anger": "#D55E00",
+    "disgust": "#009E73",
+    "fear": "#CC79A7",
+    "contempt": "#7f3c8d",
+}
+
+
+def label_color(label: str) -> str:
+    """Hex colour used for ``label`` (a fixed grey-blue for labels outside FER+)."""
+    return LABEL_COLORS.get(label, "#4c72b0")

@@ -12,15 +12,15 @@ import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
-from .draw import label_color
 from .errors import InvalidArgumentError
 from .result import FaceResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Row columns before the per-label probability columns (see :meth:`Timeline.to_dataframe`).
 BASE_COLUMNS: tuple[str, ...] = ("frame", "time_s", "face_id", "x1", "y1", "x2", "y2", "score", "label")
@@ -135,7 +135,7 @@ class Timeline:
             counts[r.frame] = counts.get(r.frame, 0) + 1
         return [(f, t, counts.get(f, 0)) for f, t in self.frames]
 
-    def _durations(self) -> dict[int, float]:
+    def durations(self) -> dict[int, float]:
         """Seconds each analysed frame stands for: the gap to the next frame (at most 3x the
         typical gap, so a stalled stream does not count), the last one the nominal period."""
         times = np.array([t for _, t in self.frames], dtype=np.float64)
@@ -154,7 +154,7 @@ class Timeline:
             time whose smoothed label was that one; sums to 1) and ``mean_probs`` (label -> mean
             smoothed probability).
         """
-        durations = self._durations()
+        durations = self.durations()
         out = []
         for face_id in self.face_ids:
             rows = [r for r in self.rows if r.face_id == face_id]
@@ -180,47 +180,11 @@ class Timeline:
         return out
 
     def timeline_figure(self, max_faces: int = 6) -> Figure:
-        """Stacked smoothed probabilities over time, one panel per face.
+        """Stacked smoothed probabilities over time, one panel per face
+        (:func:`fer_core.plots.timeline_figure`)."""
+        from .plots import timeline_figure
 
-        Args:
-            max_faces: show at most this many faces (those visible longest), in id order.
-
-        Returns:
-            A matplotlib ``Figure`` (no pyplot state); with no face, a small figure saying so.
-        """
-        summary = sorted(self.summary(), key=lambda s: -s["seconds_visible"])[:max_faces]
-        ids = sorted(s["face_id"] for s in summary)
-        if not ids:
-            fig = Figure(figsize=(6, 1.2))
-            fig.text(0.5, 0.5, "No face found", ha="center", va="center", fontsize=12)
-            return fig
-        durations = self._durations()
-        position = {f: k for k, (f, _) in enumerate(self.frames)}
-        t0 = self.frames[0][1]
-        t1 = self.frames[-1][1] + (durations.get(self.frames[-1][0]) or 0.0)
-        fig = Figure(figsize=(9, 0.6 + 1.5 * len(ids)), layout="constrained")
-        axes = fig.subplots(len(ids), 1, sharex=True, squeeze=False)[:, 0]
-        colors = [label_color(k) for k in self.labels]
-        for ax, face_id in zip(axes, ids):
-            rows = [r for r in self.rows if r.face_id == face_id]
-            segment: list[TimelineRow] = []
-            for r in [*rows, None]:  # split where the face was missing from analysed frames
-                if segment and (r is None or position.get(r.frame, 0) != position.get(segment[-1].frame, 0) + 1):
-                    x = [s.time_s for s in segment] + [segment[-1].time_s + durations.get(segment[-1].frame, 0.0)]
-                    y = np.stack([s.probs for s in segment] + [segment[-1].probs]).T
-                    ax.stackplot(x, y, colors=colors, step="post", linewidth=0)
-                    segment = []
-                if r is not None:
-                    segment.append(r)
-            ax.set_xlim(t0, max(t1, t0 + 1e-3))
-            ax.set_ylim(0, 1)
-            ax.set_ylabel(f"face {face_id}")
-            ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
-        axes[-1].set_xlabel("time (s)")
-        handles = [Patch(facecolor=c) for c in colors]
-        fig.legend(handles, self.labels, loc="outside upper center", ncols=min(8, len(self.labels)), fontsize=8,
-                   frameon=False)
-        return fig
+        return timeline_figure(self, max_faces)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable: ``labels``, ``summary`` and ``rows`` (one dict per face per frame,

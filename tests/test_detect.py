@@ -19,10 +19,40 @@ def test_mtcnn_loads_and_runs_with_installed_torch(detector, astronaut):
     from packaging.version import Version
 
     # facenet-pytorch 2.5.3 (the MTCNN code and weights of 2.6.0, without its torch<2.3 pin) on a current torch
-    assert Version(torch.__version__.split("+")[0]) >= Version("2.3")
+    assert Version(torch.__version__.split("+")[0]) >= Version("2.6")
     assert sum(p.numel() for p in detector.mtcnn.parameters()) > 400_000  # pnet+rnet+onet weights
     boxes, probs, points = detector.mtcnn.detect(Image.fromarray(astronaut), landmarks=True)
     assert boxes.shape == (1, 4) and points.shape == (1, 5, 2) and 0.99 < float(probs[0]) <= 1.0
+
+
+class _Exploit:
+    def __reduce__(self):  # unpickling this would run code
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_mtcnn_weight_files_are_loaded_without_unpickling_code(tmp_path):
+    """facenet-pytorch reads pnet/rnet/onet.pt with a bare ``torch.load(path)``: on torch >= 2.6 (the
+    floor in pyproject.toml) that means ``weights_only=True``, which refuses a file that would run
+    code instead of handing back tensors."""
+    import inspect
+    import tomllib
+
+    import facenet_pytorch.models.mtcnn as mtcnn_module
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from tests.conftest import ROOT
+
+    assert "torch.load(state_dict_path)" in inspect.getsource(mtcnn_module)  # no weights_only=False there
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floor = next(Requirement(d) for d in deps if d.startswith("torch>"))
+    assert all(Version(spec.version) >= Version("2.6") for spec in floor.specifier)
+    bad = tmp_path / "pnet.pt"
+    torch.save({"weight": _Exploit()}, bad)
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        torch.load(bad)
 
 
 def test_astronaut_one_face_at_the_right_place(detector, astronaut):

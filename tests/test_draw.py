@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageColor
 
-from fer_core.draw import annotate, label_color, probability_figure
+from fer_core.draw import annotate, label_color
+from fer_core.plots import probability_figure
 
 
 def test_annotate_draws_boxes_in_label_colours(recognizer, canvas):
