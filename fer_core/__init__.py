@@ -18,6 +18,7 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "LABELS": "labels",
     "MAX_IMAGE_PIXELS": "io",
+    "Backbone": "backbones",
     "Detection": "detect",
     "EmotionNet": "model",
     "EmotionRecognizer": "recognizer",
@@ -32,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "PredictOptions": "options",
     "load_image": "io",
     "load_model": "model",
+    "register_backbone": "backbones",
 }
 
 __all__ = sorted(_EXPORTS)
