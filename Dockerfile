@@ -8,7 +8,9 @@ ENV HOME=/home/user PATH=/home/user/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 \
 WORKDIR /home/user/app
 COPY --chown=user requirements.txt ./
 COPY --chown=user scripts/install.sh scripts/
-RUN python -m venv .venv && scripts/install.sh
+# CPU-only torch/torchvision wheels: a Space has no GPU, and PyPI's default build carries ~3 GB of CUDA
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN python -m venv .venv && TORCH_INDEX_URL=$TORCH_INDEX_URL scripts/install.sh
 COPY --chown=user . .
 EXPOSE 7860
 CMD ["python", "-m", "app_ui"]

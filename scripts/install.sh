@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # The one install script (Makefile and Dockerfile): the pinned requirements.
-# Usage: scripts/install.sh [--dev]   (uses the current `python`)
+# Usage: [TORCH_INDEX_URL=URL] scripts/install.sh [--dev]   (uses the current `python`)
 #   --dev  also the test/lint requirements and, when missing, Debian's chromium for browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --upgrade pip
+if [ -n "${TORCH_INDEX_URL:-}" ]; then
+  # e.g. https://download.pytorch.org/whl/cpu (the Dockerfile): CPU-only torch and torchvision of the
+  # pinned versions (about 0.2 GB instead of PyPI's ~3 GB CUDA build); `torch==X` below then matches `X+cpu`
+  python -m pip install --quiet --index-url "$TORCH_INDEX_URL" \
+    $(grep -E '^(torch|torchvision)==' requirements.txt)
+fi
 python -m pip install --quiet -r requirements.txt
 if [ "${1:-}" = "--dev" ]; then
   python -m pip install --quiet -r requirements-dev.txt
