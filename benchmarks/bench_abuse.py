@@ -20,6 +20,9 @@ a batch of four 1760x1760 images of 256 faces each, twelve concurrent 87 MB batc
 body promised at 15 MB that stalls after 1 KB. For each it prints the answers and the time to
 answer, ``/health``'s worst latency meanwhile, server RSS and temp-folder size before and after;
 then how long the temp folder takes to return to its start (the cache sweep).
+
+The figures go to ``benchmarks/results/abuse_flood.json`` (pass 1) and ``abuse_attacks.json`` (pass 2)
+(``--results``) for ``benchmarks/render_readme.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ASTRONAUT, frame_640x480, server_rss_mb  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    ASTRONAUT,
+    add_results_option,
+    frame_640x480,
+    run_info,
+    save_results,
+    server_rss_mb,
+)
 from tests.support.launch import app_server  # noqa: E402
 
 
@@ -159,7 +169,12 @@ class HealthWatch:
         self.worst_ms, self.failures = 0.0, 0
 
 
-def second_pass() -> None:
+def counts(answers: Counter | str) -> dict[str, int] | str:
+    """An attack's answers for the results file: ``{"413": 3}`` from a Counter, a text as it is."""
+    return {str(k): v for k, v in sorted(answers.items(), key=str)} if isinstance(answers, Counter) else answers
+
+
+def second_pass() -> dict:
     """Issue 27's attacks, one at a time (module docstring)."""
     from benchmarks.common import many_faces_image
     from tests.support.video_clips import dense_clip
@@ -175,6 +190,7 @@ def second_pass() -> None:
                         FER_CACHE_MAX_AGE_S="30") as url:
             watch = HealthWatch(url)
             disk_start, rss_start = folder_mb(server_tmp), server_rss_mb(url)
+            rows: list[dict] = []
 
             def attack(name: str, fn) -> None:  # noqa: ANN001 (a callable)
                 rss, disk = server_rss_mb(url), folder_mb(server_tmp)
@@ -182,9 +198,13 @@ def second_pass() -> None:
                 start = time.perf_counter()
                 answers = fn()
                 seconds = time.perf_counter() - start
+                rss_after, disk_after = server_rss_mb(url), folder_mb(server_tmp)
                 print(f"  {name:44s} {answers}; {seconds:.1f} s; /health worst {watch.worst_ms:.0f} ms "
-                      f"({watch.failures} failed); RSS {rss:.0f} -> {server_rss_mb(url):.0f} MB; temp "
-                      f"{disk:.0f} -> {folder_mb(server_tmp):.0f} MB", flush=True)
+                      f"({watch.failures} failed); RSS {rss:.0f} -> {rss_after:.0f} MB; temp "
+                      f"{disk:.0f} -> {disk_after:.0f} MB", flush=True)
+                rows.append({"attack": name, "answers": counts(answers), "seconds": seconds,
+                             "health_worst_ms": watch.worst_ms, "health_failures": watch.failures,
+                             "rss_mb": [rss, rss_after], "temp_mb": [disk, disk_after]})
 
             def tiny() -> Counter:
                 out = Counter()
@@ -260,10 +280,14 @@ def second_pass() -> None:
             start = time.perf_counter()
             while folder_mb(server_tmp) > disk_start + 1 and time.perf_counter() - start < 180:
                 time.sleep(5)
-            print(f"  temp folder {folder_mb(server_tmp):.0f} MB (start {disk_start:.0f} MB) "
-                  f"{time.perf_counter() - start:.0f} s after the attacks (cache age 30 s); server RSS "
-                  f"{server_rss_mb(url):.0f} MB (start {rss_start:.0f} MB)")
+            swept_s, temp_end, rss_end = time.perf_counter() - start, folder_mb(server_tmp), server_rss_mb(url)
+            print(f"  temp folder {temp_end:.0f} MB (start {disk_start:.0f} MB) "
+                  f"{swept_s:.0f} s after the attacks (cache age 30 s); server RSS "
+                  f"{rss_end:.0f} MB (start {rss_start:.0f} MB)")
             watch.stop.set()
+    return {"cache_max_age_s": 30, "attacks": rows, "normal_request_after": normal.status_code,
+            "temp_mb_start": disk_start, "temp_mb_end": temp_end, "temp_wait_s": swept_s,
+            "rss_mb_start": rss_start, "rss_mb_end": rss_end}
 
 
 def main() -> None:
@@ -274,14 +298,17 @@ def main() -> None:
     p.add_argument("--oversize", type=int, default=100)
     p.add_argument("--batches", type=int, default=50)
     p.add_argument("--malformed", type=int, default=200)
+    add_results_option(p)
     args = p.parse_args()
     if args.which in ("1", "both"):
-        first_pass(args)
+        info = run_info()
+        save_results(args.results, "abuse_flood", info, first_pass(args))
     if args.which in ("2", "both"):
-        second_pass()
+        info = run_info()
+        save_results(args.results, "abuse_attacks", info, second_pass())
 
 
-def first_pass(args: argparse.Namespace) -> None:
+def first_pass(args: argparse.Namespace) -> dict:
     """The honest oversize flood (module docstring)."""
     photo = jpeg(frame_640x480())
     oversize = np.random.default_rng(1).integers(0, 256, 25 * 1024 * 1024, dtype=np.uint8).tobytes()
@@ -337,6 +364,13 @@ def first_pass(args: argparse.Namespace) -> None:
     print(f"normal request latency: before p50 {np.percentile(baseline, 50):.0f} ms, p95 "
           f"{np.percentile(baseline, 95):.0f} ms; during the attack p50 {np.percentile(during, 50):.0f} ms, p95 "
           f"{np.percentile(during, 95):.0f} ms ({len(during)} probes)")
+    return {"seconds": args.seconds, "clients": args.clients, "attack_s": attack_s,
+            "answers": {kind: counts(c) for kind, c in tally.counts.items()}, "server_errors": tally.server_errors(),
+            "health_after": health.status_code, "normal_request_after": after.status_code,
+            "tracebacks": tracebacks, "rss_mb_before": rss_before, "rss_mb_after": rss_after,
+            "latency_before_ms": {"p50": float(np.percentile(baseline, 50)), "p95": float(np.percentile(baseline, 95))},
+            "latency_during_ms": {"p50": float(np.percentile(during, 50)), "p95": float(np.percentile(during, 95)),
+                                  "probes": len(during)}}
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Starts ``python -m app_ui`` on a free loopback port, then N concurrent ``gradio_
 send M ``/predict`` requests with a 640x480 one-face photo. Prints errors, p50/p95 latency,
 requests/s and the server's RSS before and after. Then measures the live tab's per-frame work
 (detect + classify + track + annotate + bars) on a 640x480 one-face stream, in frames/s.
+The figures go to ``benchmarks/results/app.json`` (``--results``) for ``benchmarks/render_readme.py``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import frame_640x480, server_rss_mb  # noqa: E402
+from benchmarks.common import add_results_option, frame_640x480, run_info, save_results, server_rss_mb  # noqa: E402
 from tests.support.launch import app_server  # noqa: E402
 
 
-def load_test(url: str, image: Path, callers: int, requests: int) -> None:
+def load_test(url: str, image: Path, callers: int, requests: int) -> dict:
     from gradio_client import Client, handle_file
 
     clients = [Client(url, verbose=False) for _ in range(callers)]
@@ -55,9 +56,12 @@ def load_test(url: str, image: Path, callers: int, requests: int) -> None:
     print(f"latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms; "
           f"{len(lat) / wall:.1f} requests/s")
     print(f"server RSS {rss_before:.0f} MB before, {rss_after:.0f} MB after")
+    return {"callers": callers, "requests_per_caller": requests, "errors": errors,
+            "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
+            "requests_per_s": len(lat) / wall, "server_rss_mb_before": rss_before, "server_rss_mb_after": rss_after}
 
 
-def live_fps(model: str | None, frames: int = 60) -> None:
+def live_fps(model: str | None, frames: int = 60) -> dict:
     import torch
     from PIL import Image
 
@@ -81,6 +85,7 @@ def live_fps(model: str | None, frames: int = 60) -> None:
         times.append(time.perf_counter() - t)
     med = statistics.median(times[5:])
     print(f"live tab per-frame work (640x480, 1 face): median {med * 1000:.1f} ms = {1 / med:.1f} frames/s")
+    return {"frames": frames, "median_ms": med * 1000, "frames_per_s": 1 / med}
 
 
 def main() -> None:
@@ -88,15 +93,19 @@ def main() -> None:
     p.add_argument("--model", default=None, help="FER_MODEL for the server (default: bundled)")
     p.add_argument("--callers", type=int, default=8)
     p.add_argument("--requests", type=int, default=25)
+    add_results_option(p)
     args = p.parse_args()
+    info = run_info()
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "frame.jpg"
         frame_640x480().save(image, quality=90)
         env = {"FER_MODEL": args.model} if args.model else {}
         with app_server(Path(tmp) / "app.log", **env) as url:
-            load_test(url, image, args.callers, args.requests)
+            load = load_test(url, image, args.callers, args.requests)
     os.environ.pop("FER_MODEL", None)
-    live_fps(args.model)
+    live = live_fps(args.model)
+    save_results(args.results, "app", info, {"model": args.model or "bundled default", "load_test": load,
+                                             "live_tab": live})
 
 
 if __name__ == "__main__":

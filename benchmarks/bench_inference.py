@@ -10,6 +10,9 @@ Then the backbones side by side (``--backbones``, default MobileNetV2 at 96 px a
 face-recognition ResNet at 112 px): the BatchNorm-folded forward pass, channels-last, at batch 1
 and 8, on the same real face crops, with each network built from its config (the time does not
 depend on the weights' values).
+
+The figures go to ``benchmarks/results/inference.json`` (``--results``), which
+``benchmarks/render_readme.py`` renders into the README.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import frame_640x480, median_ms, photo_1200x630  # noqa: E402
+import research.dlib_resnet  # noqa: E402,F401  (registers the dlib_resnet backbone compared below)
+from benchmarks.common import (  # noqa: E402
+    add_results_option,
+    frame_640x480,
+    median_ms,
+    photo_1200x630,
+    run_info,
+    save_results,
+)
 from fer_core import EmotionRecognizer  # noqa: E402
 from fer_core.align import crop_face  # noqa: E402
 from fer_core.backbones import backbone_normalization  # noqa: E402
@@ -39,7 +50,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--backbones", default="mobilenet_v2:96,dlib_resnet:112",
                    help="BACKBONE:SIZE,... compared side by side (folded forward pass)")
+    add_results_option(p)
     args = p.parse_args()
+    info = run_info()
     torch.set_num_threads(args.threads)
     rec = EmotionRecognizer.from_pretrained(args.model)
     frame, photo = frame_640x480(), photo_1200x630()
@@ -57,20 +70,28 @@ def main() -> None:
             return median_ms(lambda: net(batch8), n) / 8
 
     rows = [
-        ("MTCNN detection, 640x480 frame, 1 face", median_ms(lambda: rec.detector.detect(frame), n), "ms"),
-        ("classification, batch 1", median_ms(lambda: rec.classify_crops(crops8[:1]), n), "ms/face"),
-        ("classification, batch 8", median_ms(lambda: rec.classify_crops(crops8), n) / 8, "ms/face"),
-        ("  network forward only, BatchNorm kept", forward(rec.model), "ms/face"),
-        ("  network forward only, BatchNorm folded", forward(folded), "ms/face"),
-        ("predict end to end, 640x480, 1 face", median_ms(lambda: rec.predict(frame), n), "ms"),
-        ("predict end to end, 1200x630, 6 faces", median_ms(lambda: rec.predict(photo), n), "ms"),
+        ("mtcnn_640x480_ms", "MTCNN detection, 640x480 frame, 1 face",
+         median_ms(lambda: rec.detector.detect(frame), n), "ms"),
+        ("classify_batch1_ms_per_face", "classification, batch 1",
+         median_ms(lambda: rec.classify_crops(crops8[:1]), n), "ms/face"),
+        ("classify_batch8_ms_per_face", "classification, batch 8",
+         median_ms(lambda: rec.classify_crops(crops8), n) / 8, "ms/face"),
+        ("forward_batch8_bn_ms_per_face", "  network forward only, BatchNorm kept", forward(rec.model), "ms/face"),
+        ("forward_batch8_folded_ms_per_face", "  network forward only, BatchNorm folded", forward(folded), "ms/face"),
+        ("predict_640x480_1face_ms", "predict end to end, 640x480, 1 face", median_ms(lambda: rec.predict(frame), n),
+         "ms"),
+        ("predict_1200x630_6faces_ms", "predict end to end, 1200x630, 6 faces",
+         median_ms(lambda: rec.predict(photo), n), "ms"),
     ]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"model: {rec.source} ({rec.config.backbone}, {rec.config.input_size}px); torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; median of {n} runs")
-    for name, value, unit in rows:
+    for _, name, value, unit in rows:
         print(f"{name:45s} {value:8.1f} {unit}")
     print(f"{'peak RSS':45s} {peak_mb:8.0f} MB")
+    results = {"model": rec.source, "backbone": rec.config.backbone, "input_size": rec.config.input_size,
+               "threads": torch.get_num_threads(), "repeats": n, **{key: value for key, _, value, _ in rows},
+               "peak_rss_mb": peak_mb, "backbones": []}
 
     print("\nbackbones side by side: folded forward pass, ms/face (same crops, channels-last)")
     print(f"{'backbone':16s} {'input':>6s} {'params':>8s} {'batch 1':>8s} {'batch 8':>8s}")
@@ -85,6 +106,9 @@ def main() -> None:
             eight = median_ms(lambda net=net, batch=batch: net(batch), n) / 8
         params = sum(p.numel() for p in net.parameters()) / 1e6
         print(f"{backbone:16s} {size + ' px':>6s} {params:7.2f}M {one:8.2f} {eight:8.2f}")
+        results["backbones"].append({"backbone": backbone, "input_size": int(size), "params_m": params,
+                                     "batch1_ms_per_face": one, "batch8_ms_per_face": eight})
+    save_results(args.results, "inference", info, results)
 
 
 if __name__ == "__main__":

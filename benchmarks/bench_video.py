@@ -10,7 +10,8 @@ track) with 2 torch threads:
 - peak RSS of a fresh process analysing a 1-minute and a 10-minute clip at ``sample_fps=5``
   (must not grow with the video's length: frames are streamed, only numbers are kept).
 
-Each timing is the median of ``--repeats`` runs (frames/s = analysed frames / wall seconds).
+Each timing is the median of ``--repeats`` runs (frames/s = analysed frames / wall seconds). The
+figures go to ``benchmarks/results/video.json`` (``--results``) for ``benchmarks/render_readme.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ASTRONAUT, frame_640x480  # noqa: E402
+from benchmarks.common import ASTRONAUT, add_results_option, frame_640x480, run_info, save_results  # noqa: E402
 from fer_core import EmotionRecognizer  # noqa: E402
 from fer_core.video import VideoWriter  # noqa: E402
 
@@ -82,10 +83,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--long-minutes", type=float, default=10, help="length of the long clip for peak RSS (0: skip)")
     p.add_argument("--rss-child", nargs=2, metavar=("CLIP", "SAMPLE_FPS"), help=argparse.SUPPRESS)
+    add_results_option(p)
     args = p.parse_args()
     if args.rss_child:
         rss_child(args.model, args.rss_child[0], float(args.rss_child[1]))
         return
+    info = run_info()
+    results = {"model": args.model or "bundled default", "clip_seconds": args.seconds, "fps": FPS,
+               "size": [640, 480], "repeats": args.repeats, "threads": 2, "runs": [], "peak_rss": []}
     torch.set_num_threads(2)
     rec = EmotionRecognizer.from_pretrained(args.model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,6 +107,9 @@ def main() -> None:
             wall, frames, faces = timed(rec, clip, args.repeats, **options)
             print(f"  {name:24s} {frames:5d} frames ({faces} faces found) in {wall:6.1f} s: "
                   f"{frames / wall:5.1f} frames/s analysed, {args.seconds / wall:5.2f} s of video per second")
+            results["runs"].append({"name": name, "faces": faces, "options": options, "frames": frames,
+                                    "wall_s": wall, "frames_per_s": frames / wall,
+                                    "video_s_per_s": args.seconds / wall})
         if args.long_minutes > 0:
             for minutes in (1.0, args.long_minutes):
                 clip = make_clip(Path(tmp) / f"long{minutes:g}.mp4", minutes * 60, 2)
@@ -111,6 +119,8 @@ def main() -> None:
                 out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
                 print(f"  peak RSS, {minutes:g}-minute 2-face clip at sample_fps=5: {out['peak_rss_mb']:.0f} MB "
                       f"({out['frames']} frames, {out['rows']} rows kept)")
+                results["peak_rss"].append({"minutes": minutes, "sample_fps": 5, **out})
+    save_results(args.results, "video", info, results)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,27 @@
-"""Test images for the benchmarks: a 640x480 one-face frame and a 1200x630 six-face photo."""
+"""Test images for the benchmarks (a 640x480 one-face frame, a 1200x630 six-face photo) and the
+results files they write (``benchmarks/results/<name>.json``, rendered into the README by
+``benchmarks/render_readme.py``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import platform
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
+#: Where the benchmarks write their figures (``--results DIR``; ``--results ''`` writes nothing).
+RESULTS_DIR = ROOT / "benchmarks" / "results"
 ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 SIX_FACES = ["fer0028642.png", "fer0028652.png", "fer0028643.png", "fer0028671.png", "fer0028657.png",
              "fer0028672.png"]
@@ -70,3 +80,42 @@ def many_faces_image(face: Image.Image, per_side: int = 16, cell: int = 110) -> 
     for i in range(per_side * per_side):
         canvas.paste(tile, ((i % per_side) * cell, (i // per_side) * cell))
     return canvas
+
+
+def run_info() -> dict[str, Any]:
+    """When and where a benchmark starts: UTC time, the 1-minute load average (other work on the
+    machine slows every figure), CPU, cores, Python and torch versions. Call it first thing."""
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor()
+    return {"started_utc": datetime.now(UTC).isoformat(timespec="seconds"), "load_1min_at_start": os.getloadavg()[0],
+            "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "_t0": time.perf_counter()}
+
+
+def save_results(folder: str | os.PathLike | None, name: str, info: dict[str, Any], results: dict[str, Any]) -> None:
+    """Write ``results`` with the command line and :func:`run_info`'s ``info`` (plus the wall time and the
+    load average at the end) to ``folder/<name>.json``; nothing when ``folder`` is empty."""
+    if not folder:
+        return
+    info = dict(info)
+    info["wall_s"] = round(time.perf_counter() - info.pop("_t0"), 1)
+    info["load_1min_at_end"] = os.getloadavg()[0]
+    script = Path(sys.argv[0]).resolve()
+    script_name = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else script.name
+    doc = {"benchmark": name, "command": shlex.join(["python", script_name, *sys.argv[1:]]), "run": info,
+           "results": results}
+    path = Path(folder) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"results written to {path}")
+
+
+def add_results_option(parser: Any) -> None:
+    """``--results DIR`` on an ``argparse`` parser (default :data:`RESULTS_DIR`; ``''``: write nothing)."""
+    parser.add_argument("--results", default=str(RESULTS_DIR), metavar="DIR",
+                        help="write the figures to DIR/<name>.json for benchmarks/render_readme.py "
+                             "(default benchmarks/results; '' writes nothing)")
