@@ -38,7 +38,7 @@ from fer_core.options import (
     SMOOTHING_RANGE_S,
     THRESHOLD_RANGE,
 )
-from fer_core.plots import probability_figure
+from fer_core.plots import probability_figure, timeline_figure
 from fer_core.timeline import Timeline
 from fer_core.track import FaceTracker
 
@@ -205,7 +205,7 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         status = f"processing {state['ms']:.0f} ms/frame (≈{1000 / state['ms']:.0f} fps capacity){shown}"
         plot = gr.skip()
         if state["plotted"] is None or now - state["plotted"] >= LIVE_PLOT_EVERY_S:
-            plot, state["plotted"] = state["timeline"].timeline_figure(max_faces=4), now
+            plot, state["plotted"] = timeline_figure(state["timeline"], max_faces=4), now
         return frame_html(out), bars_html(faces, labels), status, plot, state
 
     def new_live_state() -> dict[str, Any]:

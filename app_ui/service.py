@@ -33,6 +33,7 @@ from fer_core.options import (
     check_sample_fps,
     check_smoothing,
 )
+from fer_core.plots import timeline_figure
 from fer_core.video import probe_video
 from fer_core.video_analysis import VideoAnalysis
 
@@ -299,7 +300,7 @@ def write_video_outputs(analysis: VideoAnalysis, folder: Path, annotated: bool =
     paths = {"csv": folder / "timeline.csv", "json": folder / "timeline.json", "png": folder / "timeline.png"}
     analysis.to_csv(paths["csv"])
     analysis.to_json(paths["json"])
-    analysis.timeline_figure().savefig(paths["png"], dpi=100)
+    timeline_figure(analysis).savefig(paths["png"], dpi=100)
     if annotated:
         paths["video"] = folder / "annotated.mp4"
         analysis.write_annotated(paths["video"])

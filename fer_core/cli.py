@@ -138,9 +138,11 @@ def _video(rec, path: Path, args: argparse.Namespace, out_dir: Path | None,
     if analysis.error:
         print(f"warning: {path}: {analysis.error}", file=sys.stderr)
     if timeline_dir:
+        from .plots import timeline_figure  # matplotlib only when plots are asked for
+
         analysis.to_csv(timeline_dir / f"{path.stem}.csv")
         analysis.to_json(timeline_dir / f"{path.stem}.json")
-        analysis.timeline_figure().savefig(timeline_dir / f"{path.stem}_timeline.png", dpi=100)
+        timeline_figure(analysis).savefig(timeline_dir / f"{path.stem}_timeline.png", dpi=100)
     if out_dir:
         analysis.write_annotated(out_dir / f"{path.stem}_annotated.mp4")
     summary = analysis.summary()

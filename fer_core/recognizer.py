@@ -298,7 +298,7 @@ class EmotionRecognizer:
 
         Returns:
             A :class:`~fer_core.video_analysis.VideoAnalysis` (``.to_dataframe()``, ``.summary()``,
-            ``.timeline_figure()``, ``.write_annotated(path)``, ``.to_csv(path)``, ``.to_json(path)``;
+            ``.write_annotated(path)``, ``.to_csv(path)``, ``.to_json(path)``;
             ``.truncated`` says when ``max_frames`` or ``time_budget_s`` stopped it early).
 
         Raises:

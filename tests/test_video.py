@@ -11,6 +11,7 @@ import pytest
 
 from fer_core import LABELS, InvalidArgumentError, InvalidVideoError
 from fer_core import video as video_module
+from fer_core.plots import timeline_figure
 from fer_core.timeline import BASE_COLUMNS
 from fer_core.video import iter_frames, probe_video
 from tests.support.video_clips import (
@@ -100,7 +101,7 @@ def test_csv_json_and_figure(analysis, tmp_path):
     doc = json.loads((tmp_path / "t.json").read_text())
     assert doc["video"]["file"] == "two_faces.mp4" and doc["error"] is None
     assert len(doc["rows"]) == len(df) and doc["summary"] == json.loads(json.dumps(analysis.summary()))
-    fig = analysis.timeline_figure()
+    fig = timeline_figure(analysis)
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 2
     fig.savefig(tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 10_000
@@ -175,7 +176,7 @@ def test_no_face_is_an_empty_result(recognizer, tmp_path):
     assert len(result.frames) == 10 and not result.rows and result.summary() == []
     assert len(result.to_dataframe()) == 0 and list(result.to_dataframe().columns)[:3] == ["frame", "time_s",
                                                                                            "face_id"]
-    assert result.timeline_figure().texts[0].get_text() == "No face found"
+    assert timeline_figure(result).texts[0].get_text() == "No face found"
 
 
 def test_bad_files_raise_invalid_video_error(recognizer, clip, tmp_path, monkeypatch):
