@@ -17,13 +17,16 @@ NAME           source
 ``inference``  ``benchmarks/results/inference.json`` (``benchmarks/bench_inference.py``)
 ``app``        ``benchmarks/results/app.json`` (``benchmarks/bench_app.py``)
 ``video``      ``benchmarks/results/video.json`` (``benchmarks/bench_video.py``)
-``limits``     the ``FER_*`` environment variables and their defaults, read from the source of
-               ``app_ui/`` and ``monitoring/`` (an undocumented or vanished variable is an error)
+``limits``     the app's main ``FER_*`` limits and their defaults, read from the source of ``app_ui/``
+               and ``monitoring/`` (a variable in the code but not here, or here but not in the code,
+               is an error); ``all_limits`` every one of them (``docs/app.md``)
+``login``      monitoring's ``FER_*`` limits, the same way (``docs/monitoring.md``)
 =============  ==========================================================================================
 
-A benchmark writes its file (``--results``, default ``benchmarks/results``); then run this script.
-``--check`` rewrites nothing and exits 1 when README.md differs from what it would render (or a
-source is missing, or ``ferplus_test.json`` belongs to other weights than the bundled model's).
+The files rendered: ``README.md``, ``docs/app.md`` and ``docs/monitoring.md``. A benchmark writes its results file
+(``--results``, default ``benchmarks/results``); then run this script. ``--check`` rewrites nothing
+and exits 1 when a file differs from what it would render (or a source is missing, or
+``ferplus_test.json`` belongs to other weights than the bundled model's).
 Only the standard library is used: no model, no torch.
 """
 
@@ -44,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL_DIR = ROOT / "fer_core" / "default_model"
 README = ROOT / "README.md"
+#: The files whose results blocks are rendered.
+FILES = (README, ROOT / "docs" / "app.md", ROOT / "docs" / "monitoring.md")
 
 BLOCK = re.compile(r"(?P<open><!-- results:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(?P<close><!-- /results -->)", re.S)
 
@@ -155,11 +160,8 @@ def render_inference() -> str:
         ("MTCNN face detection, 640x480 frame", f"{r['mtcnn_640x480_ms']:.1f} ms"),
         ("`predict`, 640x480 frame, 1 face (end to end)", f"{r['predict_640x480_1face_ms']:.1f} ms"),
         ("`predict`, 1200x630 photo, 6 faces (end to end)", f"{r['predict_1200x630_6faces_ms']:.1f} ms"),
-        ("classification (crop preprocessing + network), batch 1", f"{r['classify_batch1_ms_per_face']:.1f} ms/face"),
-        ("classification, batch 8", f"{r['classify_batch8_ms_per_face']:.1f} ms/face"),
-        ("network forward alone, batch 8, BatchNorm folded (what runs)",
-         f"{r['forward_batch8_folded_ms_per_face']:.1f} ms/face"),
-        ("the same with BatchNorm kept", f"{r['forward_batch8_bn_ms_per_face']:.1f} ms/face"),
+        ("classification (crop preprocessing + network), batch 1 / batch 8",
+         f"{r['classify_batch1_ms_per_face']:.1f} / {r['classify_batch8_ms_per_face']:.1f} ms/face"),
         ("peak RSS of the process", f"{r['peak_rss_mb']:.0f} MB"),
     ]
     return "\n".join([
@@ -226,11 +228,18 @@ LIMITS: dict[str, tuple[str, str | None]] = {
     "FER_MAX_CONNECTIONS": ("connections at once (uvicorn's `limit_concurrency`; 503 past it)", None),
     "FER_CACHE_MAX_AGE_S": ("age at which cached uploads, outputs and downloads are deleted", None),
     "FER_DOWNLOADS_MAX_MB": ("total size of the app's download folders (oldest deleted first)", None),
-    "FER_JWT_MINUTES": ("monitoring: login token lifetime, minutes", None),
-    "FER_LOGIN_PER_CLIENT": ("monitoring: login attempts per minute from one client (429)", None),
-    "FER_LOGIN_FAILURES": ("monitoring: failed logins of one account that lock it...", None),
+}
+#: The limits the README's short table shows (``docs/app.md`` shows them all).
+MAIN_LIMITS = ("FER_MAX_UPLOAD_MB", "FER_MAX_REQUEST_MB", "FER_MAX_FILES", "FER_MAX_REQUEST_MEGAPIXELS",
+               "FER_MAX_VIDEO_SECONDS", "FER_MAX_FACES", "FER_REQUEST_BUDGET_S", "FER_INFERENCE_SLOTS",
+               "FER_MAX_QUEUE", "FER_CACHE_MAX_AGE_S")
+#: Monitoring's limits, rendered into ``docs/monitoring.md`` the same way.
+LOGIN_LIMITS: dict[str, tuple[str, str | None]] = {
+    "FER_JWT_MINUTES": ("login token lifetime, minutes", None),
+    "FER_LOGIN_PER_CLIENT": ("login attempts per minute from one client address (429 past it)", None),
+    "FER_LOGIN_FAILURES": ("failed logins of one account that lock it...", None),
     "FER_LOGIN_WINDOW_S": ("...within this many seconds", None),
-    "FER_LOGIN_LOCKOUT_S": ("monitoring: first lockout, seconds (doubles per further lockout)", None),
+    "FER_LOGIN_LOCKOUT_S": ("the first lockout, seconds (doubled per further lockout, at most a day)", None),
 }
 #: ``FER_*`` variables without a numeric default: described in the README's prose (checked there).
 SETTINGS = ("FER_MODEL", "FER_MODEL_REVISION", "FER_DATABASE_URL", "FER_JWT_SECRET", "FER_ADMIN_PASSWORD")
@@ -256,15 +265,15 @@ def env_defaults() -> dict[str, str | None]:
     return found
 
 
-def render_limits() -> str:
+def limits_table(table: dict[str, tuple[str, str | None]]) -> str:
     found = env_defaults()
-    unknown = sorted(set(found) - set(LIMITS) - set(SETTINGS))
-    gone = sorted(set(LIMITS) - set(found))
+    unknown = sorted(set(found) - set(LIMITS) - set(LOGIN_LIMITS) - set(SETTINGS))
+    gone = sorted((set(LIMITS) | set(LOGIN_LIMITS)) - set(found))
     if unknown or gone:
-        raise SourceError(f"FER_* variables out of step with render_readme.LIMITS: new in the code {unknown}, "
-                          f"no longer in the code {gone}")
+        raise SourceError(f"FER_* variables out of step with render_readme.LIMITS / LOGIN_LIMITS: new in the code "
+                          f"{unknown}, no longer in the code {gone}")
     rows = []
-    for name, (what, expression) in LIMITS.items():
+    for name, (what, expression) in table.items():
         default = found[name] if expression is None else expression
         if default is None:
             raise SourceError(f"{name}: no literal default in the code; give its default text in LIMITS")
@@ -278,7 +287,9 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "inference": render_inference,
     "app": render_app,
     "video": render_video,
-    "limits": render_limits,
+    "limits": lambda: limits_table({name: LIMITS[name] for name in MAIN_LIMITS}),
+    "all_limits": lambda: limits_table(LIMITS),
+    "login": lambda: limits_table(LOGIN_LIMITS),
 }
 
 
@@ -297,31 +308,37 @@ def render(text: str) -> str:
     return out
 
 
+def render_files(files: tuple[Path, ...], check: bool) -> int:
+    """Render (or with ``check`` compare) each file's blocks; 0 when all are (now) up to date."""
+    status = 0
+    for path in files:
+        text = path.read_text()
+        try:
+            new = render(text)
+        except SourceError as exc:
+            print(f"render_readme: {path.relative_to(ROOT)}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        blocks, name = len(BLOCK.findall(text)), path.relative_to(ROOT)
+        if not check:
+            if new != text:
+                path.write_text(new)
+            print(f"render_readme: {name}: {blocks} blocks rendered")
+        elif new != text:
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                       f"{name}", "rendered"))
+            print(f"render_readme: {name} is out of date: run python benchmarks/render_readme.py", file=sys.stderr)
+            status = 1
+        else:
+            print(f"render_readme: {name} is up to date ({blocks} blocks)")
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md is not what this script renders")
-    p.add_argument("--readme", type=Path, default=README)
+    p.add_argument("--check", action="store_true", help="rewrite nothing; exit 1 if a file is out of date")
     args = p.parse_args(argv)
-    text = args.readme.read_text()
-    try:
-        new = render(text)
-    except SourceError as exc:
-        print(f"render_readme: {exc}", file=sys.stderr)
-        return 1
-    blocks = len(BLOCK.findall(text))
-    if args.check:
-        if new != text:
-            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
-                                                       "README.md", "rendered"))
-            print(f"render_readme: {args.readme} is out of date: run python benchmarks/render_readme.py",
-                  file=sys.stderr)
-            return 1
-        print(f"render_readme: {args.readme} is up to date ({blocks} blocks)")
-        return 0
-    if new != text:
-        args.readme.write_text(new)
-    print(f"render_readme: {blocks} blocks rendered into {args.readme}")
-    return 0
+    return render_files(FILES, args.check)
 
 
 if __name__ == "__main__":
