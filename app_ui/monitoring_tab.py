@@ -16,28 +16,34 @@ Privacy and access, by construction:
   logging in again the webcam is restarted.
 
 Everything goes through :mod:`monitoring` (the same store, login and
-:class:`~monitoring.live.LiveSession` as the REST routes).
+:class:`~monitoring.live.LiveSession` as the REST routes). The model reaches it as a
+:class:`monitoring.predictor.Predictor` (:class:`ServicePredictor` wraps the app's
+:class:`~app_ui.service.FERService`): a session records that model's labels, whatever they are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 import gradio as gr
 from matplotlib.figure import Figure
+from PIL import Image
 from sqlalchemy.orm import sessionmaker
 
 from fer_core.draw import annotate, label_color
-from fer_core.labels import LABELS
+from fer_core.result import FaceResult
 from fer_core.timeline import Timeline
 from monitoring import store
 from monitoring.auth import authorize, cookie_token
-from monitoring.live import LiveRegistry, LiveSession, same_moment
+from monitoring.live import LiveRegistry, LiveSession
 from monitoring.models import User
+from monitoring.predictor import Predictor
 from monitoring.security import AuthError
 from monitoring.settings import MonitoringSettings
 
@@ -76,6 +82,44 @@ ERASE_JS = """
 """
 
 
+class ServicePredictor:
+    """The app's :class:`FERService` as the :class:`monitoring.predictor.Predictor` that the
+    monitoring routes and this tab take: its model's labels, id and revision, and
+    :meth:`FERService.predict` with the model's default options (inside the service's inference
+    limit: :class:`~app_ui.limits.ServerBusyError`, with ``retry_after_s``, when it is full).
+
+    Args:
+        service: the loaded model service.
+    """
+
+    def __init__(self, service: FERService) -> None:
+        self.service = service
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's label names, in probability order."""
+        return self.service.recognizer.labels
+
+    @property
+    def model_id(self) -> str:
+        """What was loaded (``FER_MODEL`` or ``"bundled default"``)."""
+        return self.service.model_id
+
+    @property
+    def model_revision(self) -> str | None:
+        """The resolved Hub commit, or ``None`` for a local folder."""
+        return self.service.recognizer.revision
+
+    def predict(self, image: Any) -> tuple[Image.Image, list[FaceResult]]:
+        """:meth:`FERService.predict` with the model's defaults: the oriented image and its faces.
+
+        Raises:
+            fer_core.InvalidImageError: the image is invalid.
+            ServerBusyError: no inference slot came free.
+        """
+        return self.service.predict(image, self.service.defaults())
+
+
 @dataclass
 class MonitoringContext:
     """What the tab needs when monitoring is on: settings, the ORM session factory, and the REST
@@ -86,10 +130,11 @@ class MonitoringContext:
     live: LiveRegistry
 
 
-def session_figure(rows: list[dict[str, Any]], title: str, step_s: int = 1) -> Figure:
+def session_figure(rows: list[dict[str, Any]], title: str, labels: Sequence[str], step_s: int = 1) -> Figure:
     """Stacked expression probabilities over a session's time, one panel per tracked face
     (at most 4), from :func:`monitoring.store.timeline` rows of ``step_s``-second buckets (each
-    drawn over its whole width, so a single bucket shows too)."""
+    drawn over its whole width, so a single bucket shows too), stacked in the order of the
+    session's ``labels``."""
     faces = sorted({r["face_id"] for r in rows})[:4] or [None]
     fig = Figure(figsize=(9, 1.8 + 1.6 * len(faces)), layout="constrained")
     axes = fig.subplots(len(faces), 1, squeeze=False)[:, 0]
@@ -100,8 +145,8 @@ def session_figure(rows: list[dict[str, Any]], title: str, step_s: int = 1) -> F
             ax.set_axis_off()
             continue
         times = [r["start_s"] for r in mine] + [mine[-1]["start_s"] + step_s]
-        ax.stackplot(times, [[r["probs"][k] for r in mine] + [mine[-1]["probs"][k]] for k in LABELS],
-                     labels=LABELS, colors=[label_color(k) for k in LABELS], step="post")
+        ax.stackplot(times, [[r["probs"][k] for r in mine] + [mine[-1]["probs"][k]] for k in labels],
+                     labels=list(labels), colors=[label_color(k) for k in labels], step="post")
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"face {face}")
     axes[-1].set_xlabel("seconds since the session started")
@@ -110,14 +155,24 @@ def session_figure(rows: list[dict[str, Any]], title: str, step_s: int = 1) -> F
     return fig
 
 
-def build_monitoring_tab(service: FERService, context: MonitoringContext | None, disabled_reason: str) -> None:
-    """Add the Monitoring tab's components and events to the current ``gr.Blocks``."""
+def build_monitoring_tab(predictor: Predictor | FERService, context: MonitoringContext | None,
+                         disabled_reason: str) -> None:
+    """Add the Monitoring tab's components and events to the current ``gr.Blocks``.
+
+    Args:
+        predictor: the model whose labels sessions record and which classifies webcam frames (a
+            :class:`FERService` is wrapped in a :class:`ServicePredictor`).
+        context: monitoring's settings and database, or ``None`` when monitoring is off.
+        disabled_reason: why monitoring is off (shown in the tab when ``context`` is ``None``).
+    """
     gr.Markdown("Monitoring stores **numbers only** (per second and tracked face: mean probabilities, label, "
                 "counts), **never images**. Subjects are pseudonymous labels.")
     if context is None:
         gr.Markdown(f"**Monitoring is off on this server.** {disabled_reason}", elem_id="monitoring-off")
         return
     settings, factory = context.settings, context.factory
+    if isinstance(predictor, FERService):
+        predictor = ServicePredictor(predictor)
     live = gr.State(None)
 
     def who(request: gr.Request | None) -> User:
@@ -180,12 +235,14 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
         if state and not state["ended"]:
             raise gr.Error(f"Session {state['live'].session_id} is still running: stop it first.")
         with factory() as db:
-            if store.get_subject(db, user.team_id, int(subject_id)) is None:
-                raise gr.Error("That subject is not in your team.")
-            started = store.start_session(db, int(subject_id), user.id, user.team_id, service.model_id,
-                                          service.recognizer.revision)
-        state = {"live": LiveSession(started.id, started.started_at), "t0": time.monotonic(), "frames": 0,
-                 "plotted": None, "timeline": Timeline(list(LABELS), window_s=LIVE_WINDOW_S), "last_s": 0.0,
+            try:
+                started = store.start_session(db, user, int(subject_id), predictor)
+            except store.NotInTeamError as exc:
+                raise gr.Error("That subject is not in your team.") from exc
+            except ValueError as exc:  # a model whose labels cannot be recorded
+                raise gr.Error(f"Monitoring cannot record this model: {exc}") from exc
+        state = {"live": LiveSession.of(started), "t0": time.monotonic(), "frames": 0,
+                 "plotted": None, "timeline": Timeline(started.labels, window_s=LIVE_WINDOW_S), "last_s": 0.0,
                  "lock": threading.Lock(), "ended": None, "team_id": user.team_id}
         return state, f"Session **{started.id}** running: turn the webcam on.", gr.update(interactive=True)
 
@@ -202,7 +259,7 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
             return "", "Frames are not recorded: this session belongs to another team.", gr.skip()
         at = time.monotonic() - state["t0"]
         try:
-            pil, faces = service.predict(image, service.defaults())
+            pil, faces = predictor.predict(image)
         except ServerBusyError:
             return gr.skip(), "Server busy: this frame was skipped.", gr.skip()
         # Two frames are classified at once (concurrency 2) and "Stop session" can come while one
@@ -213,7 +270,7 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
             at = state["last_s"] = max(at, state["last_s"])
             with factory() as db:
                 row = store.get_session(db, user.team_id, state["live"].session_id)
-                if row is None or not same_moment(row.started_at, state["live"].started_at):
+                if row is None or not store.same_moment(row.started_at, state["live"].started_at):
                     state["ended"] = "This session was erased with its subject."
                     return "", state["ended"], gr.skip()
                 tracked, _ = state["live"].add_faces(db, at, faces)
@@ -232,12 +289,13 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
         if user.team_id != state["team_id"]:
             raise gr.Error("This session belongs to another team.")
         with state["lock"]:
+            state["ended"] = "This session was erased with its subject."
             with factory() as db:
-                written = state["live"].finish(db)
                 monitored = store.get_session(db, user.team_id, state["live"].session_id)
-                if monitored is not None and same_moment(monitored.started_at, state["live"].started_at):
-                    store.end_session(db, monitored, user.id, user.team_id)
-            state["ended"] = f"Session {state['live'].session_id} ended ({written} last rows written)."
+                if monitored is not None and store.same_moment(monitored.started_at, state["live"].started_at):
+                    with contextlib.suppress(store.NotInTeamError):  # erased while ending
+                        written = store.end_session(db, monitored, user, flush=state["live"].finish)
+                        state["ended"] = f"Session {state['live'].session_id} ended ({written} last rows written)."
         # The state stays (marked ended): a frame whose answer reaches the page after this one
         # cannot leave "running" there, since the next frame puts the ended line back.
         return state, state["ended"], sessions_update(user, subject_id)
@@ -259,10 +317,12 @@ def build_monitoring_tab(service: FERService, context: MonitoringContext | None,
         if session_id is None:
             raise gr.Error("Choose a session.")
         with factory() as db:
-            if store.get_session(db, user.team_id, int(session_id)) is None:
+            monitored = store.get_session(db, user.team_id, int(session_id))
+            if monitored is None:
                 raise gr.Error("That session is not in your team.")
-            rows = store.timeline(db, int(session_id), resolution)
-        figure = session_figure(rows, f"session {session_id} ({resolution} means)", store.RESOLUTIONS[resolution])
+            rows = store.timeline(db, monitored, resolution)
+        figure = session_figure(rows, f"session {session_id} ({resolution} means)", monitored.labels,
+                                store.RESOLUTIONS[resolution])
         sid = int(session_id)
         link = (f'<a href="/api/sessions/{sid}/timeline?format=csv&amp;resolution={escape(resolution)}" '
                 f'download="session_{sid}.csv">session_{sid}.csv</a> (made on request, for your login only)')

@@ -21,7 +21,7 @@ from app_ui.blocks import build_blocks
 from app_ui.guard import RequestGuard, validation_error
 from app_ui.headers import SecurityHeaders
 from app_ui.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES
-from app_ui.monitoring_tab import MonitoringContext
+from app_ui.monitoring_tab import MonitoringContext, ServicePredictor
 from app_ui.rest import build_router
 from app_ui.service import FERService
 from monitoring.db import make_engine, session_factory, upgrade
@@ -59,17 +59,17 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
                   description="Faces, boxes and FER+ emotion probabilities. The UI is at /.")
     api.add_exception_handler(RequestValidationError, validation_error)
     api.include_router(build_router(service))
-    context, off_reason = None, ""
+    context, off_reason, predictor = None, "", ServicePredictor(service)
     try:
         settings = MonitoringSettings.from_env(dev=dev)
     except MonitoringConfigError as exc:
         off_reason = str(exc)
-        api.include_router(build_monitoring_router(service, None, None, disabled_reason=off_reason))
+        api.include_router(build_monitoring_router(predictor, None, None, disabled_reason=off_reason))
     else:
         engine = make_engine(settings.database_url)
         upgrade(engine)
         context = MonitoringContext(settings, session_factory(engine), LiveRegistry())
-        api.include_router(build_monitoring_router(service, settings, context.factory, live=context.live))
+        api.include_router(build_monitoring_router(predictor, settings, context.factory, live=context.live))
     api.add_middleware(RequestGuard, limits=BODY_LIMITS, budgeted=BUDGETED_ROUTES)
     api.add_middleware(SecurityHeaders)  # added last = outermost: the guard's own answers get them too
     blocks = build_blocks(service, context, off_reason)

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer_core.labels import LABELS
-
 
 @dataclass
 class SecondRow:
@@ -20,7 +18,7 @@ class SecondRow:
         face_id: the tracker's id.
         n_frames: frames the face was seen in during that second.
         faces: the most faces seen in one frame of that second.
-        probs: float64 ``(8,)`` mean probabilities in FER+ label order, summing to 1.
+        probs: float64 ``(L,)`` mean probabilities in the aggregator's label order, summing to 1.
         label: the argmax label.
     """
 
@@ -38,33 +36,42 @@ class SecondAggregator:
     (a frame of a later second has arrived) or at :meth:`flush`.
 
     Frames must come in time order (``time_s`` non-decreasing), as they do from a live session.
+
+    Attributes:
+        labels: the label names (``L`` of them) in the order of every ``probs`` given and returned.
     """
 
+    labels: Sequence[str]
     _sums: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     _counts: dict[tuple[int, int], int] = field(default_factory=dict)
     _faces: dict[int, int] = field(default_factory=dict)
     _current: int | None = None
 
     def add(self, time_s: float, faces: Sequence[tuple[int, Sequence[float]]]) -> list[SecondRow]:
-        """Feed one frame: ``faces`` = ``(face_id, probs)`` pairs (probs in FER+ label order).
+        """Feed one frame: ``faces`` = ``(face_id, probs)`` pairs (``L`` probabilities in
+        :attr:`labels` order each).
 
         Returns:
             The rows of the seconds this frame completes (possibly empty).
 
         Raises:
-            ValueError: ``time_s`` negative, not finite, or earlier than an already completed second.
+            ValueError: ``time_s`` negative, not finite, or earlier than an already completed
+                second; or a face's probabilities are not ``L`` numbers.
         """
         if not (math.isfinite(time_s) and time_s >= 0):
             raise ValueError(f"time_s must be a finite number >= 0, got {time_s}")
+        arrays = [np.asarray(probs, dtype=np.float64) for _, probs in faces]
+        if any(a.shape != (len(self.labels),) for a in arrays):
+            raise ValueError(f"each face needs {len(self.labels)} probabilities, in the order {list(self.labels)}")
         second = int(time_s)
         if self._current is not None and second < self._current:
             raise ValueError(f"frames must come in time order: {time_s} s after second {self._current}")
         done = self._complete(before=second)
         self._current = second
         self._faces[second] = max(self._faces.get(second, 0), len(faces))
-        for face_id, probs in faces:
+        for (face_id, _), probs in zip(faces, arrays):
             key = (second, int(face_id))
-            self._sums[key] = self._sums.get(key, 0) + np.asarray(probs, dtype=np.float64)
+            self._sums[key] = self._sums.get(key, 0) + probs
             self._counts[key] = self._counts.get(key, 0) + 1
         return done
 
@@ -79,7 +86,7 @@ class SecondAggregator:
             mean = self._sums.pop(key) / self._counts[key]
             mean = mean / mean.sum()
             rows.append(SecondRow(key[0], key[1], self._counts.pop(key), self._faces.get(key[0], 0), mean,
-                                  LABELS[int(mean.argmax())]))
+                                  self.labels[int(mean.argmax())]))
         for second in [s for s in self._faces if before is None or s < before]:
             del self._faces[second]
         return rows

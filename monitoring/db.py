@@ -49,6 +49,22 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     Raises:
         RuntimeError: SQLite's ``foreign_key_check`` finds rows pointing nowhere after migrating.
     """
+    _migrate(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Undo migrations down to ``revision`` (e.g. ``"0002"``), as :func:`upgrade` does them.
+
+    Raises:
+        RuntimeError: a migration refuses (e.g. 0003's downgrade, while a session records labels
+            other than the eight FER+ ones), or foreign keys are broken afterwards (SQLite).
+    """
+    _migrate(engine, "downgrade", revision)
+
+
+def _migrate(engine: Engine, direction: str, revision: str) -> None:
+    """Run Alembic's ``direction`` (``upgrade``/``downgrade``) to ``revision`` in one transaction,
+    with SQLite's foreign keys off meanwhile and checked after (see :func:`upgrade`)."""
     from alembic import command
     from alembic.config import Config
 
@@ -59,15 +75,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if sqlite:
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
-        with connection.begin():
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-        if sqlite:
-            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-            connection.commit()
-            if broken:
-                raise RuntimeError(f"foreign keys broken after migrating: {broken[:5]}")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                getattr(command, direction)(config, revision)
+        finally:
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+        if sqlite and broken:
+            raise RuntimeError(f"foreign keys broken after migrating: {broken[:5]}")
 
 
 def session_factory(engine: Engine) -> sessionmaker:

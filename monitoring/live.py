@@ -1,6 +1,7 @@
 """One monitoring session receiving frames: the tracker, the open seconds, and the writes.
 
-Used by the REST routes and the app's Monitoring tab alike, so both store exactly the same rows.
+Used by the REST routes and the app's Monitoring tab alike, so both store exactly the same rows,
+in the label order the session stored when it started (``sessions.labels``).
 """
 
 from __future__ import annotations
@@ -10,17 +11,15 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fer_core.labels import LABELS
 from fer_core.result import FaceResult
 from fer_core.track import FaceTracker
 
 from . import store
-from .aggregate import SecondAggregator
+from .aggregate import SecondAggregator, SecondRow
 from .models import MonitoringSession
 
 
@@ -32,38 +31,61 @@ class LiveSession:
     Attributes:
         session_id: the ``sessions`` row.
         started_at: that row's start (with the id, it names the row even where SQLite reuses ids).
+        labels: the row's ``labels`` (keyword only): the order of every probability list here.
         tracker: gives the faces of image frames their ``face_id``.
         aggregator: the seconds still open.
     """
 
     session_id: int
     started_at: datetime | None = None
-    tracker: FaceTracker = field(default_factory=lambda: FaceTracker(list(LABELS)))
-    aggregator: SecondAggregator = field(default_factory=SecondAggregator)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    labels: list[str] = field(kw_only=True)
+    tracker: FaceTracker = field(init=False)
+    aggregator: SecondAggregator = field(init=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.labels = list(self.labels)
+        self.tracker = FaceTracker(self.labels)
+        self.aggregator = SecondAggregator(self.labels)
+
+    @classmethod
+    def of(cls, row: MonitoringSession) -> LiveSession:
+        """The live state of a ``sessions`` row (its id, start and labels)."""
+        return cls(row.id, row.started_at, labels=row.labels)
 
     def add_faces(self, db: Session, time_s: float, faces: Sequence[FaceResult]) -> tuple[list[FaceResult], int]:
-        """Track one image frame's faces (raw per-frame probabilities) and commit the seconds it completes.
+        """Track one image frame's faces (raw per-frame probabilities, keyed by :attr:`labels`) and
+        commit the seconds it completes.
 
         Returns:
             The tracked faces (``face_id`` set, smoothed probabilities) and the number of rows written.
 
         Raises:
-            ValueError: ``time_s`` goes back before a completed second.
+            ValueError: ``time_s`` goes back before a completed second, a face's ``probs`` are not
+                keyed by exactly :attr:`labels` (a model with other labels), or the session is gone
+                (:meth:`_write`).
         """
+        if any(set(f.probs) != set(self.labels) for f in faces):
+            raise ValueError(f"session {self.session_id} records the labels {self.labels}: these faces are "
+                             "of a model with other labels")
         with self.lock:
             tracked = self.tracker.update(faces, time_s)
-            rows = self.aggregator.add(time_s, [(t.face_id, [f.probs[k] for k in LABELS])
+            rows = self.aggregator.add(time_s, [(t.face_id, [f.probs[k] for k in self.labels])
                                                 for t, f in zip(tracked, faces)])
         return tracked, self._write(db, rows)
 
     def add_results(self, db: Session, frames: Sequence[tuple[float, Sequence[tuple[int, Sequence[float]]]]]) -> int:
-        """Add frames of results tracked by the client: ``(time_s, [(face_id, probs in label order)])``.
+        """Add frames of results tracked by the client: ``(time_s, [(face_id, probs)])``, ``probs``
+        one number per label in :attr:`labels` order.
 
         Returns:
-            Rows written. Raises: ValueError: a frame out of time order.
+            Rows written.
+
+        Raises:
+            ValueError: a frame out of time order, probabilities not one per label, or the session
+                is gone (:meth:`_write`).
         """
-        rows: list[Any] = []
+        rows: list[SecondRow] = []
         with self.lock:
             for time_s, faces in frames:
                 rows += self.aggregator.add(time_s, faces)
@@ -75,21 +97,24 @@ class LiveSession:
             rows = self.aggregator.flush()
         return self._write(db, rows)
 
-    def _write(self, db: Session, rows: list[Any]) -> int:
+    def _write(self, db: Session, rows: list[SecondRow]) -> int:
         """Commit ``rows``; seconds already stored (a restarted server, REST and the tab on one session)
         are skipped.
 
         Raises:
             ValueError: the session no longer exists (erased meanwhile), or its id now names another
-                session (SQLite reuses the id of an erased session): checked in the writing
-                transaction, so rows never land in another subject's (or team's) session.
+                session (SQLite reuses the id of an erased session), or the row's labels are not
+                :attr:`labels`: checked in the writing transaction, so rows never land in another
+                subject's (or team's) session, nor in another label order.
         """
         if not rows:
             return 0
         row = db.get(MonitoringSession, self.session_id)
-        if row is None or (self.started_at is not None and not same_moment(row.started_at, self.started_at)):
+        if row is None or (self.started_at is not None and not store.same_moment(row.started_at, self.started_at)):
             # erased while this frame was on its way; SQLite may have given the id to a new session
             raise ValueError(f"session {self.session_id} no longer exists (erased?)")
+        if list(row.labels) != self.labels:
+            raise ValueError(f"session {self.session_id} records the labels {row.labels}, not {self.labels}")
         try:
             written = store.write_rows(db, self.session_id, rows)
             db.commit()
@@ -97,13 +122,6 @@ class LiveSession:
             db.rollback()
             raise ValueError(f"session {self.session_id} no longer exists (erased?)") from exc
         return written
-
-
-def same_moment(a: datetime | None, b: datetime | None) -> bool:
-    """Whether two stored timestamps are the same (SQLite hands back naive UTC, PostgreSQL aware)."""
-    if a is None or b is None:
-        return a is b
-    return abs((store.aware(a) - store.aware(b)).total_seconds()) < 1e-3
 
 
 class LiveRegistry:
@@ -123,16 +141,16 @@ class LiveRegistry:
         self._entries: dict[int, tuple[LiveSession, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, session_id: int, started_at: datetime | None) -> LiveSession:
-        """The live state of the session row ``(session_id, started_at)``, made when missing."""
+    def get(self, row: MonitoringSession) -> LiveSession:
+        """The live state of the session ``row`` (named by its id and start), made when missing."""
         now = time.monotonic()
         with self._lock:
             for key in [k for k, (_, used) in self._entries.items() if now - used > self.idle_s]:
                 del self._entries[key]
-            found = self._entries.get(session_id)
-            live = found[0] if found and same_moment(found[0].started_at, started_at) else \
-                LiveSession(session_id, started_at)
-            self._entries[session_id] = (live, now)
+            found = self._entries.get(row.id)
+            live = found[0] if found and store.same_moment(found[0].started_at, row.started_at) else \
+                LiveSession.of(row)
+            self._entries[row.id] = (live, now)
             return live
 
     def pop(self, session_id: int) -> LiveSession | None:

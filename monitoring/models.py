@@ -2,8 +2,9 @@
 
 ``teams`` (a deployment: its users see only its subjects) -> ``users`` (argon2 hash, role
 ``admin`` or ``staff``, a random ``key`` that tokens name, ``active``, ``token_version``) and
-``subjects`` (a pseudonymous label) -> ``sessions`` (start/end, model id + revision) ->
-``aggregates`` (one row per second per tracked face). Deleting a subject deletes its sessions and
+``subjects`` (a pseudonymous label) -> ``sessions`` (start/end, model id + revision, the model's
+label list) -> ``aggregates`` (one row per second per tracked face, its probabilities a JSON list in
+its session's label order). Deleting a subject deletes its sessions and
 their aggregates (``ON DELETE CASCADE``). ``audit_events`` records who did what, when (ids only:
 no probabilities, labels or images), and outlives what it names. No column holds an image.
 """
@@ -12,14 +13,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from fer_core.labels import LABELS
+from .predictor import MAX_LABEL_NAME
 
 ROLES = ("admin", "staff")
-#: Aggregate columns holding the mean probability of each FER+ label, in label order.
-PROB_COLUMNS = tuple(f"p_{label}" for label in LABELS)
+#: A JSON list: ``JSON`` text on SQLite, ``JSONB`` on PostgreSQL (its elements are read in SQL by
+#: :func:`monitoring.store.timeline`).
+JSONList = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -84,7 +87,9 @@ class Subject(Base):
 
 
 class MonitoringSession(Base):
-    """One monitoring session of a subject: when, by whom, with which model."""
+    """One monitoring session of a subject: when, by whom, with which model, and that model's
+    ``labels`` (a JSON list of names in probability order, fixed when the session starts: every
+    aggregate of the session lists its probabilities in this order)."""
 
     __tablename__ = "sessions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -94,12 +99,14 @@ class MonitoringSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     model_id: Mapped[str] = mapped_column(String(300))
     model_revision: Mapped[str | None] = mapped_column(String(100))
+    labels: Mapped[list[str]] = mapped_column(JSONList)
 
 
 class Aggregate(Base):
     """One second of one tracked face: mean calibrated probabilities over the frames it was seen in
-    that second (``p_<label>``, summing to 1), their argmax ``label``, ``n_frames`` and the most
-    faces seen in one frame of that second (``faces``)."""
+    that second (``probs``: a JSON list of floats in the order of the session's ``labels``, summing
+    to 1, each rounded to 8 decimals), their argmax ``label``, ``n_frames`` and the most faces seen
+    in one frame of that second (``faces``)."""
 
     __tablename__ = "aggregates"
     __table_args__ = (UniqueConstraint("session_id", "second", "face_id", name="uq_aggregates_second_face"),)
@@ -109,12 +116,5 @@ class Aggregate(Base):
     face_id: Mapped[int] = mapped_column(Integer)
     n_frames: Mapped[int] = mapped_column(Integer)
     faces: Mapped[int] = mapped_column(Integer)
-    label: Mapped[str] = mapped_column(String(20))
-    p_neutral: Mapped[float] = mapped_column(Float)
-    p_happiness: Mapped[float] = mapped_column(Float)
-    p_surprise: Mapped[float] = mapped_column(Float)
-    p_sadness: Mapped[float] = mapped_column(Float)
-    p_anger: Mapped[float] = mapped_column(Float)
-    p_disgust: Mapped[float] = mapped_column(Float)
-    p_fear: Mapped[float] = mapped_column(Float)
-    p_contempt: Mapped[float] = mapped_column(Float)
+    label: Mapped[str] = mapped_column(String(MAX_LABEL_NAME))
+    probs: Mapped[list[float]] = mapped_column(JSONList)

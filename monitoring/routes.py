@@ -12,6 +12,11 @@ Sessions: ``POST /api/sessions`` · ``POST /api/sessions/{id}/frames`` (an image
 ``file`` or a raw ``image/*`` body, held in memory only; or JSON per-frame results) ·
 ``POST /api/sessions/{id}/end`` · ``GET /api/sessions/{id}/timeline?resolution=1s|10s|1min&format=json|csv``.
 
+A session records the server's model labels when it starts (``labels`` in its JSON): JSON frames
+give one probability per label of the session, the timeline and its CSV have one per label, in
+that order. Image frames need the server's model to have the session's labels (409 otherwise:
+the server was restarted with another model).
+
 Bearer tokens work on every route; the browser's cookie on ``GET`` routes (reads, the CSV link)
 only, so a cross-site form can change nothing. Answers: 401 no or invalid login, 403 not yours or
 not an admin, 409 a taken name or an ended session, 422 a value out of range (ids 1..2^31-1,
@@ -23,7 +28,6 @@ built inside :func:`build_monitoring_router` as objects, not as strings.)
 """
 
 
-import logging
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -37,17 +41,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
 
 from fer_core import FERError
-from fer_core.labels import LABELS
 
 from . import store
 from .auth import COOKIE, authorize, cookie_token, login
 from .live import LiveRegistry
 from .models import MonitoringSession, User
+from .predictor import Predictor
 from .security import MAX_PASSWORD_LENGTH, MAX_USERNAME_LENGTH, AuthError, check_text, create_token
 from .settings import MonitoringSettings
 from .throttle import LoginThrottle, TooManyAttemptsError
 
-log = logging.getLogger(__name__)
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 #: Largest id accepted anywhere (the tables' ids are 32-bit integers).
@@ -93,7 +96,8 @@ Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
 class FaceIn(BaseModel):
-    """One tracked face of a frame computed by the client: its id and the 8 FER+ probabilities (0..1 each)."""
+    """One tracked face of a frame computed by the client: its id and one probability (0..1) per
+    label of the session (``{label: probability}``, exactly the session's ``labels``)."""
 
     face_id: Id
     probs: dict[str, Probability]
@@ -119,14 +123,15 @@ class _InMemoryMultiPart(MultiPartParser):
     spool_max_size = 2**62
 
 
-def build_monitoring_router(service: Any, settings: MonitoringSettings | None, factory: sessionmaker | None,
+def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings | None, factory: sessionmaker | None,
                             disabled_reason: str = "", throttle: LoginThrottle | None = None,
                             live: LiveRegistry | None = None) -> APIRouter:
     """The monitoring routes. With ``settings`` ``None`` every route answers 503 with
     ``disabled_reason`` (monitoring not configured), so the public demo still runs.
 
     Args:
-        service: the app's :class:`app_ui.service.FERService` (model, limiter) for image frames.
+        predictor: the server's model (:class:`monitoring.predictor.Predictor`): new sessions
+            record its id, revision and labels; image frames are classified with it.
         settings: monitoring settings, or ``None`` when monitoring is off.
         factory: ORM session factory bound to the migrated database.
         disabled_reason: why monitoring is off.
@@ -326,11 +331,15 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
 
     @router.post("/sessions", status_code=201)
     def start_session(body: SessionIn, who: Current, session: Db) -> dict[str, Any]:
-        """Start a session for a subject of the caller's team, recording the model id and revision."""
-        if store.get_subject(session, who.team_id, body.subject_id) is None:
-            raise HTTPException(403, f"no subject {body.subject_id} in your team")
-        started = store.start_session(session, body.subject_id, who.id, who.team_id, service.model_id,
-                                      service.recognizer.revision)
+        """Start a session for a subject of the caller's team, recording the model id, revision
+        and labels (:func:`monitoring.store.start_session`). 503 if the server's model has labels
+        monitoring cannot record (:func:`monitoring.predictor.check_labels`)."""
+        try:
+            started = store.start_session(session, who, body.subject_id, predictor)
+        except store.NotInTeamError as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except ValueError as exc:
+            raise HTTPException(503, f"monitoring cannot record this server's model: {exc}") from exc
         return _session(started)
 
     @router.post("/sessions/{session_id}/frames")
@@ -339,10 +348,11 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
                                                            description="seconds since the session started; "
                                                                        "default: now")] = None) -> dict[str, Any]:
         """Feed frames: an image (multipart ``file``, or a raw ``image/*`` body; the server detects,
-        classifies and tracks its faces, in memory) or a JSON body
-        ``{"frames": [{"time_s", "faces": [{"face_id", "probs"}]}]}`` of results computed by the
-        client. Each second is committed as soon as a later frame arrives. No database connection
-        is held while the body arrives or the model runs."""
+        classifies and tracks its faces, in memory; 409 if its model's labels are not the
+        session's) or a JSON body ``{"frames": [{"time_s", "faces": [{"face_id", "probs"}]}]}`` of
+        results computed by the client (``probs``: the session's labels -> probability). Each
+        second is committed as soon as a later frame arrives. No database connection is held
+        while the body arrives or the model runs."""
         if settings is None or factory is None:
             raise HTTPException(503, f"monitoring is off: {disabled_reason}")
 
@@ -361,18 +371,21 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
         monitored = await run_in_threadpool(check)
         if monitored.ended_at is not None:
             raise HTTPException(409, f"session {session_id} has ended")
-        state = live.get(session_id, monitored.started_at)
+        state = live.get(monitored)
         kind = request.headers.get("content-type", "")
         if kind.startswith(("multipart/form-data", "image/")):
+            if list(predictor.labels) != list(monitored.labels):
+                raise HTTPException(409, f"session {session_id} records the labels {monitored.labels}; this "
+                                         "server's model has others: start a new session")
             name, data = await _image(request, kind)
             at = time_s if time_s is not None else (store.now() - store.aware(monitored.started_at)).total_seconds()
             if not at <= MAX_SESSION_S:
                 raise HTTPException(422, f"this session is over {MAX_SESSION_S / 86400:.0f} days old; start a new one")
             try:
-                _, faces = await run_in_threadpool(service.predict, data, service.defaults())
+                _, faces = await run_in_threadpool(predictor.predict, data)
             except FERError as exc:
                 raise HTTPException(400, f"{name}: {exc}") from exc
-            except Exception as exc:  # the service's "busy" (it carries retry_after_s): 503, as on REST
+            except Exception as exc:  # the predictor's "busy" (it carries retry_after_s): 503, as on REST
                 retry = getattr(exc, "retry_after_s", None)
                 if retry is None:
                     raise
@@ -390,7 +403,7 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
                                      for e in exc.errors(include_url=False, include_input=False)[:10])
                 raise HTTPException(422, f"expected {{'frames': [...]}} JSON or an image: {problems}") from exc
             try:
-                frames_in = [(frame.time_s, [(f.face_id, _probs(f.probs)) for f in frame.faces])
+                frames_in = [(frame.time_s, [(f.face_id, _probs(f.probs, monitored.labels)) for f in frame.faces])
                              for frame in body.frames]
                 written = await run_in_threadpool(write, state.add_results, frames_in)
             except ValueError as exc:
@@ -401,35 +414,29 @@ def build_monitoring_router(service: Any, settings: MonitoringSettings | None, f
     @router.post("/sessions/{session_id}/end")
     def end(session_id: PathId, who: Current, session: Db) -> dict[str, Any]:
         """End a session: its open seconds are written and no more frames are taken. The session
-        is marked ended even if writing the last seconds fails."""
+        is marked ended even if writing the last seconds fails (:func:`monitoring.store.end_session`)."""
         monitored = own_session(session, who, session_id)
         state = live.pop(session_id)
-        written = 0
         try:
-            written = state.finish(session) if state else 0
-        except Exception:  # the end must be recorded whatever happened to the last second
-            log.exception("session %s: the last seconds could not be written", session_id)
-            session.rollback()
-            monitored = own_session(session, who, session_id)
-        store.end_session(session, monitored, who.id, who.team_id)
+            written = store.end_session(session, monitored, who, flush=state.finish if state else None)
+        except store.NotInTeamError as exc:  # erased meanwhile
+            raise HTTPException(403, str(exc)) from exc
         return _session(monitored) | {"seconds_written": written}
 
     @router.get("/sessions/{session_id}/timeline")
     def timeline(session_id: PathId, who: Current, session: Db,
                  resolution: Literal["1s", "10s", "1min"] = "1s",
                  format: Literal["json", "csv"] = "json") -> Any:  # noqa: A002 (the query parameter's name)
-        """Per bucket (1 s, 10 s or 1 min) and tracked face: frame-weighted mean probabilities,
-        label, frames and faces; JSON, or CSV with one column per label (made in memory, sent
-        with ``Cache-Control: no-store``; no copy stays on the server)."""
+        """Per bucket (1 s, 10 s or 1 min) and tracked face: frame-weighted mean probabilities
+        (one per label of the session), label, frames and faces; JSON (with the session's
+        ``labels``), or CSV with one column per label (:func:`monitoring.store.export_csv`: made
+        in memory, audited, sent with ``Cache-Control: no-store``; no copy stays on the server)."""
         monitored = own_session(session, who, session_id)
-        rows = store.timeline(session, session_id, resolution)
         if format == "csv":
-            store.audit(session, "export", team_id=who.team_id, actor_id=who.id, subject_id=monitored.subject_id,
-                        session_id=session_id)
-            session.commit()
-            return Response(store.timeline_csv(rows), media_type="text/csv",
+            return Response(store.export_csv(session, monitored, who, resolution), media_type="text/csv",
                             headers={"Content-Disposition": f'attachment; filename="session_{session_id}.csv"'})
-        return {"session": _session(monitored), "resolution": resolution, "labels": list(LABELS), "rows": rows}
+        return {"session": _session(monitored), "resolution": resolution, "labels": list(monitored.labels),
+                "rows": store.timeline(session, monitored, resolution)}
 
     return router
 
@@ -459,11 +466,16 @@ async def _image(request: Request, kind: str) -> tuple[str, bytes]:
     return "".join(c if c.isprintable() else "?" for c in name)[:100], data
 
 
-def _probs(probs: dict[str, float]) -> list[float]:
-    """The 8 probabilities in label order (each already finite and within 0..1: :data:`Probability`)."""
-    if set(probs) != set(LABELS):
-        raise ValueError(f"probs must have exactly the FER+ labels {list(LABELS)}")
-    values = [probs[k] for k in LABELS]
+def _probs(probs: dict[str, float], labels: list[str]) -> list[float]:
+    """A face's probabilities in the session's label order (each already finite and within 0..1:
+    :data:`Probability`).
+
+    Raises:
+        ValueError: the keys are not exactly ``labels``, or every value is 0.
+    """
+    if set(probs) != set(labels):
+        raise ValueError(f"probs must have exactly the session's labels {list(labels)}")
+    values = [probs[k] for k in labels]
     if sum(values) <= 0:
         raise ValueError("probs must not be all zero")
     return values
@@ -476,4 +488,4 @@ def _subject(s: Any) -> dict[str, Any]:
 def _session(s: MonitoringSession) -> dict[str, Any]:
     return {"id": s.id, "subject_id": s.subject_id, "started_at": store.aware(s.started_at).isoformat(),
             "ended_at": store.aware(s.ended_at).isoformat() if s.ended_at else None, "model_id": s.model_id,
-            "model_revision": s.model_revision}
+            "model_revision": s.model_revision, "labels": list(s.labels)}

@@ -1,23 +1,28 @@
 """Every query of the monitoring part, through the SQLAlchemy ORM (so every value is a bound
 parameter, never pasted into SQL). Functions take an ORM ``Session`` and a team id: a row of
-another team is treated as absent. Session start/end, erasure and the CSV text live here once,
-for the REST routes and the app's tab alike."""
+another team is treated as absent. Session start/end, erasure and the CSV export live here once,
+for the REST routes and the app's tab alike (the tab's CSV link is the REST route).
+
+Probabilities are stored per session label: ``sessions.labels`` is the model's label list (JSON),
+fixed at the start, and each ``aggregates.probs`` a JSON list in that order. The timeline (JSON
+and CSV) has one probability per label of the session, in that order."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
-
-from fer_core.labels import LABELS
+from sqlalchemy.orm.exc import ObjectDeletedError
 
 from .aggregate import SecondRow
-from .models import PROB_COLUMNS, ROLES, Aggregate, AuditEvent, MonitoringSession, Subject, Team, User
+from .models import ROLES, Aggregate, AuditEvent, MonitoringSession, Subject, Team, User
+from .predictor import CSV_COLUMNS, Predictor, check_labels
 from .security import check_text, hash_password, normalize_username
 
 #: Timeline resolutions: name -> seconds per bucket.
@@ -26,10 +31,18 @@ RESOLUTIONS: dict[str, int] = {"1s": 1, "10s": 10, "1min": 60}
 MAX_LABEL_LENGTH = 200
 #: Tries of :func:`scrub` before it gives up.
 SCRUB_TRIES = 4
+#: Decimals kept of each stored probability (the timeline reports 6).
+PROB_DECIMALS = 8
+
+log = logging.getLogger(__name__)
 
 
 class ScrubError(RuntimeError):
     """Deleted rows are gone from the tables but may still be in the database files' free bytes."""
+
+
+class NotInTeamError(LookupError):
+    """The subject or session does not exist, or belongs to another team (callers answer alike)."""
 
 
 def now() -> datetime:
@@ -41,6 +54,13 @@ def aware(moment: datetime) -> datetime:
     """``moment`` with its time zone: SQLite hands back naive datetimes for timezone-aware columns
     (they are UTC), PostgreSQL aware ones."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def same_moment(a: datetime | None, b: datetime | None) -> bool:
+    """Whether two stored timestamps are the same (SQLite hands back naive UTC, PostgreSQL aware)."""
+    if a is None or b is None:
+        return a is b
+    return abs((aware(a) - aware(b)).total_seconds()) < 1e-3
 
 
 def create_team(db: Session, name: str) -> Team:
@@ -137,7 +157,7 @@ def erase_subject(db: Session, subject: Subject, actor_id: int) -> list[int]:
     try:
         scrub(db)
     except ScrubError:  # the rows are gone; say loudly that freed bytes may remain until the next scrub
-        logging.getLogger(__name__).exception("subject %s erased, database files not scrubbed", subject_id)
+        log.exception("subject %s erased, database files not scrubbed", subject_id)
         audit(db, "scrub_failed", team_id=team_id, actor_id=actor_id, subject_id=subject_id)
         db.commit()
     return ids
@@ -177,31 +197,59 @@ def scrub(db: Session) -> None:
             time.sleep(0.5 * (attempt + 1))
 
 
-def start_session(db: Session, subject_id: int, user_id: int, team_id: int, model_id: str,
-                  model_revision: str | None) -> MonitoringSession:
-    """Start (and commit) a session of ``subject_id`` by ``user_id``, recording the model's id and revision."""
-    started = MonitoringSession(subject_id=subject_id, started_by=user_id, started_at=now(), model_id=model_id,
-                                model_revision=model_revision)
+def start_session(db: Session, user: User, subject_id: int, predictor: Predictor) -> MonitoringSession:
+    """Start (and commit, with an audit line) a session of ``subject_id`` by ``user``, recording
+    the model's id, revision and label list (the order of every probability the session stores).
+
+    Raises:
+        NotInTeamError: no subject ``subject_id`` in the user's team.
+        ValueError: the model's labels cannot be recorded (:func:`monitoring.predictor.check_labels`).
+    """
+    if get_subject(db, user.team_id, subject_id) is None:
+        raise NotInTeamError(f"no subject {subject_id} in your team")
+    labels = check_labels(predictor.labels)
+    started = MonitoringSession(subject_id=subject_id, started_by=user.id, started_at=now(),
+                                model_id=predictor.model_id, model_revision=predictor.model_revision, labels=labels)
     db.add(started)
     db.flush()
-    audit(db, "session_start", team_id=team_id, actor_id=user_id, subject_id=subject_id, session_id=started.id)
+    audit(db, "session_start", team_id=user.team_id, actor_id=user.id, subject_id=subject_id, session_id=started.id)
     db.commit()
     return started
 
 
-def end_session(db: Session, monitored: MonitoringSession, user_id: int, team_id: int) -> None:
-    """Mark (and commit) a session as ended, once: of concurrent calls one sets ``ended_at`` (a
-    conditional update) and the others read it back."""
-    from sqlalchemy import update
+def end_session(db: Session, monitored: MonitoringSession, user: User,
+                flush: Callable[[Session], int] | None = None) -> int:
+    """End (and commit) a session of ``user``'s team (``monitored``, looked up within it): first
+    ``flush`` writes its open seconds (:meth:`monitoring.live.LiveSession.finish`; a failure there
+    is logged and rolled back, and the session is ended all the same), then ``ended_at`` is set
+    once: of concurrent calls one sets it (a conditional update, audited) and the others read it
+    back. ``monitored`` is refreshed.
 
-    done = db.execute(update(MonitoringSession).where(MonitoringSession.id == monitored.id,
+    Returns:
+        Rows ``flush`` wrote (0 without one or when it failed).
+
+    Raises:
+        NotInTeamError: the session was erased meanwhile.
+    """
+    session_id, subject_id, written = monitored.id, monitored.subject_id, 0
+    if flush is not None:
+        try:
+            written = flush(db)
+        except Exception:  # the end must be recorded whatever happened to the last second
+            log.exception("session %s: the last seconds could not be written", session_id)
+            db.rollback()
+    done = db.execute(update(MonitoringSession).where(MonitoringSession.id == session_id,
                                                       MonitoringSession.ended_at.is_(None))
                       .values(ended_at=now()).execution_options(synchronize_session=False))
     if done.rowcount:
-        audit(db, "session_end", team_id=team_id, actor_id=user_id, subject_id=monitored.subject_id,
-              session_id=monitored.id)
+        audit(db, "session_end", team_id=user.team_id, actor_id=user.id, subject_id=subject_id,
+              session_id=session_id)
     db.commit()
-    db.refresh(monitored)
+    try:
+        db.refresh(monitored)
+    except ObjectDeletedError as exc:
+        raise NotInTeamError(f"no session {session_id} in your team") from exc
+    return written
 
 
 def get_subject(db: Session, team_id: int, subject_id: int) -> Subject | None:
@@ -227,7 +275,8 @@ def list_sessions(db: Session, subject_id: int) -> list[MonitoringSession]:
 
 
 def write_rows(db: Session, session_id: int, rows: list[SecondRow]) -> int:
-    """Add completed seconds to a session, skipping seconds of a face already stored (the caller
+    """Add completed seconds to a session (each row's ``probs`` in the session's label order,
+    stored rounded to :data:`PROB_DECIMALS`), skipping seconds of a face already stored (the caller
     commits); returns the rows added."""
     if not rows:
         return 0
@@ -239,46 +288,64 @@ def write_rows(db: Session, session_id: int, rows: list[SecondRow]) -> int:
         if (r.second, r.face_id) in stored:
             continue
         db.add(Aggregate(session_id=session_id, second=r.second, face_id=r.face_id, n_frames=r.n_frames,
-                         faces=r.faces, label=r.label, **{c: float(p) for c, p in zip(PROB_COLUMNS, r.probs)}))
+                         faces=r.faces, label=r.label, probs=[round(float(p), PROB_DECIMALS) for p in r.probs]))
         added += 1
     return added
 
 
-def timeline_csv(rows: list[dict[str, Any]]) -> str:
+def timeline_csv(rows: list[dict[str, Any]], labels: Sequence[str]) -> str:
     """:func:`timeline` rows as CSV text: ``start_s, face_id, n_frames, faces, label`` and one
-    column per label (what the REST download serves, to the tab's link too)."""
+    column per label of the session, in its order (the columns :func:`export_csv` serves)."""
     import csv
     import io
 
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["start_s", "face_id", "n_frames", "faces", "label", *LABELS])
+    writer.writerow([*CSV_COLUMNS, *labels])
     for r in rows:
         writer.writerow([r["start_s"], r["face_id"], r["n_frames"], r["faces"], r["label"],
-                         *[r["probs"][k] for k in LABELS]])
+                         *[r["probs"][k] for k in labels]])
     return buf.getvalue()
 
 
-def timeline(db: Session, session_id: int, resolution: str) -> list[dict[str, Any]]:
+def export_csv(db: Session, monitored: MonitoringSession, user: User, resolution: str) -> str:
+    """A session's timeline at ``resolution`` as CSV text (:func:`timeline_csv`), made in memory
+    and audited as ``export`` by ``user`` (committed); ``monitored`` must have been looked up
+    within the user's team. The one export path: the REST download, which the tab's link calls.
+
+    Raises:
+        ValueError: unknown resolution.
+    """
+    out = timeline_csv(timeline(db, monitored, resolution), monitored.labels)
+    audit(db, "export", team_id=user.team_id, actor_id=user.id, subject_id=monitored.subject_id,
+          session_id=monitored.id)
+    db.commit()
+    return out
+
+
+def timeline(db: Session, monitored: MonitoringSession, resolution: str) -> list[dict[str, Any]]:
     """A session's rows at ``resolution`` (``1s``, ``10s``, ``1min``): per bucket and face, the
-    frame-weighted mean probabilities, their argmax label, frames and the most faces in a frame.
+    frame-weighted mean probabilities (``probs``: the session's label -> probability, 6
+    decimals), their argmax ``label``, ``n_frames`` and the most ``faces`` in a frame; ordered by
+    ``start_s`` (seconds since the start), then ``face_id``.
 
     Raises:
         ValueError: unknown resolution.
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {resolution!r}")
+    labels = list(monitored.labels)
     step = RESOLUTIONS[resolution]
     bucket = (Aggregate.second // step) * step
-    weighted = [func.sum(getattr(Aggregate, c) * Aggregate.n_frames) for c in PROB_COLUMNS]
+    weighted = [func.sum(Aggregate.probs[i].as_float() * Aggregate.n_frames) for i in range(len(labels))]
     query = (select(bucket.label("start_s"), Aggregate.face_id, func.sum(Aggregate.n_frames), func.max(Aggregate.faces),
                     *weighted)
-             .where(Aggregate.session_id == session_id).group_by(bucket, Aggregate.face_id)
+             .where(Aggregate.session_id == monitored.id).group_by(bucket, Aggregate.face_id)
              .order_by(bucket, Aggregate.face_id))
     out = []
     for start, face_id, n_frames, faces, *sums in db.execute(query):
         total = sum(sums) or 1.0
-        probs = {label: round(float(s) / total, 6) for label, s in zip(LABELS, sums)}
+        probs = {label: round(float(s) / total, 6) for label, s in zip(labels, sums)}
         out.append({"start_s": int(start), "face_id": int(face_id), "n_frames": int(n_frames), "faces": int(faces),
                     "label": max(probs, key=probs.get), "probs": probs})
     return out

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from monitoring.db import make_engine, session_factory
-from monitoring.models import Aggregate
+from monitoring.models import Aggregate, MonitoringSession
 from tests.conftest import ROOT
 from tests.support.browser import write_y4m
 from tests.support.launch import app_server
@@ -98,11 +98,12 @@ def test_monitoring_tab_session_history_erasure_and_no_image_on_disk(playwright,
             engine = make_engine(url_db)
             with session_factory(engine)() as db:
                 rows = db.scalars(select(Aggregate)).all()
+                labels = db.scalars(select(MonitoringSession.labels)).one()
             engine.dispose()
+            assert labels == ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
             assert len(rows) >= 2 and {r.face_id for r in rows} == {1}  # the astronaut, tracked as one face
-            assert all(abs(sum(getattr(r, f"p_{k}") for k in ("neutral", "happiness", "surprise", "sadness",
-                                                                "anger", "disgust", "fear", "contempt")) - 1) < 1e-4
-                       for r in rows)
+            assert all(len(r.probs) == len(labels) and abs(sum(r.probs) - 1) < 1e-4 for r in rows)
+            assert csv_text.splitlines()[0] == ",".join(["start_s", "face_id", "n_frames", "faces", "label", *labels])
             # erase from the tab (admins, after a confirmation)
             page.on("dialog", lambda dialog: dialog.accept())
             page.locator("#mon-erase").click()

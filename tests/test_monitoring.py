@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from app_ui.service import FERService
 from fer_core.labels import LABELS
@@ -59,6 +60,16 @@ def db(database_url):
     engine.dispose()
 
 
+def make_teams(db) -> None:
+    """Two teams with an admin and a staff user each (``ward-a-admin``, ``ward-b-staff``...)."""
+    with db() as session:
+        for team in ("ward-a", "ward-b"):
+            t = store.create_team(session, team)
+            store.create_user(session, t.id, f"{team}-admin", PASSWORD, "admin")
+            store.create_user(session, t.id, f"{team}-staff", PASSWORD, "staff")
+        session.commit()
+
+
 @pytest.fixture
 def api(database_url, db, recognizer, monkeypatch):
     """A TestClient of the real app on this database, two teams with an admin and a staff user each."""
@@ -66,12 +77,7 @@ def api(database_url, db, recognizer, monkeypatch):
 
     monkeypatch.setenv("FER_JWT_SECRET", SECRET)
     monkeypatch.setenv("FER_DATABASE_URL", database_url)
-    with db() as session:
-        for team in ("ward-a", "ward-b"):
-            t = store.create_team(session, team)
-            store.create_user(session, t.id, f"{team}-admin", PASSWORD, "admin")
-            store.create_user(session, t.id, f"{team}-staff", PASSWORD, "staff")
-        session.commit()
+    make_teams(db)
     with TestClient(app.create_app(FERService(recognizer, "test model"))) as client:
         yield client
 
@@ -267,4 +273,219 @@ def test_migrations_keep_every_row(database_url):
         assert connection.execute(text("SELECT count(*) FROM aggregates")).scalar() == 1
         user = connection.execute(text("SELECT username, active, token_version, key FROM users")).one()
         assert user[:3] == ("nurse", True, 0) and len(user[3]) == 32  # normalised, active, a random key
+    engine.dispose()
+
+
+#: The labels of a model other than FER+ (a tiny random network: only the label plumbing is tested).
+THREE = ["calm", "tense", "joy"]
+CSV_BASE = ["start_s", "face_id", "n_frames", "faces", "label"]
+
+
+@pytest.fixture(scope="module")
+def three_label_service(tmp_path_factory) -> FERService:
+    """A tiny random EmotionNet with three labels, saved and loaded back as any exported model is."""
+    import torch
+
+    from fer_core.config import ModelConfig
+    from fer_core.model import EmotionNet, load_model
+    from fer_core.recognizer import EmotionRecognizer
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("three_labels")
+    EmotionNet(ModelConfig(labels=THREE, input_size=64)).eval().save_pretrained(folder)
+    recognizer = EmotionRecognizer(load_model(folder), source=str(folder))
+    assert recognizer.labels == THREE
+    return FERService(recognizer, "three-label model")
+
+
+def test_a_model_with_other_labels_works_end_to_end(database_url, db, recognizer, three_label_service, astronaut,
+                                                     monkeypatch):
+    """A server on a 3-label model: sessions record its labels, image frames and client results
+    are stored and read back (JSON, CSV columns) under them; a FER+ session of the same database
+    keeps its own labels, and refuses image frames of the other model."""
+    from app_ui import server as app
+
+    monkeypatch.setenv("FER_JWT_SECRET", SECRET)
+    monkeypatch.setenv("FER_DATABASE_URL", database_url)
+    make_teams(db)
+    with TestClient(app.create_app(FERService(recognizer, "fer+ model"))) as ferplus_api:
+        headers = login(ferplus_api, "ward-a-staff")
+        subject = ferplus_api.post("/api/subjects", json={"label": "room 3"}, headers=headers).json()
+        old = ferplus_api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()
+    assert old["labels"] == list(LABELS)
+    image = jpeg(astronaut)
+    even8 = {k: 1 / 8 for k in LABELS}
+    with TestClient(app.create_app(three_label_service)) as api:
+        headers = login(api, "ward-a-staff")
+        session = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()
+        assert session["labels"] == THREE and session["model_id"] == "three-label model"
+        sid = session["id"]
+        for t in (0.0, 0.4, 0.8, 1.2, 1.6, 2.1):
+            r = api.post(f"/api/sessions/{sid}/frames", params={"time_s": t}, content=image,
+                         headers={**headers, "Content-Type": "image/jpeg"})
+            assert r.status_code == 200, r.text
+            assert [set(f["probs"]) for f in r.json()["faces"]] == [set(THREE)]  # the astronaut
+        wrong = {"frames": [{"time_s": 2.5, "faces": [{"face_id": 9, "probs": even8}]}]}
+        r = api.post(f"/api/sessions/{sid}/frames", json=wrong, headers=headers)
+        assert r.status_code == 422 and "calm" in r.text
+        mine = {"calm": 0.2, "tense": 0.3, "joy": 0.5}
+        ok = {"frames": [{"time_s": 2.5, "faces": [{"face_id": 9, "probs": mine}]}]}
+        assert api.post(f"/api/sessions/{sid}/frames", json=ok, headers=headers).status_code == 200
+        assert api.post(f"/api/sessions/{sid}/end", headers=headers).json()["seconds_written"] == 2
+        timeline = api.get(f"/api/sessions/{sid}/timeline", headers=headers).json()
+        assert timeline["labels"] == THREE and timeline["session"]["labels"] == THREE
+        rows = timeline["rows"]
+        assert [(r["start_s"], r["face_id"], r["n_frames"]) for r in rows] == [(0, 1, 3), (1, 1, 2), (2, 1, 1),
+                                                                              (2, 9, 1)]
+        for r in rows:
+            assert list(r["probs"]) == THREE and abs(sum(r["probs"].values()) - 1) < 1e-4
+            assert r["label"] == max(r["probs"], key=r["probs"].get)
+        assert rows[-1]["probs"] == pytest.approx(mine) and rows[-1]["label"] == "joy"
+        lines = api.get(f"/api/sessions/{sid}/timeline", params={"format": "csv"}, headers=headers).text.splitlines()
+        assert lines[0] == ",".join([*CSV_BASE, *THREE]) and len(lines) == 5
+        assert all(len(line.split(",")) == 8 and line.split(",")[4] in THREE for line in lines[1:])
+        # the FER+ session keeps its labels: this model's image frames are refused, FER+ results taken
+        r = api.post(f"/api/sessions/{old['id']}/frames", content=image,
+                     headers={**headers, "Content-Type": "image/jpeg"})
+        assert r.status_code == 409 and "labels" in r.json()["detail"]
+        fer = {"frames": [{"time_s": 0.5, "faces": [{"face_id": 1, "probs": even8}]}, {"time_s": 1.5, "faces": []}]}
+        assert api.post(f"/api/sessions/{old['id']}/frames", json=fer, headers=headers).json()["seconds_written"] == 1
+        lines = api.get(f"/api/sessions/{old['id']}/timeline", params={"format": "csv"},
+                        headers=headers).text.splitlines()
+        assert lines[0] == ",".join([*CSV_BASE, *LABELS]) and len(lines) == 2
+    with db() as session:
+        stored = dict(session.execute(select(MonitoringSession.id, MonitoringSession.labels)).all())
+        assert stored == {old["id"]: list(LABELS), sid: THREE}
+        aggregates = session.execute(select(Aggregate.label, Aggregate.probs).where(Aggregate.session_id == sid)).all()
+        assert len(aggregates) == 4 and all(label in THREE and len(probs) == 3 for label, probs in aggregates)
+        assert [len(p) for p in session.scalars(select(Aggregate.probs).where(Aggregate.session_id == old["id"]))] \
+            == [8]
+
+
+def test_the_tab_records_its_model_labels(database_url, db, three_label_service, astronaut):
+    """The tab's own events (start, webcam frames, stop, history) with a 3-label model go through
+    the same store: the session, its rows and its plot carry that model's labels."""
+    import gradio as gr
+
+    from app_ui.monitoring_tab import MonitoringContext, build_monitoring_tab
+    from monitoring.live import LiveRegistry
+    from monitoring.settings import MonitoringSettings
+
+    make_teams(db)
+    with db() as session:
+        user = session.scalar(select(User).where(User.username == "ward-a-staff"))
+        subject_id = store.create_subject(session, user.team_id, "bed 9").id
+        session.commit()
+    token = create_token(SECRET, user.key, user.token_version, user.team_id, user.role, 10)
+    request = gr.Request(headers={"cookie": f"fer_session={token}"})
+    context = MonitoringContext(MonitoringSettings(database_url, SECRET), db, LiveRegistry())
+    with gr.Blocks() as blocks:
+        build_monitoring_tab(three_label_service, context, "")
+    events = {f.fn.__name__: f.fn for f in blocks.fns.values() if f.fn is not None}
+    state, status, _ = events["start"](subject_id, None, request)
+    assert "running" in status
+    for _ in range(4):  # frames 0.6 s apart: the clock is moved back instead of waiting
+        state["t0"] -= 0.6
+        shown, status, _ = events["frame"](astronaut, state, request)
+        assert shown.startswith("<img") and "frames" in status, status
+    state, ended, _ = events["stop"](state, subject_id, request)
+    assert "ended" in ended
+    sid = state["live"].session_id
+    figure, link = events["history"](sid, "1s", request)
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == THREE
+    assert f"/api/sessions/{sid}/timeline?format=csv" in link
+    with db() as session:
+        assert session.get(MonitoringSession, sid).labels == THREE
+        aggregates = session.scalars(select(Aggregate).where(Aggregate.session_id == sid)).all()
+        assert len(aggregates) >= 3 and {a.face_id for a in aggregates} == {1}
+        assert all(len(a.probs) == 3 and a.label in THREE and abs(sum(a.probs) - 1) < 1e-6 for a in aggregates)
+
+
+@pytest.mark.parametrize("labels", [["only"], ["a", "a"], ["a", ""], ["a", "x" * 65], ["a", "tab\there"],
+                                    ["a", "label"], ["a", "=cmd|' /C calc'!A0"], ["a", "@sum"],
+                                    [str(i) for i in range(65)]])
+def test_labels_monitoring_cannot_record_are_refused(labels):
+    from monitoring.predictor import check_labels
+
+    with pytest.raises(ValueError):
+        check_labels(labels)
+    assert check_labels(THREE) == THREE and check_labels(LABELS) == list(LABELS)
+
+
+def test_migration_0003_carries_every_probability_over(database_url):
+    """A 0002 database with sessions and aggregates, upgraded: each session records the FER+
+    labels, each aggregate its eight ``p_<label>`` values as ``probs`` (bit for bit), the schema is
+    the models' (links, constraints, cascades), and the downgrade puts them back (refused while a
+    session of other labels exists)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from monitoring.db import downgrade
+    from monitoring.models import Base
+
+    engine = make_engine(database_url)
+    upgrade(engine, "0002")
+    now = datetime.now(UTC)
+    odd = [0.041152263004115223, 0.1, 0.2, 0.05, 0.3, 0.15, 0.10884773699588478, 0.05]  # 17 digits matter
+    rows = {(5, 0, 1): odd, (5, 1, 1): [0.125] * 8, (6, 0, 2): list(reversed(odd))}
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO teams (id, name, created_at) VALUES (1, 'ward', :t)"), {"t": now})
+        connection.execute(text("INSERT INTO users (id, team_id, username, password_hash, role, created_at, key, "
+                                "active, token_version) VALUES (7, 1, 'nurse', 'x', 'staff', :t, :k, true, 0)"),
+                           {"t": now, "k": "k" * 32})
+        for subject_id in (3, 4):
+            connection.execute(text("INSERT INTO subjects (id, team_id, label, created_at) VALUES (:s, 1, :l, :t)"),
+                               {"s": subject_id, "l": f"bed {subject_id}", "t": now})
+        for session_id, subject_id in ((5, 3), (6, 4)):
+            connection.execute(text("INSERT INTO sessions (id, subject_id, started_by, started_at, model_id) "
+                                    "VALUES (:i, :s, 7, :t, 'm')"), {"i": session_id, "s": subject_id, "t": now})
+        for (session_id, second, face), probs in rows.items():
+            connection.execute(text("INSERT INTO aggregates (session_id, second, face_id, n_frames, faces, label, "
+                                    + ", ".join(f"p_{k}" for k in LABELS) + ") VALUES (:i, :s, :f, 5, 1, 'fear', "
+                                    + ", ".join(f":p{j}" for j in range(8)) + ")"),
+                               {"i": session_id, "s": second, "f": face, **{f"p{j}": p for j, p in enumerate(probs)}})
+
+    def stored_probs() -> dict:
+        with session_factory(engine)() as session:
+            return {(a.session_id, a.second, a.face_id): a.probs for a in session.scalars(select(Aggregate))}
+
+    upgrade(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("aggregates")}
+    assert "probs" in columns and not [c for c in columns if c.startswith("p_")]
+    with engine.connect() as connection:  # the migrated schema is the models' (constraints, keys, types)
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    with session_factory(engine)() as session:
+        assert {s.id: s.labels for s in session.scalars(select(MonitoringSession))} == {5: list(LABELS),
+                                                                                      6: list(LABELS)}
+        assert stored_probs() == rows
+        line = store.timeline(session, session.get(MonitoringSession, 5), "10s")[0]
+        assert line["n_frames"] == 10 and line["probs"]["neutral"] == round((odd[0] + 0.125) / 2, 6)
+        assert store.timeline_csv([line], LABELS).splitlines()[0] == ",".join([*CSV_BASE, *LABELS])
+    downgrade(engine, "0002")
+    with engine.connect() as connection:
+        back = connection.execute(text("SELECT session_id, second, face_id, " + ", ".join(f"p_{k}" for k in LABELS)
+                                       + " FROM aggregates")).all()
+    assert {(r[0], r[1], r[2]): list(r[3:]) for r in back} == rows
+    upgrade(engine)
+    assert stored_probs() == rows
+    with session_factory(engine)() as session:  # a session of other labels: no way back to 0002
+        session.add(MonitoringSession(id=8, subject_id=4, started_by=7, started_at=now, model_id="m3", labels=THREE))
+        session.flush()
+        session.add(Aggregate(session_id=8, second=0, face_id=1, n_frames=1, faces=1, label="joy",
+                              probs=[0.2, 0.3, 0.5]))
+        session.commit()
+    with pytest.raises(RuntimeError, match="FER\\+"):
+        downgrade(engine, "0002")
+    assert stored_probs()[(8, 0, 1)] == [0.2, 0.3, 0.5]
+    with session_factory(engine)() as session:  # constraints and cascades survived the table rebuilds
+        session.add(Aggregate(session_id=5, second=0, face_id=1, n_frames=1, faces=1, label="fear", probs=odd))
+        with pytest.raises(IntegrityError):
+            session.flush()
+        session.rollback()
+        session.delete(session.get(User, 7))
+        session.commit()
+        assert session.get(MonitoringSession, 5).started_by is None  # ON DELETE SET NULL
+        store.erase_subject(session, session.get(Subject, 3), actor_id=1)
+        assert set(stored_probs()) == {(6, 0, 2), (8, 0, 1)}  # ON DELETE CASCADE
     engine.dispose()

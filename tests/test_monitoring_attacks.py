@@ -447,7 +447,7 @@ def test_a_restarted_live_session_and_a_reused_id_never_mix_rows(make_api, db, d
     from monitoring.live import LiveSession
 
     with db() as session:
-        again = LiveSession(sid_b)
+        again = LiveSession(sid_b, labels=list(LABELS))
         again.add_results(session, [(0.5, [(1, [1 / 8] * 8)]), (1.5, [(1, [1 / 8] * 8)]), (2.5, [(1, [1 / 8] * 8)]),
                                     (3.1, [])])
     assert [r["start_s"] for r in api.get(f"/api/sessions/{sid_b}/timeline", headers=staff).json()["rows"]] \
@@ -506,7 +506,7 @@ def test_a_frame_in_flight_across_an_erasure_never_lands_in_the_next_session(mak
     a = api.post("/api/subjects", json={"label": "A"}, headers=a_admin).json()
     sid = api.post("/api/sessions", json={"subject_id": a["id"]}, headers=a_admin).json()["id"]
     with db() as session:
-        in_flight = LiveSession(sid, session.get(MonitoringSession, sid).started_at)
+        in_flight = LiveSession.of(session.get(MonitoringSession, sid))
     assert api.delete(f"/api/subjects/{a['id']}", headers=a_admin).status_code == 204
     b = api.post("/api/subjects", json={"label": "B"}, headers=b_admin).json()
     sid_b = api.post("/api/sessions", json={"subject_id": b["id"]}, headers=b_admin).json()["id"]
