@@ -9,8 +9,9 @@ from fer_core.backbones import backbone_names
 from fer_core.errors import FERError
 
 from .augment import AugmentConfig
+from .engine import TrainConfig
 from .labels import LABEL_MODES
-from .loop import TrainConfig, train
+from .train import train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics, best/)")
     p.add_argument("--backbone", default=d.backbone, choices=backbone_names())
     p.add_argument("--pretrained", default=d.pretrained,
-                   help="imagenet | dlib-face (with --backbone dlib_resnet) | none | PATH to a state dict")
+                   help="imagenet | none | PATH to a state dict | a name registered by code that extends "
+                        "fer_train (fer_train.pretrained.register_pretrained)")
     p.add_argument("--label-mode", default=d.label_mode, choices=LABEL_MODES)
     p.add_argument("--img-size", type=int, default=d.img_size, help="network input side, pixels")
     p.add_argument("--color-mode", default=d.color_mode, choices=("grayscale", "rgb"))

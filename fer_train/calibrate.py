@@ -1,15 +1,29 @@
-"""Calibration: temperature scaling, expected calibration error, reliability diagrams.
+"""``python -m fer_train.calibrate MODEL_DIR --data DIR``: fit the softmax temperature on Valid and
+store it in the model's ``config.json``.
 
-Temperature scaling and ECE as in Guo et al., "On Calibration of Modern Neural Networks",
-ICML 2017 (ECE with 15 equal-width confidence bins); reliability diagram as in their figure 1.
+Temperature scaling and the expected calibration error as in Guo et al., "On Calibration of
+Modern Neural Networks", ICML 2017 (ECE with 15 equal-width confidence bins). The temperature is
+fitted on the FER+ majority labels of Valid, or for a final fit (``python -m fer_train
+--final-fit``, trained on most of Valid) on its held-out fold alone; it is the only thing written
+(with ``recipe.temperature_fitted_on``), and ``python -m fer_train.evaluate`` then reads it.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.axes import Axes
+
+from fer_core.errors import FERError
+from fer_core.model import load_model
+
+from .data import evaluation_faces, faces_name, final_fit_fraction
+from .engine import majority_logits
 
 ECE_BINS = 15
 
@@ -77,21 +91,53 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     return float(np.sum(counts / max(1, counts.sum()) * np.abs(acc - conf)))
 
 
-def reliability_diagram(ax: Axes, probs: np.ndarray, labels: np.ndarray, title: str,
-                        n_bins: int = ECE_BINS) -> None:
-    """Draw a reliability diagram (accuracy per confidence bin vs the diagonal) on ``ax``."""
-    conf, acc, counts = calibration_bins(probs, labels, n_bins)
-    edges = np.linspace(0, 1, n_bins + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    mask = counts > 0
-    ax.bar(centres[mask], acc[mask], width=1 / n_bins, edgecolor="black", color="#4c72b0", label="accuracy")
-    ax.bar(centres[mask], np.abs(conf - acc)[mask], bottom=np.minimum(acc, conf)[mask], width=1 / n_bins,
-           color="#dd8452",
-           alpha=0.5, edgecolor="#dd8452", label="gap to confidence")
-    ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{title}  (ECE {expected_calibration_error(probs, labels, n_bins):.3f})")
-    ax.legend(loc="upper left", fontsize=8)
+def calibrate(model_dir: str | Path, data: str | Path, limit: int | None = None) -> float:
+    """Fit the temperature of a model folder on Valid (a final fit's held-out fold) and write it,
+    with where it was fitted (``recipe.temperature_fitted_on``), into ``model_dir/config.json``;
+    every other key of the file is kept as it is.
+
+    Args:
+        model_dir: folder with ``config.json`` + ``model.safetensors``.
+        data: FER+ data (any form :func:`fer_train.data.load_split` reads).
+        limit: use only the first N Valid images (tests); for a final-fit model the fold is chosen
+            among these, so pass the ``--limit-valid`` it was trained with.
+
+    Returns:
+        The temperature ``T`` (0.05..20).
+
+    Raises:
+        ModelLoadError: the model folder is invalid. DatasetError: the data is missing or malformed.
+    """
+    model_dir = Path(model_dir)
+    model = load_model(model_dir)
+    final_fit = final_fit_fraction(model.config)
+    logits, labels = majority_logits(model, evaluation_faces(data, "valid", final_fit, limit))
+    temperature = fit_temperature(logits, labels)
+    config_path = model_dir / "config.json"
+    stored = json.loads(config_path.read_text())
+    stored["temperature"] = temperature
+    stored.setdefault("recipe", {})["temperature_fitted_on"] = (
+        f"{faces_name('valid', final_fit)}: {len(labels)} faces" + (", not trained on" if final_fit > 0 else ""))
+    config_path.write_text(json.dumps(stored, indent=2))
+    return temperature
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; prints the temperature."""
+    p = argparse.ArgumentParser(prog="python -m fer_train.calibrate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model folder (config.json + model.safetensors); its config.json is rewritten")
+    p.add_argument("--data", required=True, help="FER+ folder (or packed file) with the Valid split")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N Valid images")
+    args = p.parse_args(argv)
+    try:
+        temperature = calibrate(args.model, args.data, args.limit)
+    except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"temperature {temperature:.4f} written to {Path(args.model) / 'config.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from fer_core.config import ModelConfig
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.labels import LABELS, VOTE_COLUMNS
 
@@ -213,7 +214,7 @@ def read_packed(path: str | Path, split: str, limit: int | None = None) -> VoteS
     except (lzma.LZMAError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DatasetError):
             raise
-        raise DatasetError(f"{path} is not a packed FER+ file (python -m research.pack): {exc}") from exc
+        raise DatasetError(f"{path} is not a packed FER+ file (xz-compressed .npz): {exc}") from exc
     n = len(names)
     if (images.dtype != np.uint8 or images.shape != (n, FACE_SIZE, FACE_SIZE)
             or votes.shape != (n, len(VOTE_COLUMNS))):
@@ -238,6 +239,31 @@ def load_split(data: str | Path, split: str, limit: int | None = None) -> VoteSp
         return result if limit is None else result.subset(range(min(limit, len(result))))
     return read_ferplus_folder(root, split, limit=limit)
 
+
+
+def final_fit_fraction(config: ModelConfig) -> float:
+    """The share of Valid a model's run held out (``recipe.final_fit`` in its ``config.json``),
+    0.0 for a model trained on Train alone."""
+    return float((config.recipe or {}).get("final_fit") or 0.0)
+
+
+def evaluation_faces(data: str | Path, split: str, final_fit: float = 0.0, limit: int | None = None) -> VoteSplit:
+    """The faces a model is measured on: the whole split, or on ``valid`` for a final fit
+    (``final_fit`` > 0) only its held-out fold (:func:`holdout_mask`, the rest was trained on).
+
+    Raises:
+        DatasetError: the data is missing or malformed.
+    """
+    faces = load_split(data, split, limit=limit)
+    if split == "valid" and final_fit > 0:
+        faces = faces.subset(np.flatnonzero(holdout_mask(faces.votes, final_fit)))
+    return faces
+
+
+def faces_name(split: str, final_fit: float = 0.0) -> str:
+    """How :func:`evaluation_faces` names the faces it returns: ``"valid"``, ``"test"`` or
+    ``"valid held-out fold (F)"``."""
+    return f"valid held-out fold ({final_fit:g})" if split == "valid" and final_fit > 0 else split
 
 class LabelledFaces(Dataset):
     """Faces with FER+ targets in one label mode, for a ``DataLoader``.

@@ -1,13 +1,12 @@
-"""``python -m fer_train.evaluate --model DIR --data DIR --split valid|test``: metrics, plots, calibration.
+"""``python -m fer_train.evaluate --model DIR --data DIR --split valid|test``: metrics and plots.
 
-Always the FER+ majority protocol. Writes to ``--out`` (default ``MODEL/eval_SPLIT``):
+Always the FER+ majority protocol, and read-only on the model folder (``python -m
+fer_train.calibrate`` fits its temperature). Writes to ``--out`` (default ``MODEL/eval_SPLIT``):
 ``report.json`` (with the balanced operating point and a sweep of its strength ``tau`` when the
-config has a class prior), ``confusion_matrix.png`` (row-normalised), ``reliability.png`` (before and after
-temperature scaling) and, when the run's ``metrics.json`` is found, ``curves.png``. On ``valid``
-the temperature is fitted and, with ``--write-temperature`` (default on valid), stored in the
-model's ``config.json``; on ``test`` the stored temperature is applied. A final-fit model
-(``python -m fer_train --final-fit``, trained on most of Valid) is evaluated on ``valid`` over its
-held-out fold alone, recomputed from the fraction its recipe records.
+config has a class prior), ``confusion_matrix.png`` (row-normalised), ``reliability.png`` (before
+and after the stored temperature) and, when the run's ``metrics.json`` is found, ``curves.png``. A
+final-fit model (``python -m fer_train --final-fit``, trained on most of Valid) is evaluated on
+``valid`` over its held-out fold alone, recomputed from the fraction its recipe records.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
@@ -30,16 +29,13 @@ from sklearn.metrics import (
     f1_score,
     log_loss,
 )
-from torch.utils.data import DataLoader
 
-from fer_core.config import ModelConfig
 from fer_core.errors import FERError
-from fer_core.model import EmotionNet, fuse_batchnorm, load_model
+from fer_core.model import load_model
 
-from .augment import eval_transform
-from .calibrate import expected_calibration_error, fit_temperature, reliability_diagram, softmax
-from .data import LabelledFaces, VoteSplit, holdout_mask, load_split
-from .loop import predict_logits
+from .calibrate import ECE_BINS, calibration_bins, expected_calibration_error, softmax
+from .data import evaluation_faces, final_fit_fraction
+from .engine import majority_logits
 
 
 def evaluate(
@@ -47,20 +43,18 @@ def evaluate(
     data: str | Path,
     split: str = "valid",
     out_dir: str | Path | None = None,
-    write_temperature: bool | None = None,
     metrics_file: str | Path | None = None,
     tta_flip: bool = False,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a model folder on a FER+ split and write the report and plots.
+    """Evaluate a model folder on a FER+ split and write the report and plots (the model folder
+    itself is only read: its temperature comes from ``python -m fer_train.calibrate``).
 
     Args:
         model_dir: folder with ``config.json`` + ``model.safetensors``.
         data: FERPlus layout folder (or raw CSV folder).
         split: ``valid`` or ``test``.
         out_dir: output folder (default ``model_dir/eval_<split>``).
-        write_temperature: store the fitted temperature in ``model_dir/config.json``
-            (default: true on ``valid``, false otherwise; fitting happens only on ``valid``).
         metrics_file: a run's ``metrics.json`` for the learning-curves plot (default: looked for
             beside ``model_dir`` and in it).
         tta_flip: average logits with the mirrored face (off by default: fer_core does not).
@@ -79,23 +73,9 @@ def evaluate(
     model = load_model(model_dir)
     cfg = model.config
     final_fit = final_fit_fraction(cfg)
-    fitted_on = f"valid held-out fold ({final_fit:.0%} of valid, not trained on)" if final_fit > 0 else "valid"
-    faces_split = evaluation_faces(data, split, final_fit, limit)
-    logits, labels = majority_logits(model, faces_split, tta_flip)
+    logits, labels = majority_logits(model, evaluation_faces(data, split, final_fit, limit), tta_flip)
     k = list(range(cfg.num_classes))
-
-    if split == "valid":
-        temperature = fit_temperature(logits, labels)
-        if write_temperature is None:
-            write_temperature = True
-    else:
-        temperature = cfg.temperature
-    if write_temperature:
-        config_path = model_dir / "config.json"
-        stored = json.loads(config_path.read_text())
-        stored["temperature"] = temperature
-        config_path.write_text(json.dumps(stored, indent=2))
-
+    temperature = cfg.temperature
     before, after = softmax(logits, 1.0), softmax(logits, temperature)
     pred = logits.argmax(1)
     report = {
@@ -111,7 +91,7 @@ def evaluate(
                                            output_dict=True, zero_division=0),
         "confusion_matrix": confusion_matrix(labels, pred, labels=k).tolist(),
         "temperature": float(temperature),
-        "temperature_fitted_on": fitted_on,
+        "temperature_fitted_on": (cfg.recipe or {}).get("temperature_fitted_on", "not recorded"),
         "ece_before": expected_calibration_error(before, labels),
         "ece_after": expected_calibration_error(after, labels),
         "nll_before": float(log_loss(labels, before, labels=k)),
@@ -133,42 +113,6 @@ def evaluate(
     if metrics_file is not None and Path(metrics_file).is_file():
         plot_curves(json.loads(Path(metrics_file).read_text()), out / "curves.png")
     return report
-
-
-def final_fit_fraction(config: ModelConfig) -> float:
-    """The share of Valid a model's run held out (``recipe.final_fit`` in its ``config.json``),
-    0.0 for a model trained on Train alone."""
-    return float((config.recipe or {}).get("final_fit") or 0.0)
-
-
-def evaluation_faces(data: str | Path, split: str, final_fit: float = 0.0, limit: int | None = None) -> VoteSplit:
-    """The faces a model is measured on: the whole split, or on ``valid`` for a final fit
-    (``final_fit`` > 0) only its held-out fold (:func:`fer_train.data.holdout_mask`, the rest was
-    trained on).
-
-    Raises:
-        DatasetError: the data is missing or malformed.
-    """
-    faces = load_split(data, split, limit=limit)
-    if split == "valid" and final_fit > 0:
-        faces = faces.subset(np.flatnonzero(holdout_mask(faces.votes, final_fit)))
-    return faces
-
-
-def faces_name(split: str, final_fit: float = 0.0) -> str:
-    """How :func:`evaluation_faces` names the faces it returns: ``"valid"``, ``"test"`` or
-    ``"valid held-out fold (F)"``."""
-    return f"valid held-out fold ({final_fit:g})" if split == "valid" and final_fit > 0 else split
-
-
-def majority_logits(model: EmotionNet, faces: VoteSplit, tta_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Logits ``(N, C)`` float64 and majority labels ``(N,)`` int64 of ``faces``, computed on CPU
-    by the network fer_core runs: BatchNorm folded into the convolutions (same logits to about
-    1e-6, about 1.6x faster on CPU).
-    """
-    loader = DataLoader(LabelledFaces(faces, "majority", eval_transform(model.config)), batch_size=256)
-    logits, labels = predict_logits(fuse_batchnorm(model), loader, torch.device("cpu"), tta_flip)
-    return logits.astype(np.float64), labels
 
 
 #: The logit-adjustment strengths every evaluation reports (``tau_sweep`` in report.json).
@@ -212,6 +156,26 @@ def _plot_confusion(labels: np.ndarray, pred: np.ndarray, names: list[str], path
                                             xticks_rotation=45, colorbar=True)
     ax.set_title(f"FER+ {split}: confusion matrix (rows normalised to recall)")
     fig.savefig(path, dpi=110)
+
+
+def reliability_diagram(ax: Axes, probs: np.ndarray, labels: np.ndarray, title: str,
+                        n_bins: int = ECE_BINS) -> None:
+    """Draw a reliability diagram (accuracy per confidence bin vs the diagonal, Guo et al. 2017,
+    figure 1) on ``ax`` for float ``(N, C)`` probabilities and int ``(N,)`` labels."""
+    conf, acc, counts = calibration_bins(probs, labels, n_bins)
+    edges = np.linspace(0, 1, n_bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    mask = counts > 0
+    ax.bar(centres[mask], acc[mask], width=1 / n_bins, edgecolor="black", color="#4c72b0", label="accuracy")
+    ax.bar(centres[mask], np.abs(conf - acc)[mask], bottom=np.minimum(acc, conf)[mask], width=1 / n_bins,
+           color="#dd8452", alpha=0.5, edgecolor="#dd8452", label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}  (ECE {expected_calibration_error(probs, labels, n_bins):.3f})")
+    ax.legend(loc="upper left", fontsize=8)
 
 
 def _plot_reliability(before: np.ndarray, after: np.ndarray, labels: np.ndarray, temperature: float,
@@ -268,20 +232,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="FERPlus layout folder")
     p.add_argument("--split", default="valid", choices=("valid", "test"))
     p.add_argument("--out", default=None, help="output folder (default MODEL/eval_SPLIT)")
-    p.add_argument("--write-temperature", dest="write_temperature", action="store_true", default=None)
-    p.add_argument("--no-write-temperature", dest="write_temperature", action="store_false")
     p.add_argument("--metrics", default=None, help="a run's metrics.json for the curves plot")
     p.add_argument("--tta-flip", action="store_true")
     p.add_argument("--limit", type=int, default=None)
     args = p.parse_args(argv)
     try:
-        r = evaluate(args.model, args.data, args.split, args.out, args.write_temperature, args.metrics,
-                     args.tta_flip, args.limit)
+        r = evaluate(args.model, args.data, args.split, args.out, args.metrics, args.tta_flip, args.limit)
     except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{r['split']}: {r['n_images']} images, accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}, "
-          f"UAR {r['uar']:.4f}, ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} (T={r['temperature']:.3f})")
+          f"UAR {r['uar']:.4f}, ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} (T={r['temperature']:.3f}, fitted "
+          f"on {r['temperature_fitted_on']})")
     if "balanced" in r:
         b = r["balanced"]
         print(f"balanced (tau {b['tau']:g}): accuracy {b['accuracy']:.4f}, macro-F1 {b['macro_f1']:.4f}, "

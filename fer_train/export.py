@@ -1,8 +1,8 @@
 """``python -m fer_train.export --run runs/NAME --out DIR``: a run's best model -> a Hub-ready folder.
 
-Writes ``config.json`` (with the temperature fitted on Valid), ``model.safetensors``, the plots
-(confusion matrix, reliability diagram, learning curves of every stage), ``metrics.json`` (the
-per-epoch numbers behind the curves), ``report.json`` and ``README.md``: the
+Writes ``config.json`` (with the temperature fitted on Valid by :mod:`fer_train.calibrate`),
+``model.safetensors``, the plots (confusion matrix, reliability diagram, learning curves of every
+stage), ``metrics.json`` (the per-epoch numbers behind the curves), ``report.json`` and ``README.md``: the
 model card rendered from the package's ``model_card.md`` template with the measured numbers and Hub
 metadata (``ModelCardData`` with a model-index of ``EvalResult``s).
 """
@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from fer_core.errors import FERError, InvalidArgumentError
 
+from .calibrate import calibrate
 from .data import LabelledFaces, load_split
 from .distill import CACHE_NAME, teacher_pass_seconds
 from .evaluate import evaluate
@@ -157,6 +158,8 @@ def teacher_summary(folder: str | Path) -> tuple[str, float | None, Path | None]
         InvalidArgumentError: the teacher has no ``config.json``.
     """
     folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise InvalidArgumentError(f"{folder}/config.json not found: is the teacher {folder} a model folder?")
     config = json.loads((folder / "config.json").read_text())
     recipe = config.get("recipe", {})
     text = f"`{folder}` ({config['backbone']}, {config['input_size']} px, {recipe.get('epochs', '?')} epochs"
@@ -174,8 +177,8 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
            previous_run: str | Path | None = None, balanced: bool | None = None,
            tau: float | None = None, epoch: str = "best") -> dict[str, Any]:
     """Export a run's model (``run/best``, ``run/last`` with ``epoch="last"``, or ``run/final`` for a
-    final fit: :func:`run_model`) to ``out`` with evaluation on Valid (a final fit's held-out fold),
-    plots and model card.
+    final fit: :func:`run_model`) to ``out``, then calibrate it and evaluate it on Valid (a final
+    fit's held-out fold) with plots and model card.
 
     Args:
         run: a ``python -m fer_train`` run folder (with ``best/`` or ``final/``, ``metrics.json``, ``args.json``).
@@ -201,13 +204,17 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         The Valid evaluation report.
 
     Raises:
-        InvalidArgumentError: the run has no such model, ``epoch`` is unknown, or the data is missing.
+        InvalidArgumentError: the run has no such model (no ``config.json`` or ``model.safetensors``),
+            ``epoch`` is unknown, no data is given or named by the run, or a previous run or a
+            teacher folder has no ``config.json`` / ``metrics.json``.
+        DatasetError: the data is missing or malformed. ModelLoadError: the model is invalid.
     """
     run, out = Path(run), Path(out)
     model_dir = run_model(run, epoch)
-    if not (model_dir / "model.safetensors").is_file():
-        raise InvalidArgumentError(f"{model_dir}/model.safetensors not found: is {run} a finished training run"
-                                   + (" that saves last/?" if epoch == "last" else "?"))
+    for name in ("config.json", "model.safetensors"):
+        if not (model_dir / name).is_file():
+            raise InvalidArgumentError(f"{model_dir}/{name} not found: is {run} a finished training run"
+                                       + (" that saves last/?" if epoch == "last" else "?"))
     args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
     data = data or args.get("data")
     if not data:
@@ -251,8 +258,8 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         history = stage_history(run, previous_run)
         metrics_file = out / "metrics.json"
         metrics_file.write_text(json.dumps(history, indent=2))
-    report = evaluate(out, data, "valid", out_dir=out, write_temperature=True, metrics_file=metrics_file,
-                      limit=limit)
+    calibrate(out, data, limit=limit)
+    report = evaluate(out, data, "valid", out_dir=out, metrics_file=metrics_file, limit=limit)
     name = model_name or f"ferplus-{config['backbone']}"
     render_card(out, report, run, repo_id, name).save(out / "README.md")
     return report
@@ -260,7 +267,7 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
 
 def refresh(model_dir: str | Path, data: str | Path, repo_id: str = "fer-core/ferplus",
             model_name: str | None = None, limit: int | None = None) -> dict[str, Any]:
-    """Re-evaluate an exported folder in place and re-render its card, after its ``config.json``
+    """Re-calibrate and re-evaluate an exported folder in place and re-render its card, after its ``config.json``
     changed (e.g. a class prior, ``tau`` or ``balanced`` added); the weights are not touched.
 
     The number of kept Train faces shown in the card is counted again from ``data`` with the
@@ -270,12 +277,16 @@ def refresh(model_dir: str | Path, data: str | Path, repo_id: str = "fer-core/fe
         The Valid evaluation report.
 
     Raises:
-        InvalidArgumentError: the data is missing. ModelLoadError: the folder is not a valid model.
+        InvalidArgumentError: the folder has no ``config.json``. DatasetError: the data is missing
+            or malformed. ModelLoadError: the folder is not a valid model.
     """
     model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise InvalidArgumentError(f"{model_dir}/config.json not found: is {model_dir} an exported model folder?")
+    calibrate(model_dir, data, limit=limit)
     config = json.loads((model_dir / "config.json").read_text())
     metrics = model_dir / "metrics.json"
-    report = evaluate(model_dir, data, "valid", out_dir=model_dir, write_temperature=True,
+    report = evaluate(model_dir, data, "valid", out_dir=model_dir,
                       metrics_file=metrics if metrics.is_file() else None, limit=limit)
     mode = config.get("recipe", {}).get("label_mode", "crossentropy")
     n_train = len(LabelledFaces(load_split(data, "train"), mode, transform=lambda face: face))

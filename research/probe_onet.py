@@ -3,7 +3,7 @@
 A standalone experiment behind docs/experiments.md ("MTCNN's ONet as a face-pretrained start"),
 not a backbone of the package: it trains ONet's trunk (conv1..dense5, the 256-D feature MTCNN's
 face / box / landmark heads read) with a new dropout + 8-way head on FER+ Train with the shipped
-recipe's options and ``fer_train.loop``'s own pieces: its AdamW (weight decay 0.05 on weights, none on
+recipe's options and ``fer_train.engine``'s own pieces: its AdamW (weight decay 0.05 on weights, none on
 biases and PReLU slopes), cosine schedule (one warm-up epoch here), training epoch (crossentropy
 label mode, the shipped augmentation) and validation, with EMA 0.999; it prints the EMA weights'
 FER+ Valid accuracy (majority protocol) after every epoch. ONet's weights come from the installed
@@ -31,7 +31,7 @@ from fer_core.config import ModelConfig
 from fer_core.labels import LABELS
 from fer_train.augment import eval_transform, train_transform
 from fer_train.data import LabelledFaces, load_split
-from fer_train.loop import TrainConfig, build_optimizer, build_scheduler, train_one_epoch, validate
+from fer_train.engine import TrainConfig, build_optimizer, build_scheduler, train_one_epoch, validate
 
 #: MTCNN's input normalisation, for pixels scaled to [0, 1].
 ONET_MEAN, ONET_STD = [0.5] * 3, [128 / 255] * 3
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--scratch", action="store_true", help="random init instead of ONet's weights")
     parser.add_argument("--limit", type=int, default=None, help="first N faces of each split (a smoke run)")
     args = parser.parse_args()
-    # the shipped recipe's options, through fer_train.loop's own optimizer, schedule, epoch and validation
+    # the shipped recipe's options, through fer_train.engine's own optimizer, schedule, epoch and validation
     cfg = TrainConfig(data=args.data, out="", img_size=48, epochs=args.epochs, lr=args.lr, warmup_epochs=1.0,
                       ema_decay=0.999, seed=args.seed, device="cpu", threads=args.threads)
     torch.manual_seed(cfg.seed)

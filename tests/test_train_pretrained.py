@@ -39,3 +39,20 @@ def test_bad_pretrained_values(tmp_path):
     other.save_pretrained(tmp_path / "r18")
     with pytest.raises(RuntimeError, match="does not fit mobilenet_v2"):
         load_pretrained(model, str(tmp_path / "r18" / "model.safetensors"))
+
+
+def test_a_registered_source_loads_through_its_loader(monkeypatch, random_model_dir):
+    from fer_core.errors import InvalidArgumentError
+    from fer_train import pretrained
+
+    monkeypatch.setattr(pretrained, "_SOURCES", {})
+    saved = {k[4:]: v for k, v in load_file(str(random_model_dir / "model.safetensors")).items()}
+    pretrained.register_pretrained("faces-v0", lambda model: (saved, f"faces for {model.config.backbone}"))
+    model = EmotionNet(ModelConfig(input_size=64))
+    assert load_pretrained(model, "faces-v0") == "faces for mobilenet_v2"
+    assert torch.equal(model.net.features[0][0].weight, saved["features.0.0.weight"])
+    with pytest.raises(RuntimeError, match="registered name: faces-v0"):
+        load_pretrained(model, "faces-v1")
+    for reserved in ("", "none", "imagenet", "IMAGENET1K_V2"):
+        with pytest.raises(InvalidArgumentError, match="cannot register"):
+            pretrained.register_pretrained(reserved, lambda model: ({}, ""))

@@ -17,11 +17,11 @@ from fer_core.backbones import backbone_normalization
 from fer_core.config import ModelConfig
 from fer_core.model import EmotionNet, fuse_batchnorm, load_model
 from fer_core.recognizer import EmotionRecognizer
-from fer_train.__main__ import main as train_main
-from fer_train.pretrained import calibrate_batchnorm, count_affine_batchnorm
 from research.convert_dlib import DlibFormatError, find_dlib_model, load_dlib_resnet, read_dlib_net
 from research.convert_dlib import main as convert_main
 from research.dlib_resnet import DLIB_MEAN_RGB, DlibResNet, add_zero_padded
+from research.dlib_train import calibrate_batchnorm, count_affine_batchnorm
+from research.dlib_train import main as train_main
 from tests.conftest import CANVAS_CROPS, TINY_RUN
 
 
@@ -181,6 +181,10 @@ def test_dlib_face_run_trains_and_pulls_through_the_hub(dlib_files, ferplus, tmp
     assert train_main(["--data", str(ferplus), "--out", str(tmp_path / "from_file"), "--epochs", "1",
                        "--backbone", "dlib_resnet", "--pretrained", str(converted_file), *tiny]) == 0
     assert "29 affine layers calibrated" in capsys.readouterr().out
+    # the other steps run through the same entry point (the backbone is registered there)
+    assert train_main(["evaluate", "--model", str(run / "best"), "--data", str(ferplus), "--limit", "64",
+                       "--out", str(tmp_path / "eval")]) == 0
+    assert "valid: " in capsys.readouterr().out and (tmp_path / "eval" / "report.json").is_file()
 
     mirrors = tmp_path / "mirrors"
     make_git_repo(mirrors, "fer-tests/dlib", [run / "best" / "config.json", run / "best" / "model.safetensors"])
