@@ -134,8 +134,12 @@ def session_figure(rows: list[dict[str, Any]], title: str, labels: Sequence[str]
     """Stacked expression probabilities over a session's time, one panel per tracked face
     (at most 4), from :func:`monitoring.store.timeline` rows of ``step_s``-second buckets (each
     drawn over its whole width, so a single bucket shows too), stacked in the order of the
-    session's ``labels``."""
+    session's ``labels`` (FER+ labels in their own colours; labels that would share one take
+    matplotlib's colour cycle)."""
     faces = sorted({r["face_id"] for r in rows})[:4] or [None]
+    colors: list[str] | None = [label_color(k) for k in labels]
+    if len(set(colors)) < len(colors):  # labels outside FER+ share one colour: matplotlib's cycle instead
+        colors = None
     fig = Figure(figsize=(9, 1.8 + 1.6 * len(faces)), layout="constrained")
     axes = fig.subplots(len(faces), 1, squeeze=False)[:, 0]
     for ax, face in zip(axes, faces):
@@ -146,7 +150,7 @@ def session_figure(rows: list[dict[str, Any]], title: str, labels: Sequence[str]
             continue
         times = [r["start_s"] for r in mine] + [mine[-1]["start_s"] + step_s]
         ax.stackplot(times, [[r["probs"][k] for r in mine] + [mine[-1]["probs"][k]] for k in labels],
-                     labels=list(labels), colors=[label_color(k) for k in labels], step="post")
+                     labels=list(labels), colors=colors, step="post")
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"face {face}")
     axes[-1].set_xlabel("seconds since the session started")

@@ -2,8 +2,9 @@
 
 For each engine (a SQLite file, and a throw-away PostgreSQL server from Debian's binaries), starts
 ``python -m app_ui`` with monitoring on, creates an admin and N subjects, and runs N concurrent
-sessions that each post one frame every 200 ms (two tracked faces' per-frame results as JSON: the
-storage path, not inference, which a 2-core CPU could not do 40 times a second) for the given
+sessions that each post one frame every 200 ms (two tracked faces' per-frame results as JSON, one
+probability per label the session recorded: the storage path, not inference, which a 2-core CPU
+could not do 40 times a second) for the given
 time, then end their sessions. Prints frames/s accepted, p50/p95 latency, the aggregate rows
 expected and counted (lost = expected - counted) and the database size per session-hour.
 
@@ -31,7 +32,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer_core.labels import LABELS  # noqa: E402
 from tests.support.launch import ROOT, app_server  # noqa: E402
 from tests.support.pgserver import fresh_database, postgres_server  # noqa: E402
 
@@ -63,16 +63,18 @@ def run(engine: str, url: str, sessions: int, seconds: float, tmp: Path) -> None
     with app_server(tmp / f"{engine}.log", **env) as server, httpx.Client(base_url=server, timeout=30) as http:
         token = http.post("/api/auth/token", data={"username": "bench", "password": PASSWORD}).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
-        ids = []
+        ids, labels = [], []
         for i in range(sessions):
             subject = http.post("/api/subjects", json={"label": f"subject {i}"}, headers=headers).json()
-            ids.append(http.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()["id"])
+            started = http.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers).json()
+            ids.append(started["id"])
+            labels = started["labels"]  # the server's model's labels, as each session records them
         size_before = database_bytes(url)
         latencies: list[float] = []
         accepted, failed = [0], [0]
         lock = threading.Lock()
         rng = np.random.default_rng(0)
-        probs = rng.dirichlet(np.ones(len(LABELS)), size=64)
+        probs = rng.dirichlet(np.ones(len(labels)), size=64)
 
         def client(sid: int) -> None:
             with httpx.Client(base_url=server, timeout=30, headers=headers) as own:
@@ -81,7 +83,7 @@ def run(engine: str, url: str, sessions: int, seconds: float, tmp: Path) -> None
                     due = start + k * FRAME_PERIOD_S
                     time.sleep(max(0.0, due - time.perf_counter()))
                     frame = {"time_s": k * FRAME_PERIOD_S, "faces": [
-                        {"face_id": face, "probs": dict(zip(LABELS, probs[(k + face) % 64].tolist()))}
+                        {"face_id": face, "probs": dict(zip(labels, probs[(k + face) % 64].tolist()))}
                         for face in (1, 2)]}
                     t = time.perf_counter()
                     r = own.post(f"/api/sessions/{sid}/frames", json={"frames": [frame]})

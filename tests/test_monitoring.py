@@ -367,9 +367,12 @@ def test_the_tab_records_its_model_labels(database_url, db, three_label_service,
     the same store: the session, its rows and its plot carry that model's labels."""
     import gradio as gr
 
-    from app_ui.monitoring_tab import MonitoringContext, build_monitoring_tab
+    from app_ui.monitoring_tab import MonitoringContext, ServicePredictor, build_monitoring_tab
     from monitoring.live import LiveRegistry
+    from monitoring.predictor import Predictor
     from monitoring.settings import MonitoringSettings
+
+    assert isinstance(ServicePredictor(three_label_service), Predictor)
 
     make_teams(db)
     with db() as session:
@@ -393,12 +396,24 @@ def test_the_tab_records_its_model_labels(database_url, db, three_label_service,
     sid = state["live"].session_id
     figure, link = events["history"](sid, "1s", request)
     assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == THREE
+    assert len({tuple(c.get_facecolor()[0]) for c in figure.axes[0].collections}) == 3  # one colour each
     assert f"/api/sessions/{sid}/timeline?format=csv" in link
     with db() as session:
         assert session.get(MonitoringSession, sid).labels == THREE
         aggregates = session.scalars(select(Aggregate).where(Aggregate.session_id == sid)).all()
         assert len(aggregates) >= 3 and {a.face_id for a in aggregates} == {1}
         assert all(len(a.probs) == 3 and a.label in THREE and abs(sum(a.probs) - 1) < 1e-6 for a in aggregates)
+
+
+def test_a_model_whose_labels_cannot_be_recorded_starts_no_session(api, monkeypatch):
+    from app_ui.monitoring_tab import ServicePredictor
+
+    headers = login(api, "ward-a-staff")
+    subject = api.post("/api/subjects", json={"label": "room 8"}, headers=headers).json()
+    monkeypatch.setattr(ServicePredictor, "labels", property(lambda _self: ["label", "other"]))
+    r = api.post("/api/sessions", json={"subject_id": subject["id"]}, headers=headers)
+    assert r.status_code == 503 and "CSV column" in r.json()["detail"]
+    assert api.get(f"/api/subjects/{subject['id']}/sessions", headers=headers).json() == []
 
 
 @pytest.mark.parametrize("labels", [["only"], ["a", "a"], ["a", ""], ["a", "x" * 65], ["a", "tab\there"],

@@ -3,10 +3,11 @@ each aggregate its probabilities as a JSON list in that order (``aggregates.prob
 eight FER+ ``p_<label>`` columns; ``aggregates.label`` widens to 64 characters.
 
 Existing sessions get the eight FER+ labels (the only model monitoring could record before), and
-their aggregates' ``p_<label>`` values move into ``probs`` unchanged (read and written by Python in
-batches, so every float is carried over exactly; SQLite's own ``json_array`` keeps 15 digits only).
-JSON is ``JSONB`` on PostgreSQL, JSON text on SQLite. The downgrade moves them back, and refuses a
-database that holds a session of other labels (its numbers have no ``p_<label>`` column to go to).
+their aggregates' ``p_<label>`` values move into ``probs`` unchanged, every float exactly: one
+``UPDATE`` per table, with ``jsonb_build_array`` on PostgreSQL and, on SQLite (whose ``json_array``
+keeps 15 digits only), a Python function registered on the migrating connection. JSON is ``JSONB``
+on PostgreSQL, JSON text on SQLite. The downgrade moves the values back, and refuses a database that
+holds a session of other labels (its numbers have no ``p_<label>`` column to go to).
 
 Revision ID: 0003
 Revises: 0002
@@ -14,7 +15,7 @@ Revises: 0002
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
 
 import sqlalchemy as sa
 from alembic import op
@@ -29,8 +30,6 @@ depends_on = None
 FERPLUS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 P_COLUMNS = tuple(f"p_{label}" for label in FERPLUS)
 JSON_LIST = sa.JSON().with_variant(JSONB(), "postgresql")
-#: Rows read and rewritten at a time.
-BATCH = 5000
 
 
 def _tables() -> tuple[sa.Table, sa.Table]:
@@ -38,20 +37,18 @@ def _tables() -> tuple[sa.Table, sa.Table]:
     sessions = sa.Table("sessions", meta, sa.Column("id", sa.Integer, primary_key=True),
                         sa.Column("labels", JSON_LIST))
     aggregates = sa.Table("aggregates", meta, sa.Column("id", sa.Integer, primary_key=True),
-                          sa.Column("session_id", sa.Integer), sa.Column("probs", JSON_LIST),
-                          *[sa.Column(c, sa.Float) for c in P_COLUMNS])
+                          sa.Column("probs", JSON_LIST), *[sa.Column(c, sa.Float) for c in P_COLUMNS])
     return sessions, aggregates
 
 
-def _batches(query: sa.Select) -> Iterator[list[sa.Row]]:
-    """``query``'s rows (ordered by its first column, an id) ``BATCH`` at a time."""
-    connection, last = op.get_bind(), None
-    while True:
-        rows = list(connection.execute(query if last is None else query.where(query.selected_columns[0] > last)))
-        if not rows:
-            return
-        yield rows
-        last = rows[-1][0]
+def _sqlite_functions(connection: sa.Connection) -> bool:
+    """On SQLite, register the exact JSON helpers on the migrating connection; whether it is SQLite."""
+    if connection.dialect.name != "sqlite":
+        return False
+    raw = connection.connection.driver_connection
+    raw.create_function("fer_json_list", -1, lambda *values: json.dumps(values), deterministic=True)
+    raw.create_function("fer_json_item", 2, lambda text, i: float(json.loads(text)[i]), deterministic=True)
+    return True
 
 
 def upgrade() -> None:
@@ -60,10 +57,9 @@ def upgrade() -> None:
     sessions, aggregates = _tables()
     connection = op.get_bind()
     connection.execute(sessions.update().values(labels=list(FERPLUS)))
-    query = sa.select(aggregates.c.id, *[aggregates.c[c] for c in P_COLUMNS]).order_by(aggregates.c.id).limit(BATCH)
-    for rows in _batches(query):
-        connection.execute(aggregates.update().where(aggregates.c.id == sa.bindparam("row_id")),
-                           [{"row_id": row[0], "probs": [float(p) for p in row[1:]]} for row in rows])
+    columns = [aggregates.c[c] for c in P_COLUMNS]
+    to_json = sa.func.fer_json_list if _sqlite_functions(connection) else sa.func.jsonb_build_array
+    connection.execute(aggregates.update().values(probs=to_json(*columns)))
     with op.batch_alter_table("sessions") as batch:
         batch.alter_column("labels", existing_type=JSON_LIST, nullable=False)
     with op.batch_alter_table("aggregates") as batch:
@@ -83,10 +79,10 @@ def downgrade() -> None:
     with op.batch_alter_table("aggregates") as batch:
         for column in P_COLUMNS:
             batch.add_column(sa.Column(column, sa.Float, nullable=True))
-    query = sa.select(aggregates.c.id, aggregates.c.probs).order_by(aggregates.c.id).limit(BATCH)
-    for rows in _batches(query):
-        connection.execute(aggregates.update().where(aggregates.c.id == sa.bindparam("row_id")),
-                           [{"row_id": row_id, **dict(zip(P_COLUMNS, probs))} for row_id, probs in rows])
+    sqlite = _sqlite_functions(connection)
+    connection.execute(aggregates.update().values({
+        aggregates.c[column]: sa.func.fer_json_item(aggregates.c.probs, i) if sqlite
+        else aggregates.c.probs[i].as_float() for i, column in enumerate(P_COLUMNS)}))
     with op.batch_alter_table("aggregates") as batch:
         for column in P_COLUMNS:
             batch.alter_column(column, existing_type=sa.Float, nullable=False)
