@@ -28,14 +28,6 @@ from .engine import majority_logits
 ECE_BINS = 15
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise ``softmax(logits / T)``; float64 ``(N, C)`` input or output."""
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature ``T > 0`` minimising the negative log-likelihood of ``softmax(logits / T)``.
 

@@ -20,20 +20,13 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from sklearn.metrics import (
-    ConfusionMatrixDisplay,
-    accuracy_score,
-    balanced_accuracy_score,
-    classification_report,
-    confusion_matrix,
-    f1_score,
-    log_loss,
-)
+from scipy.special import softmax
+from sklearn import metrics
 
 from fer_core.errors import FERError
 from fer_core.model import load_model
 
-from .calibrate import ECE_BINS, calibration_bins, expected_calibration_error, softmax
+from .calibrate import ECE_BINS, calibration_bins, expected_calibration_error
 from .data import evaluation_faces, final_fit_fraction
 from .engine import majority_logits
 
@@ -76,7 +69,7 @@ def evaluate(
     logits, labels = majority_logits(model, evaluation_faces(data, split, final_fit, limit), tta_flip)
     k = list(range(cfg.num_classes))
     temperature = cfg.temperature
-    before, after = softmax(logits, 1.0), softmax(logits, temperature)
+    before, after = softmax(logits, axis=1), softmax(logits / temperature, axis=1)
     pred = logits.argmax(1)
     report = {
         "model": str(model_dir),
@@ -84,18 +77,18 @@ def evaluate(
         "protocol": "majority",
         "n_images": int(len(labels)),
         "tta_flip": tta_flip,
-        "accuracy": float(accuracy_score(labels, pred)),
-        "macro_f1": float(f1_score(labels, pred, labels=k, average="macro", zero_division=0)),
-        "uar": float(balanced_accuracy_score(labels, pred)),
-        "per_class": classification_report(labels, pred, labels=k, target_names=cfg.labels,
-                                           output_dict=True, zero_division=0),
-        "confusion_matrix": confusion_matrix(labels, pred, labels=k).tolist(),
+        "accuracy": float(metrics.accuracy_score(labels, pred)),
+        "macro_f1": float(metrics.f1_score(labels, pred, labels=k, average="macro", zero_division=0)),
+        "uar": float(metrics.balanced_accuracy_score(labels, pred)),
+        "per_class": metrics.classification_report(labels, pred, labels=k, target_names=cfg.labels,
+                                                   output_dict=True, zero_division=0),
+        "confusion_matrix": metrics.confusion_matrix(labels, pred, labels=k).tolist(),
         "temperature": float(temperature),
         "temperature_fitted_on": (cfg.recipe or {}).get("temperature_fitted_on", "not recorded"),
         "ece_before": expected_calibration_error(before, labels),
         "ece_after": expected_calibration_error(after, labels),
-        "nll_before": float(log_loss(labels, before, labels=k)),
-        "nll_after": float(log_loss(labels, after, labels=k)),
+        "nll_before": float(metrics.log_loss(labels, before, labels=k)),
+        "nll_after": float(metrics.log_loss(labels, after, labels=k)),
     }
     if cfg.prior is not None:
         report["balanced"] = balanced_operating_point(logits / temperature, labels, cfg.prior, cfg.tau, cfg.labels)
@@ -137,23 +130,23 @@ def balanced_operating_point(scaled_logits: np.ndarray, labels: np.ndarray, prio
     """
     k = list(range(len(names)))
     pred = (scaled_logits - tau * np.log(np.asarray(prior, dtype=np.float64))).argmax(1)
-    recall = classification_report(labels, pred, labels=k, target_names=names, output_dict=True, zero_division=0)
+    recall = metrics.recall_score(labels, pred, labels=k, average=None, zero_division=0)
     return {
         "tau": float(tau),
-        "accuracy": float(accuracy_score(labels, pred)),
-        "uar": float(balanced_accuracy_score(labels, pred)),
-        "macro_f1": float(f1_score(labels, pred, labels=k, average="macro", zero_division=0)),
-        "recall": {n: float(recall[n]["recall"]) for n in names},
-        "confusion_matrix": confusion_matrix(labels, pred, labels=k).tolist(),
+        "accuracy": float(metrics.accuracy_score(labels, pred)),
+        "uar": float(metrics.balanced_accuracy_score(labels, pred)),
+        "macro_f1": float(metrics.f1_score(labels, pred, labels=k, average="macro", zero_division=0)),
+        "recall": {n: float(r) for n, r in zip(names, recall)},
+        "confusion_matrix": metrics.confusion_matrix(labels, pred, labels=k).tolist(),
     }
 
 
 def _plot_confusion(labels: np.ndarray, pred: np.ndarray, names: list[str], path: Path, split: str) -> None:
     fig = Figure(figsize=(7.5, 6.5), layout="constrained")
     ax = fig.subplots()
-    ConfusionMatrixDisplay.from_predictions(labels, pred, labels=list(range(len(names))), display_labels=names,
-                                            normalize="true", values_format=".2f", cmap="Blues", ax=ax,
-                                            xticks_rotation=45, colorbar=True)
+    metrics.ConfusionMatrixDisplay.from_predictions(labels, pred, labels=list(range(len(names))), display_labels=names,
+                                                    normalize="true", values_format=".2f", cmap="Blues", ax=ax,
+                                                    xticks_rotation=45, colorbar=True)
     ax.set_title(f"FER+ {split}: confusion matrix (rows normalised to recall)")
     fig.savefig(path, dpi=110)
 

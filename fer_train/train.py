@@ -40,22 +40,11 @@ from fer_core.config import ModelConfig
 from fer_core.errors import InvalidArgumentError
 from fer_core.model import EmotionNet
 
+from . import engine
 from .augment import eval_transform, train_transform
 from .data import HOLDOUT_SEED, LabelledFaces, holdout_mask, load_split
 from .distill import cached_teacher_probabilities
-from .engine import (
-    TrainConfig,
-    build_optimizer,
-    build_scheduler,
-    class_weights,
-    load_checkpoint,
-    mixed_precision,
-    pick_device,
-    save_checkpoint,
-    train_one_epoch,
-    validate,
-    with_precise_bn,
-)
+from .engine import TrainConfig
 from .pretrained import load_pretrained
 
 #: Steps run on a new run's model after its pretrained weights are loaded and before training
@@ -134,10 +123,10 @@ def build_data(cfg: TrainConfig, model_config: ModelConfig, device: torch.device
     print(f"data: train {len(train_split)} images -> {len(train_set)} kept ({cfg.label_mode}); "
           f"valid {len(valid_split)} -> {len(valid_set)} kept (majority); read in {time.time() - t0:.1f}s")
     print("train class counts: " + ", ".join(f"{n}={c}" for n, c in zip(model_config.labels, counts)))
-    weight = class_weights(counts, cfg.balance_power).to(device) if cfg.balance == "loss" else None
+    weight = engine.class_weights(counts, cfg.balance_power).to(device) if cfg.balance == "loss" else None
     sampler = None
     if cfg.balance == "sampler":
-        per_class = class_weights(counts, cfg.balance_power).numpy()
+        per_class = engine.class_weights(counts, cfg.balance_power).numpy()
         sampler = WeightedRandomSampler(per_class[train_set.dists.argmax(1)], len(train_set),
                                         generator=torch.Generator().manual_seed(cfg.seed))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -167,7 +156,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = engine.pick_device(cfg.device)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -192,18 +181,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for hook in INIT_HOOKS:
             if note := hook(model, data.train_set, cfg):
                 print(note, flush=True)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, len(data.train_loader))
+    optimizer = engine.build_optimizer(model, cfg)
+    scheduler = engine.build_scheduler(optimizer, cfg, len(data.train_loader))
     # Exponential moving average of the weights and BatchNorm statistics (Polyak & Juditsky 1992;
     # as timm's ModelEmaV2); validated and exported in place of the raw weights when enabled.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
         if cfg.ema_decay > 0 else None
-    scaler = torch.amp.GradScaler("cuda", enabled=mixed_precision(cfg, device))
+    scaler = torch.amp.GradScaler("cuda", enabled=engine.mixed_precision(cfg, device))
     start_epoch, best, history, elapsed = 0, {"valid_acc": -1.0}, [], 0.0
     ckpt_path = out / "last.pt"
     if cfg.resume:
-        start_epoch, best, history = load_checkpoint(ckpt_path, cfg, model, ema, optimizer, scheduler, scaler,
-                                                     data.loader_rng, device)
+        start_epoch, best, history = engine.load_checkpoint(ckpt_path, cfg, model, ema, optimizer, scheduler,
+                                                            scaler, data.loader_rng, device)
         elapsed = history[-1]["elapsed_s"] if history else 0.0
         print(f"resumed from {ckpt_path} at epoch {start_epoch}")
     (out / "args.json").write_text(json.dumps({**cfg.to_dict(), "init": init, "device": str(device),
@@ -216,13 +205,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         data.train_set.rng = np.random.default_rng(cfg.seed * 1000 + epoch)
         t_epoch = time.time()
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row |= train_one_epoch(model, data.train_loader, optimizer, scheduler, scaler, ema, cfg, device,
-                               data.class_weight, epoch)
-        if ema is not None:
-            raw = validate(with_precise_bn(model, data.bn_loader, device), data.valid_loader, device, cfg.tta_flip,
-                           model_config.num_classes)
-        evaluated = with_precise_bn(ema.module if ema is not None else model, data.bn_loader, device)
-        row |= validate(evaluated, data.valid_loader, device, cfg.tta_flip, model_config.num_classes)
+        row |= engine.train_one_epoch(model, data.train_loader, optimizer, scheduler, scaler, ema, cfg, device,
+                                      data.class_weight, epoch)
+        evaluated = engine.with_precise_bn(ema.module if ema is not None else model, data.bn_loader, device)
+        row |= engine.validate(evaluated, data.valid_loader, device, cfg.tta_flip, model_config.num_classes)
+        if ema is not None:  # the raw weights too, for the record
+            raw = engine.validate(engine.with_precise_bn(model, data.bn_loader, device), data.valid_loader, device,
+                                  cfg.tta_flip, model_config.num_classes)
         if cfg.scheduler == "plateau":
             scheduler.step(row["valid_acc"])
         elapsed += time.time() - t_epoch
@@ -249,8 +238,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                                "used to select it)"}
             evaluated.save_pretrained(out / "last")
         _write_metrics(out, history)
-        save_checkpoint(ckpt_path, cfg, model, ema, optimizer, scheduler, scaler, data.loader_rng, epoch + 1, best,
-                        history)
+        engine.save_checkpoint(ckpt_path, cfg, model, ema, optimizer, scheduler, scaler, data.loader_rng, epoch + 1,
+                               best, history)
     if last_epoch < cfg.epochs:
         print(f"stopped after epoch {last_epoch} of {cfg.epochs} (--stop-after-epoch); continue with --resume")
     kind = "final" if cfg.final_fit > 0 else "best"
@@ -272,7 +261,7 @@ def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, An
         "balance": cfg.balance, "augment": asdict(cfg.augment), "tta_flip": cfg.tta_flip,
         "ema_decay": cfg.ema_decay, "precise_bn": cfg.precise_bn,
         "teachers": list(cfg.teacher), "distill_weight": cfg.distill_weight if cfg.teacher else 0.0,
-        "seed": cfg.seed, "device": str(device), "mixed_precision": mixed_precision(cfg, device),
+        "seed": cfg.seed, "device": str(device), "mixed_precision": engine.mixed_precision(cfg, device),
         "hardware": torch.cuda.get_device_name(0) if device.type == "cuda"
         else f"CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}",
     }
