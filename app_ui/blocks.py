@@ -122,7 +122,7 @@ def bars_html(faces: list[FaceResult], labels: list[str]) -> str:
             f'<div style="display:flex;align-items:center;gap:6px;font-size:13px">'
             f'<span style="width:80px">{escape(k)}</span>'
             f'<span style="flex:1;background:#eee;height:12px"><span style="display:block;height:12px;'
-            f'width:{100 * f.probs[k]:.1f}%;background:{label_color(k)}"></span></span>'
+            f'width:{100 * f.probs[k]:.1f}%;background:{label_color(k, labels)}"></span></span>'
             f'<span style="width:40px;text-align:right">{100 * f.probs[k]:.0f}%</span></div>'
             for k in labels
         )

@@ -36,7 +36,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 from sqlalchemy.orm import sessionmaker
 
-from fer_core.draw import annotate, label_color
+from fer_core.draw import annotate
+from fer_core.labels import label_colors
+from fer_core.plots import timeline_figure
 from fer_core.result import FaceResult
 from fer_core.timeline import Timeline
 from monitoring import store
@@ -134,12 +136,10 @@ def session_figure(rows: list[dict[str, Any]], title: str, labels: Sequence[str]
     """Stacked expression probabilities over a session's time, one panel per tracked face
     (at most 4), from :func:`monitoring.store.timeline` rows of ``step_s``-second buckets (each
     drawn over its whole width, so a single bucket shows too), stacked in the order of the
-    session's ``labels`` (FER+ labels in their own colours; labels that would share one take
-    matplotlib's colour cycle)."""
+    session's ``labels`` in :func:`fer_core.labels.label_colors`' colours)."""
     faces = sorted({r["face_id"] for r in rows})[:4] or [None]
-    colors: list[str] | None = [label_color(k) for k in labels]
-    if len(set(colors)) < len(colors):  # labels outside FER+ share one colour: matplotlib's cycle instead
-        colors = None
+    palette = label_colors(labels)
+    colors = [palette[k] for k in labels]
     fig = Figure(figsize=(9, 1.8 + 1.6 * len(faces)), layout="constrained")
     axes = fig.subplots(len(faces), 1, squeeze=False)[:, 0]
     for ax, face in zip(axes, faces):
@@ -282,7 +282,7 @@ def build_monitoring_tab(predictor: Predictor | FERService, context: MonitoringC
             state["frames"] += 1
             plot = gr.skip()
             if state["plotted"] is None or at - state["plotted"] >= LIVE_PLOT_EVERY_S:
-                plot, state["plotted"] = state["timeline"].timeline_figure(max_faces=4), at
+                plot, state["plotted"] = timeline_figure(state["timeline"], max_faces=4), at
             status = f"Session {state['live'].session_id}: {state['frames']} frames, {at:.0f} s."
         return frame_html(annotate(pil, tracked)), status, plot
 

@@ -30,7 +30,7 @@ def annotate(image: Image.Image, faces: Sequence[FaceResult]) -> Image.Image:
     width = max(2, round(2 * scale))
     font = ImageFont.load_default(size=max(12, round(15 * scale)))
     for i, face in enumerate(faces, start=1):
-        color = label_color(face.label)
+        color = label_color(face.label, list(face.probs))
         x1, y1, x2, y2 = (round(v) for v in face.box)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=width)
         text = f"{i} {face.label} {face.confidence:.0%}"

@@ -6,6 +6,8 @@ Crowd-Sourced Label Distribution", ICMI 2016 (arXiv:1608.01041), and microsoft/F
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 #: The 8 FER+ emotion classes, in the order of the vote columns of FER+ ``label.csv`` and of
 #: every model output (logits and probabilities) in this project.
 LABELS: tuple[str, ...] = (
@@ -42,6 +44,29 @@ LABEL_COLORS: dict[str, str] = {
 }
 
 
-def label_color(label: str) -> str:
-    """Hex colour used for ``label`` (a fixed grey-blue for labels outside FER+)."""
-    return LABEL_COLORS.get(label, "#4c72b0")
+#: Colours for labels outside FER+ (matplotlib's "tab10" less the hues close to the ones above),
+#: handed out in label order by :func:`label_colors`.
+EXTRA_COLORS: tuple[str, ...] = ("#4c72b0", "#c44e52", "#55a868", "#8172b3", "#937860", "#ccb974", "#64b5cd",
+                                 "#8c8c8c", "#da8bc3", "#dd8452")
+
+
+def label_colors(labels: Sequence[str]) -> dict[str, str]:
+    """A hex colour per label of a model: FER+ labels keep :data:`LABEL_COLORS`; any others get
+    :data:`EXTRA_COLORS` in order (distinct for up to 10 such labels, then the cycle repeats).
+
+    Args:
+        labels: the model's label names in output order.
+
+    Returns:
+        ``{label: "#rrggbb"}`` for every label.
+    """
+    colors = {k: LABEL_COLORS[k] for k in labels if k in LABEL_COLORS}
+    others = [k for k in labels if k not in colors]
+    colors.update({k: EXTRA_COLORS[i % len(EXTRA_COLORS)] for i, k in enumerate(others)})
+    return colors
+
+
+def label_color(label: str, labels: Sequence[str] | None = None) -> str:
+    """Hex colour of ``label`` among the model's ``labels`` (:func:`label_colors`); without
+    ``labels``, a FER+ label's own colour or the first of :data:`EXTRA_COLORS`."""
+    return label_colors(labels if labels is not None and label in labels else [label])[label]

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .labels import LABELS, label_color
+from .labels import LABELS, label_colors
 from .result import FaceResult
 from .timeline import Timeline, TimelineRow
 
@@ -32,6 +32,7 @@ def probability_figure(faces: Sequence[FaceResult], labels: Sequence[str] = LABE
         fig = Figure(figsize=(4, 1.2))
         fig.text(0.5, 0.5, "No face detected", ha="center", va="center", fontsize=12)
         return fig
+    colors = label_colors(labels)
     cols = max(1, min(columns, len(faces)))
     rows = (len(faces) + cols - 1) // cols
     fig = Figure(figsize=(4.2 * cols, 0.32 * len(labels) * rows + 0.6 * rows), layout="constrained")
@@ -40,7 +41,7 @@ def probability_figure(faces: Sequence[FaceResult], labels: Sequence[str] = LABE
         ax.set_visible(False)
     for i, (face, ax) in enumerate(zip(faces, axes.flat), start=1):
         values = [face.probs.get(label, 0.0) for label in labels]
-        ax.barh(range(len(labels)), values, color=[label_color(label) for label in labels])
+        ax.barh(range(len(labels)), values, color=[colors[label] for label in labels])
         ax.set_yticks(range(len(labels)), labels)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
@@ -73,7 +74,8 @@ def timeline_figure(timeline: Timeline, max_faces: int = 6) -> Figure:
     t1 = timeline.frames[-1][1] + (durations.get(timeline.frames[-1][0]) or 0.0)
     fig = Figure(figsize=(9, 0.6 + 1.5 * len(ids)), layout="constrained")
     axes = fig.subplots(len(ids), 1, sharex=True, squeeze=False)[:, 0]
-    colors = [label_color(k) for k in timeline.labels]
+    palette = label_colors(timeline.labels)
+    colors = [palette[k] for k in timeline.labels]
     for ax, face_id in zip(axes, ids):
         rows = [r for r in timeline.rows if r.face_id == face_id]
         segment: list[TimelineRow] = []

@@ -12,15 +12,12 @@ import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import InvalidArgumentError
 from .result import FaceResult
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 #: Row columns before the per-label probability columns (see :meth:`Timeline.to_dataframe`).
 BASE_COLUMNS: tuple[str, ...] = ("frame", "time_s", "face_id", "x1", "y1", "x2", "y2", "score", "label")
@@ -178,13 +175,6 @@ class Timeline:
                 "mean_probs": {k: round(float(v), 4) for k, v in zip(self.labels, mean)},
             })
         return out
-
-    def timeline_figure(self, max_faces: int = 6) -> Figure:
-        """Stacked smoothed probabilities over time, one panel per face
-        (:func:`fer_core.plots.timeline_figure`)."""
-        from .plots import timeline_figure
-
-        return timeline_figure(self, max_faces)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable: ``labels``, ``summary`` and ``rows`` (one dict per face per frame,

@@ -39,3 +39,14 @@ def test_probability_figure_has_one_panel_per_face(recognizer, canvas, tmp_path)
     assert Image.open(tmp_path / "bars.png").size[0] > 300
     empty = probability_figure([])
     assert "No face" in empty.texts[0].get_text()
+
+
+def test_label_colours_are_distinct_for_any_models_labels():
+    from fer_core.labels import LABEL_COLORS, LABELS, label_colors
+
+    assert label_colors(LABELS) == {k: LABEL_COLORS[k] for k in LABELS}
+    other = ["calm", "happiness", "frown", "pain", "grimace"]
+    colors = label_colors(other)
+    assert list(colors) != [] and set(colors) == set(other) and len(set(colors.values())) == len(other)
+    assert colors["happiness"] == LABEL_COLORS["happiness"]
+    assert label_color("pain", other) == colors["pain"] and label_color("anger") == LABEL_COLORS["anger"]
