@@ -281,8 +281,9 @@ def load_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, ema: Average
     Raises:
         InvalidArgumentError: no checkpoint at ``path``; it was saved with different run-defining
             options (the epochs, schedule, data, model...: everything but :data:`RUNTIME_ONLY`),
-            since resuming would silently bend the schedule; or EMA is asked for and the
-            checkpoint has none.
+            since resuming would silently bend the schedule; EMA is asked for and the checkpoint
+            has none; or its schedule state is of another kind (warm-up + cosine was a LambdaLR
+            before it became a SequentialLR).
     """
     if not path.is_file():
         raise InvalidArgumentError(f"--resume: no checkpoint at {path}")
@@ -304,6 +305,9 @@ def load_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, ema: Average
             raise InvalidArgumentError(f"--resume with --ema-decay: {path} was saved without EMA weights")
         ema.load_state_dict(ckpt["ema"])
     optimizer.load_state_dict(ckpt["optimizer"])
+    if ("_schedulers" in ckpt["scheduler"]) != isinstance(scheduler, lr_scheduler.SequentialLR):
+        raise InvalidArgumentError(f"--resume: {path} holds another kind of learning-rate schedule state (saved by "
+                                   "an older fer_train?); start a new run in another --out folder")
     scheduler.load_state_dict(ckpt["scheduler"])
     if ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])

@@ -64,6 +64,11 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, ferplus, capsys):
     torch.save(ckpt, out / "last.pt")
     assert train_main([*base, "--epochs", "3", "--resume"]) == 1  # a changed schedule is refused, not bent
     assert "other options (epochs: 2 -> 3)" in capsys.readouterr().err
+    lambda_lr = {**ckpt, "scheduler": {"last_epoch": 6, "base_lrs": [1e-3, 1e-3], "lr_lambdas": [None, None]}}
+    torch.save(lambda_lr, out / "last.pt")  # the warm-up + cosine state as an older fer_train saved it
+    assert train_main([*base, "--epochs", "2", "--resume"]) == 1
+    assert "another kind of learning-rate schedule state" in capsys.readouterr().err
+    torch.save(ckpt, out / "last.pt")
     assert train_main([*base, "--epochs", "2", "--resume", "--threads", "1"]) == 0  # runtime options may change
     printed = capsys.readouterr().out
     assert "resumed from" in printed and "epoch 2/2" in printed and "epoch 1/2:" not in printed
