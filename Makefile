@@ -1,12 +1,16 @@
-# Quick start: `make run` (set up + start the app on the bundled model), `make test` (set up + all tests).
+# Quick start: `make run` (set up + start the app on the bundled model), `make test` (set up + all tests),
+# `make test-fast` (lint + the unit tier: no server, browser, PostgreSQL or training; under a minute).
 # Setup is idempotent: .venv is (re)installed only when a requirements file or the install script changed.
 PY := .venv/bin/python
 # One Python everywhere (pyproject.toml, Dockerfile): 3.11.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 SHARED ?= ../shared
 export TORCH_HOME ?= $(abspath $(SHARED)/weights/torch)
+# The tests find ../shared through FER_SHARED (tests/conftest.py): `make test SHARED=/elsewhere` reaches them.
+export FER_SHARED ?= $(abspath $(SHARED))
+FAST := not slow and not browser and not postgres and not train
 
-.PHONY: run test lint bench setup setup-dev clean
+.PHONY: run test test-fast lint bench setup setup-dev clean
 
 .venv/bin/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "Python 3.11 is needed, found " + sys.version)'
@@ -29,6 +33,11 @@ run: setup
 test: setup-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The unit tier: the markers are assigned in tests/conftest.py.
+test-fast: setup-dev
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "$(FAST)"
 
 lint: setup-dev
 	$(PY) -m ruff check .

@@ -270,16 +270,12 @@ def test_tiny_video_is_no_face_in_both_apis(server, client, tmp_path):
 def test_video_decoding_stops_at_the_frame_cap(server, client, tmp_path):
     """3,600 frames 1/90000 s apart: 0.04 s by its timestamps, under the 2.5 s limit; the frame cap
     (FER_MAX_VIDEO_FRAMES, here 2.5 s x 60 = 150 by default) stops it and the answer says so."""
-    import time
-
     clip = dense_clip(tmp_path / "dense.mp4")
-    start = time.perf_counter()
     r = httpx.post(f"{server}/api/predict/video", params={"sample_fps": 0},
                    files={"file": ("dense.mp4", clip.read_bytes(), "video/mp4")}, timeout=120)
-    seconds = time.perf_counter() - start
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["frames_analyzed"] == 150 and "stopped after decoding 150 frames" in doc["truncated"]
-    assert "FER_MAX_VIDEO_FRAMES" in doc["truncated"] and seconds < 60
+    assert "FER_MAX_VIDEO_FRAMES" in doc["truncated"]
     doc = client.predict(handle_file(str(clip)), 0, api_name="/predict_video")
     assert doc["frames_analyzed"] == 150 and "FER_MAX_VIDEO_FRAMES" in doc["truncated"]

@@ -23,7 +23,6 @@ ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
 MAX_FILES = 3
 MAX_MEGAPIXELS = 1
 MAX_FACES, MAX_REQUEST_FACES = 2, 3
-FAST_S = 3.0  # an over-limit request is answered well within this
 
 
 def test_limiter_runs_slots_queues_then_refuses():
@@ -48,23 +47,31 @@ def test_limiter_runs_slots_queues_then_refuses():
     while limiter.waiting < 1 and time.time() < deadline:
         time.sleep(0.01)
     assert (limiter.running, limiter.waiting) == (1, 1)
-    start = time.perf_counter()
-    with pytest.raises(ServerBusyError, match="busy") as info, limiter.slot():
-        pass  # the line is full: refused at once, not after the timeout
-    assert time.perf_counter() - start < 0.5 and info.value.retry_after_s > 0
+    # the line is full: refused at once (the message of that path), not after waiting for the timeout
+    with pytest.raises(ServerBusyError, match=r"busy \(1 requests running, 1 waiting\)") as info, limiter.slot():
+        pass
+    assert info.value.retry_after_s > 0 and limiter.waiting == 1
     release.set()
     holder.join(5)
     waiter.join(5)
     assert results == ["ran"] and (limiter.running, limiter.waiting) == (0, 0)
 
 
-def test_limiter_wait_times_out():
+def test_limiter_wait_times_out(monkeypatch):
     limiter = InferenceLimiter(slots=1, max_queue=4, timeout_s=0.2)
+    waits = []
+    real_acquire = limiter._semaphore.acquire
+
+    def acquire(blocking=True, timeout=None):  # the semaphore's own timed wait, recorded
+        waits.append((blocking, timeout))
+        return real_acquire(blocking, timeout)
+
     with limiter.slot():
-        start = time.perf_counter()
-        with pytest.raises(ServerBusyError, match="within"), limiter.slot():
+        monkeypatch.setattr(limiter._semaphore, "acquire", acquire)
+        with pytest.raises(ServerBusyError, match="no free slot within"), limiter.slot():
             pass
-        assert 0.15 < time.perf_counter() - start < 2
+        assert waits == [(False, None), (True, 0.2)] and limiter.waiting == 0  # tried, waited in line, gave up
+        monkeypatch.undo()
     with limiter.slot():  # freed slots are reusable
         assert limiter.running == 1
 
@@ -85,10 +92,8 @@ def jpeg(size=(64, 64)) -> bytes:
     return buf.getvalue()
 
 
-def timed_post(url: str, **kwargs) -> tuple[httpx.Response, float]:
-    start = time.perf_counter()
-    r = httpx.post(url, timeout=60, **kwargs)
-    return r, time.perf_counter() - start
+def post(url: str, **kwargs) -> httpx.Response:
+    return httpx.post(url, timeout=60, **kwargs)
 
 
 def raw_request(server: str, head: str) -> str:
@@ -99,14 +104,14 @@ def raw_request(server: str, head: str) -> str:
         return sock.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
 
 
-def test_too_many_files_and_too_many_pixels_get_413_fast(server):
+def test_too_many_files_and_too_many_pixels_get_413(server):
     files = [("files", (f"{i}.jpg", jpeg(), "image/jpeg")) for i in range(MAX_FILES + 1)]
-    r, seconds = timed_post(f"{server}/api/predict/batch", files=files)
-    assert r.status_code == 413 and f"at most {MAX_FILES}" in r.json()["detail"] and seconds < FAST_S
+    r = post(f"{server}/api/predict/batch", files=files)
+    assert r.status_code == 413 and f"at most {MAX_FILES}" in r.json()["detail"]
     # two 800x800 JPEGs: small files (well under the byte limits), 1.28 MP together, over the 1 MP budget
     files = [("files", (f"{i}.jpg", jpeg((800, 800)), "image/jpeg")) for i in range(2)]
-    r, seconds = timed_post(f"{server}/api/predict/batch", files=files)
-    assert r.status_code == 413 and "megapixels" in r.json()["detail"] and seconds < FAST_S
+    r = post(f"{server}/api/predict/batch", files=files)
+    assert r.status_code == 413 and "megapixels" in r.json()["detail"]
     r = httpx.post(f"{server}/api/predict/batch", files=files[:1], timeout=60)
     assert r.status_code == 200 and "faces" in r.json()["results"][0]
 
@@ -121,8 +126,8 @@ def test_oversize_body_is_refused_from_its_header_before_it_is_sent(server):
     assert " 413 " in raw_request(server, head)
     # chunked bodies (no Content-Length) are counted as they stream: tests/test_guard.py
     big = np.random.default_rng(0).integers(0, 255, 5 * 1024 * 1024, dtype=np.uint8).tobytes()
-    r, seconds = timed_post(f"{server}/gradio_api/upload", files={"files": ("big.jpg", big, "image/jpeg")})
-    assert r.status_code == 413 and seconds < FAST_S
+    r = post(f"{server}/gradio_api/upload", files={"files": ("big.jpg", big, "image/jpeg")})
+    assert r.status_code == 413
     assert httpx.get(f"{server}/health").json()["status"] == "ok"
 
 
@@ -140,9 +145,9 @@ def test_busy_server_answers_503_with_retry_after_and_health_stays_up(server, fe
     while httpx.get(f"{server}/health").json()["running"] < 1:
         assert time.time() < deadline, "the long request never started"
         time.sleep(0.05)
-    r, seconds = timed_post(f"{server}/api/predict", files={"file": ("a.jpg", ASTRONAUT.read_bytes(), "image/jpeg")})
-    assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0 and seconds < FAST_S
-    assert "busy" in r.json()["detail"]
+    r = post(f"{server}/api/predict", files={"file": ("a.jpg", ASTRONAUT.read_bytes(), "image/jpeg")})
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
+    assert "busy (1 requests running, 0 waiting)" in r.json()["detail"]  # refused at once: no line (FER_MAX_QUEUE=0)
     with pytest.raises(Exception, match="busy"):  # the UI's API shares the same slots
         Client(server, verbose=False).predict(handle_file(str(ASTRONAUT)), api_name="/predict")
     health = httpx.get(f"{server}/health", timeout=5)

@@ -1,37 +1,66 @@
 """`pip install .` works: the wheel declares its dependencies, the `fer` console script, the license
-and the bundled model; and the declared ranges admit the pinned versions the app runs."""
+and the bundled model; the declared ranges admit the pinned versions the app runs; and `pip install .[app]`
+into a fresh virtual environment gives a `fer-app` that serves, from any folder, on the files of the wheel
+alone (bundled model, examples, migrations)."""
 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
+from email.parser import Parser
 from importlib.metadata import version
+from pathlib import Path
 
+import httpx
+import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.conftest import ROOT
+from tests.support.launch import app_server
+
+PACKAGES = ("fer_core", "app_ui", "monitoring", "fer_train")
 
 
-def test_wheel_has_dependencies_console_script_license_and_model(tmp_path):
-    source = tmp_path / "src"  # a copy: pip builds in the source tree and would leave build/ in the checkout
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built from a copy of the source (pip builds in the source tree and would
+    leave build/ in the checkout), with this environment's setuptools (no download)."""
+    folder = tmp_path_factory.mktemp("wheel")
+    source = folder / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
-    for package in ("fer_core", "app_ui", "monitoring", "fer_train"):
+    for package in PACKAGES:
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
-                   check=True, capture_output=True, timeout=300)
-    wheel = next(tmp_path.glob("fer_core-*.whl"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                           str(folder), str(source)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return next(folder.glob("fer_core-*.whl"))
+
+
+def key(req: Requirement) -> tuple[str, str, str, str]:
+    return canonicalize_name(req.name), ",".join(sorted(req.extras)), str(req.specifier), str(req.marker or "")
+
+
+def test_wheel_has_dependencies_console_script_license_and_model(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         meta = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
         entry = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "fer_core/default_model/model.safetensors" in names and "fer_core/default_model/config.json" in names
     assert any(n.endswith("licenses/LICENSE") for n in names) and "License-Expression: MIT" in meta
-    assert "Requires-Dist: facenet-pytorch==2.5.3" in meta and "Requires-Dist: torch>=2.2" in meta
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {key(Requirement(r)) for r in project["dependencies"]} | {
+        key(Requirement(f'{r}; extra == "{extra}"')) for extra, reqs in project["optional-dependencies"].items()
+        for r in reqs}
+    assert {key(Requirement(r)) for r in Parser().parsestr(meta).get_all("Requires-Dist")} == declared
+    assert "Requires-Dist: facenet-pytorch==2.5.3" in meta
     assert "Requires-Python: <3.12,>=3.11" in meta
     assert "fer = fer_core.cli:main" in entry and "fer-app = app_ui.server:main" in entry
     assert "fer_train/model_card.md" in names and "monitoring/migrations/versions/0001_initial.py" in names
@@ -54,3 +83,39 @@ def test_declared_ranges_admit_the_pinned_versions():
             assert req.specifier.contains(pins[name]), f"{req} excludes the pinned {name}=={pins[name]}"
             assert req.specifier.contains(version(req.name).split("+")[0]), f"{req} excludes the installed one"
     assert {r.name.lower().replace("_", "-") for r in declared} >= set(pins) - {"requests"}
+
+
+def test_pip_install_app_extra_gives_a_fer_app_that_serves_from_anywhere(wheel, tmp_path):
+    """A fresh venv (from the base interpreter) sees this environment's packages through a .pth file, as
+    an index would provide them: `pip install --no-index wheel[app]` must find every declared dependency
+    already satisfied, and install only the project. Its `fer-app`, run from an empty folder, migrates a
+    new SQLite database and answers /health."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    (purelib / "_fer_test_deps.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
+    proc = subprocess.run([python, "-m", "pip", "install", "--no-index", "--no-cache-dir", f"{wheel}[app]"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    installed = [line.split()[2:] for line in proc.stdout.splitlines() if line.startswith("Successfully installed")]
+    assert installed == [[f"fer-core-{wheel.name.split('-')[1]}"]], proc.stdout[-3000:]  # nothing else needed
+
+    run = tmp_path / "run"  # not the checkout: the modules, model, examples and migrations come from the wheel
+    run.mkdir()
+    where = subprocess.run([python, "-c", "import fer_core, app_ui, monitoring; "
+                            "print(fer_core.__file__, app_ui.__file__, monitoring.__file__)"],
+                           cwd=run, check=True, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert all(Path(f).is_relative_to(purelib) for f in where.stdout.split()), where.stdout
+    database = run / "fer.db"
+    with app_server(tmp_path / "app.log", command=[str(venv / "bin" / "fer-app")], cwd=run, PYTHONPATH="",
+                    FER_MODEL="", FER_JWT_SECRET="install-test-Kq7Vw2Lp9Zx4Rt8Nm3Bc6Hd1Fg5Js0",
+                    FER_DATABASE_URL=f"sqlite:///{database}", HF_HUB_OFFLINE="1") as url:
+        health = httpx.get(f"{url}/health", timeout=30)
+        assert health.status_code == 200 and health.json()["model"] == "bundled default", health.text
+        page = httpx.get(f"{url}/", timeout=60)
+        assert page.status_code == 200
+    with sqlite3.connect(database) as db:  # the wheel's migrations ran
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()
+        assert {"users", "teams", "subjects"} <= {r[0] for r in db.execute("SELECT name FROM sqlite_master")}

@@ -9,7 +9,6 @@ from PIL import Image
 
 from fer_core import LABELS, EmotionRecognizer, FaceResult, InvalidImageError
 from fer_core.preprocess import crops_to_batch
-from fer_core.recognizer import DEFAULT_MODEL_DIR
 
 
 def check_face(face: FaceResult, labels):
@@ -91,8 +90,6 @@ def test_alignment_switch_changes_only_the_crop(recognizer, astronaut):
 
 
 def test_bundled_default_model_says_astronaut_is_happy(astronaut):
-    if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-        pytest.skip("no bundled default model yet")
     rec = EmotionRecognizer.from_pretrained()
     faces = rec.predict(astronaut)
     assert len(faces) == 1 and faces[0].label == "happiness"
@@ -100,8 +97,6 @@ def test_bundled_default_model_says_astronaut_is_happy(astronaut):
 
 
 def test_bundled_default_model_agrees_with_ferplus_votes_on_the_canvas(canvas, ferplus_votes):
-    if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-        pytest.skip("no bundled default model yet")
     from fer_train.labels import majority_label
     from tests.conftest import CANVAS_CROPS
 

@@ -230,12 +230,8 @@ def test_max_frames_bounds_decoding_whatever_the_timestamps_say(dense):
 
 
 def test_analysis_stops_at_max_frames_and_says_so(recognizer, dense, tmp_path):
-    import time
-
-    start = time.perf_counter()
     analysis = recognizer.analyze_video(dense, max_frames=120, progress=False)
-    seconds = time.perf_counter() - start
-    assert len(analysis.frames) == 120 and analysis.error is None and seconds < 30
+    assert len(analysis.frames) == 120 and analysis.error is None
     assert "stopped after decoding 120 frames" in analysis.truncated and analysis.max_frames == 120
     doc = analysis.to_dict()
     assert doc["truncated"] == analysis.truncated and doc["frames_analyzed"] == 120 and doc["faces_dropped"] == 0

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class ServerURL(str):
 
 @contextmanager
 def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0, args: tuple[str, ...] = (),
+               command: Sequence[str] = (sys.executable, "-m", "app_ui"), cwd: Path = ROOT,
                **env: str) -> Iterator[ServerURL]:
     """Run ``python -m app_ui`` in a child process on a free loopback port, with extra environment ``env``
     (e.g. ``FER_MODEL``, the limits of :mod:`app_ui.limits`).
@@ -49,6 +50,8 @@ def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0
     Args:
         log_path: file that receives the server's stdout and stderr.
         args: extra command-line arguments of ``fer-app`` (e.g. ``("--dev",)``).
+        command: the server's command line before ``args`` (e.g. an installed ``fer-app``).
+        cwd: the server's working folder (the repository by default).
         timeout: seconds to wait for ``/health`` to answer.
         stop_timeout: seconds the server gets to exit on SIGTERM before it is killed.
 
@@ -63,7 +66,7 @@ def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0
     full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
                 "GRADIO_ANALYTICS_ENABLED": "False", **env}
     with log_path.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app_ui", *args], cwd=ROOT, env=full_env, stdout=log,
+        proc = subprocess.Popen([*command, *args], cwd=cwd, env=full_env, stdout=log,
                                 stderr=subprocess.STDOUT)
         url = ServerURL(f"http://127.0.0.1:{port}")
         url.process = proc
