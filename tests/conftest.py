@@ -241,6 +241,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for tier in sorted(_tiers(item)):
             if not item.get_closest_marker(tier):
                 item.add_marker(tier)
+    if not (config.option.file_or_dir or config.option.keyword or config.option.markexpr):  # the whole suite
+        seen = {f"{Path(str(i.path)).relative_to(ROOT).as_posix()}::{getattr(i, 'originalname', i.name)}"
+                for i in items}
+        if stale := sorted(SLOW - seen):
+            import warnings
+
+            warnings.warn(pytest.PytestWarning(f"tests/conftest.py SLOW names tests that no longer exist: {stale}"),
+                          stacklevel=1)
 
 
 class _Marks:
