@@ -139,7 +139,8 @@ def recognizer(model_dir: Path) -> EmotionRecognizer:
 # `make test` runs every test; `make test-fast` only the unit tier, -m "not slow and not browser and not
 # postgres and not train". The markers (registered in pyproject.toml) are assigned here, not in the files:
 #   browser   test_browser*.py (headless Chromium against a real server)
-#   train     test_train_*.py, and any test that runs a training (calls fer_train's main)
+#   train     test_train_*.py, any test that runs a training (calls a train_main) or uses the ImageNet
+#             weights to train from (the torch_home fixture)
 #   postgres  tests on the throw-away PostgreSQL server (the `postgres` fixture, directly or through a
 #             fixture parametrized "postgresql")
 #   slow      tests that start a real server or child process (app_server, uvicorn in a thread, a CLI in
@@ -215,6 +216,8 @@ def _tiers(item: pytest.Item) -> set[str]:
     for name in getattr(item, "fixturenames", ()):
         if name == "postgres":
             tiers.add("postgres")
+        if name == "torch_home":  # ImageNet weights to train from: a training module
+            tiers.add("train")
         if name in SLOW_FIXTURES:
             tiers.add("slow")
         for fixturedef in (info.name2fixturedefs.get(name, ()) if info else ())[-1:]:
