@@ -60,12 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precise-bn", type=int, default=d.precise_bn, metavar="N",
                    help="before each validation, recompute BatchNorm statistics on N un-augmented training "
                         "faces (what is validated and exported); 0 = the running averages")
-    p.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR",
-                   help="knowledge distillation: a trained model folder whose calibrated, flip-averaged "
-                        "probabilities on the training faces are mixed into the targets (repeat for an "
-                        "ensemble; they are averaged)")
-    p.add_argument("--distill-weight", type=float, default=d.distill_weight,
-                   help="share of the teachers' probabilities in the target (with --teacher)")
     p.add_argument("--no-amp", dest="amp", action="store_false",
                    help="train in float32 on CUDA too (default: mixed precision there; CPU is always float32)")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -86,11 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse flags, train, print the best epoch; exit status 1 with a message on bad input."""
-    args = vars(build_parser().parse_args(argv))
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Parse flags, train, print the best epoch; exit status 1 with a message on bad input.
+
+    ``parser``: :func:`build_parser`'s parser with options added by code that extends fer_train;
+    those that are no :class:`TrainConfig` field go to ``TrainConfig.extra``.
+    """
+    args = vars((parser or build_parser()).parse_args(argv))
     aug = AugmentConfig(**{k[4:]: args.pop(k) for k in list(args) if k.startswith("aug_")})
-    cfg = TrainConfig(**args, augment=aug)
+    extra = {k: args.pop(k) for k in list(args) if k not in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**args, augment=aug, extra=extra)
     try:
         train(cfg)
     except FERError as exc:  # the project's own errors only: a CUDA OOM or a torch bug keeps its traceback

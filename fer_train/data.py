@@ -278,8 +278,7 @@ class LabelledFaces(Dataset):
         seed: seed of the generator used by the ``probability`` mode's sampling.
 
     Items: ``(image (3, S, S) float32, target (8,) float32, majority label int64)``; the majority
-    label is the argmax of the mode's distribution. After :meth:`set_teacher` the target is mixed
-    with a teacher's probabilities (knowledge distillation).
+    label is the argmax of the mode's distribution; :attr:`mix` mixes other probabilities into the target.
     """
 
     def __init__(
@@ -300,25 +299,9 @@ class LabelledFaces(Dataset):
         self.mode = mode
         self.transform = transform
         self.rng = np.random.default_rng(seed)
-        self.teacher_probs: np.ndarray | None = None
-        self.teacher_weight = 0.0
-
-    def set_teacher(self, probs: np.ndarray, weight: float) -> None:
-        """Mix teacher probabilities into every target: ``(1 - weight) * target + weight * probs[i]``.
-
-        Args:
-            probs: float32 ``(len(self), 8)`` rows summing to 1, in this dataset's order
-                (e.g. :func:`fer_train.distill.teacher_probabilities` of :attr:`images`).
-            weight: share of the teacher in the target, in ``[0, 1]``.
-
-        Raises:
-            InvalidArgumentError: wrong shape or weight out of range.
-        """
-        if probs.shape != self.dists.shape:
-            raise InvalidArgumentError(f"teacher probabilities have shape {probs.shape}, expected {self.dists.shape}")
-        if not 0.0 <= weight <= 1.0:
-            raise InvalidArgumentError(f"distillation weight must be in [0, 1], got {weight}")
-        self.teacher_probs, self.teacher_weight = probs.astype(np.float32), float(weight)
+        #: ``(probabilities (N, 8), w)`` or ``None``: each target becomes ``(1 - w) * target + w *
+        #: probabilities[i]`` (soft targets from elsewhere, e.g. knowledge distillation)
+        self.mix: tuple[np.ndarray, float] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -331,6 +314,6 @@ class LabelledFaces(Dataset):
         image = Image.fromarray(self.images[index], mode="L")
         dist = self.dists[index]
         target = training_target(dist, self.mode, self.rng)
-        if self.teacher_probs is not None:
-            target = (1.0 - self.teacher_weight) * target + self.teacher_weight * self.teacher_probs[index]
+        if self.mix is not None:
+            target = (1.0 - self.mix[1]) * target + self.mix[1] * self.mix[0][index]
         return self.transform(image), torch.from_numpy(target), int(dist.argmax())

@@ -59,8 +59,6 @@ class TrainConfig:
     ema_decay: float = 0.0
     precise_bn: int = 0
     amp: bool = True
-    teacher: list[str] = field(default_factory=list)
-    distill_weight: float = 0.5
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -70,6 +68,9 @@ class TrainConfig:
     resume: bool = False
     stop_after_epoch: int | None = None
     final_fit: float = 0.0
+    #: options of code that extends fer_train (e.g. ``python -m research.distill_train``): recorded
+    #: in ``args.json`` and the recipe, and checked by ``--resume`` like every other option
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of all options."""

@@ -13,6 +13,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from fer_core.errors import FERError, InvalidArgumentError
 
 from .calibrate import calibrate
-from .data import LabelledFaces, load_split
-from .distill import CACHE_NAME, teacher_pass_seconds
 from .evaluate import evaluate
 
 TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 RECIPE_FROM_ARGS = ("warmup_epochs", "dropout", "label_smoothing")
+#: Steps run on an exported model's recipe: ``hook(run, recipe, minutes_of)`` may add keys to
+#: ``recipe`` and, to ``minutes_of`` (resolved path -> minutes, each counted once), the training
+#: time of other work the model rests on (``python -m research.distill_train``: its teachers).
+EXPORT_HOOKS: list[Callable[[Path, dict[str, Any], dict[Path, float | None]], None]] = []
 
 
 def card_data(report: dict[str, Any], model_name: str) -> ModelCardData:
@@ -149,29 +152,6 @@ def stage_history(run: Path, previous_run: str | Path | None = None) -> list[dic
     return history
 
 
-def teacher_summary(folder: str | Path) -> tuple[str, float | None, Path | None]:
-    """One-line description of a distillation teacher (its folder, backbone, input size, epochs and
-    best Valid accuracy when its run's ``metrics.json`` is found beside it), its run's training
-    minutes, and that run folder.
-
-    Raises:
-        InvalidArgumentError: the teacher has no ``config.json``.
-    """
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise InvalidArgumentError(f"{folder}/config.json not found: is the teacher {folder} a model folder?")
-    config = json.loads((folder / "config.json").read_text())
-    recipe = config.get("recipe", {})
-    text = f"`{folder}` ({config['backbone']}, {config['input_size']} px, {recipe.get('epochs', '?')} epochs"
-    run = folder.parent if (folder.parent / "metrics.json").is_file() else None
-    minutes = None
-    if run is not None:
-        history = json.loads((run / "metrics.json").read_text())
-        text += f", Valid accuracy {max(row['valid_acc'] for row in history):.4f}"
-        minutes = train_minutes(run)
-    return text + ")", minutes, run
-
-
 def export(run: str | Path, out: str | Path, data: str | Path | None = None, repo_id: str = "fer-core/ferplus",
            model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
            previous_run: str | Path | None = None, balanced: bool | None = None,
@@ -189,10 +169,8 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         crop_margin: override the crop margin stored in ``config.json``.
         limit: evaluate on the first N Valid images only (tests).
         previous_run: the run whose model ``run`` was initialised from (``--pretrained``); its
-            recipe and time are recorded as an earlier stage and its minutes added to the total.
-            The training minutes of distillation teachers' runs (found beside their folders) are
-            added too, each run once, and so is the time it took to compute the teachers'
-            probabilities when ``teacher_probs.npz`` records it.
+            recipe and time are recorded as an earlier stage and its minutes added to the total
+            (and those :data:`EXPORT_HOOKS` add).
         balanced: the exported model's default operating point (``config.json`` ``balanced``);
             ``None`` keeps the run's (plain).
         tau: strength of the balanced operating point (``config.json`` ``tau``); ``None`` keeps it.
@@ -205,8 +183,8 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
 
     Raises:
         InvalidArgumentError: the run has no such model (no ``config.json`` or ``model.safetensors``),
-            ``epoch`` is unknown, no data is given or named by the run, or a previous run or a
-            teacher folder has no ``config.json`` / ``metrics.json``.
+            ``epoch`` is unknown, no data is given or named by the run, or a previous run has no
+            ``config.json`` / ``metrics.json``.
         DatasetError: the data is missing or malformed. ModelLoadError: the model is invalid.
     """
     run, out = Path(run), Path(out)
@@ -238,17 +216,8 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         config["recipe"]["previous_stage"] = text
         config["recipe"]["base_init"] = base_init
         minutes_of[Path(previous_run).resolve()] = minutes
-    summaries = []
-    for teacher in config["recipe"].get("teachers", []):
-        text, minutes, teacher_run = teacher_summary(teacher)
-        summaries.append(text)
-        if teacher_run is not None:
-            minutes_of.setdefault(teacher_run.resolve(), minutes)
-    if summaries:
-        config["recipe"]["teacher_summaries"] = summaries
-        seconds = teacher_pass_seconds(run)
-        if seconds is not None:  # computing the teachers' probabilities is part of the training time
-            minutes_of[(run / CACHE_NAME).resolve()] = seconds / 60
+    for hook in EXPORT_HOOKS:
+        hook(run, config["recipe"], minutes_of)
     known = [m for m in minutes_of.values() if m is not None]
     if known:
         config["recipe"]["train_minutes"] = round(sum(known), 1)
@@ -265,44 +234,12 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
     return report
 
 
-def refresh(model_dir: str | Path, data: str | Path, repo_id: str = "fer-core/ferplus",
-            model_name: str | None = None, limit: int | None = None) -> dict[str, Any]:
-    """Re-calibrate and re-evaluate an exported folder in place and re-render its card, after its ``config.json``
-    changed (e.g. a class prior, ``tau`` or ``balanced`` added); the weights are not touched.
-
-    The number of kept Train faces shown in the card is counted again from ``data`` with the
-    recipe's label mode. ``limit``: evaluate on the first N Valid images only (tests).
-
-    Returns:
-        The Valid evaluation report.
-
-    Raises:
-        InvalidArgumentError: the folder has no ``config.json``. DatasetError: the data is missing
-            or malformed. ModelLoadError: the folder is not a valid model.
-    """
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise InvalidArgumentError(f"{model_dir}/config.json not found: is {model_dir} an exported model folder?")
-    calibrate(model_dir, data, limit=limit)
-    config = json.loads((model_dir / "config.json").read_text())
-    metrics = model_dir / "metrics.json"
-    report = evaluate(model_dir, data, "valid", out_dir=model_dir,
-                      metrics_file=metrics if metrics.is_file() else None, limit=limit)
-    mode = config.get("recipe", {}).get("label_mode", "crossentropy")
-    n_train = len(LabelledFaces(load_split(data, "train"), mode, transform=lambda face: face))
-    name = model_name or f"ferplus-{config['backbone']}"
-    render_card(model_dir, report, None, repo_id, name, n_train=n_train).save(model_dir / "README.md")
-    return report
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(prog="python -m fer_train.export", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", help="training run folder")
-    p.add_argument("--out", help="export folder")
-    p.add_argument("--refresh", metavar="MODEL_DIR", default=None,
-                   help="instead: re-evaluate an exported folder in place and re-render its card (needs --data)")
+    p.add_argument("--run", required=True, help="training run folder")
+    p.add_argument("--out", required=True, help="export folder")
     p.add_argument("--data", default=None, help="FER+ folder for evaluation (default: the run's)")
     p.add_argument("--repo-id", default="fer-core/ferplus", help="repo id shown in the card")
     p.add_argument("--model-name", default=None)
@@ -315,17 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="make balanced (prior-corrected) decisions the model's default operating point")
     p.add_argument("--tau", type=float, default=None, help="strength of the balanced operating point (0..5)")
     args = p.parse_args(argv)
-    if args.refresh is None and not (args.run and args.out):
-        p.error("--run and --out are required (or --refresh MODEL_DIR --data DIR)")
-    if args.refresh is not None and not args.data:
-        p.error("--refresh needs --data")
     try:
-        if args.refresh is not None:
-            r = refresh(args.refresh, args.data, args.repo_id, args.model_name, args.limit)
-            args.out = args.refresh
-        else:
-            r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
-                       args.previous_run, args.balanced, args.tau, args.epoch)
+        r = export(args.run, args.out, args.data, args.repo_id, args.model_name, args.crop_margin, args.limit,
+                   args.previous_run, args.balanced, args.tau, args.epoch)
     except FERError as exc:  # the project's errors; anything else is a bug and keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1

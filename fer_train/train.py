@@ -43,7 +43,6 @@ from fer_core.model import EmotionNet
 from . import engine
 from .augment import eval_transform, train_transform
 from .data import HOLDOUT_SEED, LabelledFaces, holdout_mask, load_split
-from .distill import cached_teacher_probabilities
 from .engine import TrainConfig
 from .pretrained import load_pretrained
 
@@ -52,6 +51,10 @@ from .pretrained import load_pretrained
 #: returns a line to print, or ``None``. Research code adds its own (``research/dlib_train.py``
 #: calibrates dlib's affine layers this way).
 INIT_HOOKS: list[Callable[[EmotionNet, LabelledFaces, TrainConfig], str | None]] = []
+#: Steps run on the training faces before every start, ``--resume`` too: ``hook(train_set, cfg)``
+#: may change the faces' targets (``LabelledFaces.mix``) and returns a line to print, or ``None``
+#: (``python -m research.distill_train`` mixes in teachers' probabilities this way).
+DATA_HOOKS: list[Callable[[LabelledFaces, TrainConfig], str | None]] = []
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -62,11 +65,6 @@ def check_config(cfg: TrainConfig) -> None:
     """
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise InvalidArgumentError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    if cfg.teacher and cfg.label_mode == "multi_target":
-        raise InvalidArgumentError("knowledge distillation (--teacher) needs a probability-target label mode, "
-                                   "not multi_target")
-    if not 0.0 <= cfg.distill_weight <= 1.0:
-        raise InvalidArgumentError(f"distill_weight must be in [0, 1], got {cfg.distill_weight}")
     if cfg.balance not in ("none", "loss", "sampler"):
         raise InvalidArgumentError(f"balance must be none, loss or sampler, got {cfg.balance!r}")
     if cfg.optimizer not in ("adamw", "sgd"):
@@ -149,7 +147,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         InvalidArgumentError: an option is invalid, or ``--resume`` finds no checkpoint or one
             from a run with other options.
         fer_train.data.DatasetError: the data is missing or malformed.
-        fer_core.ModelLoadError: pretrained weights or a teacher model cannot be loaded.
+        fer_core.ModelLoadError: pretrained weights cannot be loaded.
     """
     check_config(cfg)
     out = Path(cfg.out)
@@ -166,12 +164,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model_config = ModelConfig(backbone=cfg.backbone, input_size=cfg.img_size, color_mode=cfg.color_mode,
                                dropout=cfg.dropout, mean=mean, std=std)
     data = build_data(cfg, model_config, device)
-    if cfg.teacher:
-        t_teacher = time.time()
-        data.train_set.set_teacher(cached_teacher_probabilities(out, cfg.teacher, data.train_set.images),
-                                   cfg.distill_weight)
-        print(f"distillation: {len(cfg.teacher)} teacher(s), weight {cfg.distill_weight}; "
-              f"teacher probabilities ready in {time.time() - t_teacher:.0f}s", flush=True)
+    for data_hook in DATA_HOOKS:
+        if note := data_hook(data.train_set, cfg):
+            print(note, flush=True)
 
     # model, optimizer, schedule, EMA, checkpoint
     model = EmotionNet(model_config).to(device)
@@ -260,10 +255,10 @@ def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, An
         "dropout": cfg.dropout, "label_smoothing": cfg.label_smoothing, "img_size": cfg.img_size,
         "balance": cfg.balance, "augment": asdict(cfg.augment), "tta_flip": cfg.tta_flip,
         "ema_decay": cfg.ema_decay, "precise_bn": cfg.precise_bn,
-        "teachers": list(cfg.teacher), "distill_weight": cfg.distill_weight if cfg.teacher else 0.0,
         "seed": cfg.seed, "device": str(device), "mixed_precision": engine.mixed_precision(cfg, device),
         "hardware": torch.cuda.get_device_name(0) if device.type == "cuda"
         else f"CPU, {torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}",
+        **cfg.extra,
     }
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard
@@ -16,7 +17,9 @@ from torch.utils.data import DataLoader
 
 from fer_core.errors import InvalidArgumentError
 from fer_core.model import load_model
+from fer_train import export as export_module
 from fer_train import train as train_module
+from fer_train.__main__ import build_parser
 from fer_train.__main__ import main as train_main
 from fer_train.augment import eval_transform
 from fer_train.calibrate import calibrate
@@ -123,6 +126,31 @@ def test_precise_bn_run_exports_recomputed_statistics(tmp_path, ferplus, monkeyp
     assert recipe["precise_bn"] == 64 and recipe["mixed_precision"] is False  # CPU: float32
 
 
+def test_an_extension_adds_options_and_soft_targets_and_resume_checks_them(tmp_path, ferplus, monkeypatch, capsys):
+    # an option added to build_parser() lands in TrainConfig.extra (args.json, the recipe, the --resume
+    # check); a data hook runs before every start, --resume too, and may mix soft targets into the faces
+    targets = []
+
+    def uniform_share(faces, cfg):
+        faces.mix = (np.full(faces.dists.shape, 1 / 8, np.float32), cfg.extra["share"])
+        targets.append(faces[0][1])
+        return f"mixed {cfg.extra['share']}"
+
+    monkeypatch.setattr(train_module, "DATA_HOOKS", [uniform_share])
+    parser = build_parser()
+    parser.add_argument("--share", type=float, default=0.0)
+    out = tmp_path / "ext"
+    base = ["--data", str(ferplus), "--out", str(out), "--epochs", "2", *TINY]
+    assert train_main([*base, "--share", "0.5", "--stop-after-epoch", "1"], parser) == 0
+    assert "mixed 0.5" in capsys.readouterr().out and float(targets[0].min()) >= 0.5 / 8 - 1e-7
+    assert abs(float(targets[0].sum()) - 1) < 1e-6
+    assert json.loads((out / "args.json").read_text())["extra"] == {"share": 0.5}
+    assert json.loads((out / "best" / "config.json").read_text())["recipe"]["share"] == 0.5
+    assert train_main([*base, "--share", "0.25", "--resume"], parser) == 1
+    assert "extra" in capsys.readouterr().err
+    assert train_main([*base, "--share", "0.5", "--resume"], parser) == 0 and len(targets) == 3
+
+
 def test_warmup_cosine_schedule_is_the_closed_form():
     for warmup, epochs, steps in [(0.5, 3, 10), (1.0, 2, 7), (0.0, 2, 5), (0.1, 2, 10)]:
         cfg = TrainConfig(data="d", out="o", epochs=epochs, warmup_epochs=warmup)
@@ -157,7 +185,7 @@ def test_missing_pretrained_weights_name_the_fix(tmp_path, ferplus, capsys, monk
     assert "--pretrained none" in capsys.readouterr().err
 
 
-def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
+def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus, monkeypatch):
     from fer_train.push import files_to_upload
     from tests.support.hub_server import hub_env, make_git_repo, olah_server, pull_in_subprocess
 
@@ -202,18 +230,19 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus):
     assert json.loads((out / "metrics.json").read_text()) == [
         {**row, "stage_epoch": row["epoch"], "stage": "run"} for row in json.loads((run / "metrics.json").read_text())]
 
-    # --refresh: a config change (balanced by default) re-renders the card, weights untouched
-    config = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({**config, "balanced": True, "tau": 0.5}))
-    assert export_main(["--refresh", str(out), "--data", str(ferplus), "--limit", "300"]) == 0
-    assert "Default in this model: balanced" in (out / "README.md").read_text()
-    assert json.loads((out / "report.json").read_text())["balanced"]["tau"] == 0.5
-    assert all(torch.equal(v, exported[k]) for k, v in load_file(str(out / "model.safetensors")).items())
+    # a run continued from another one records that earlier stage in config.json and the card; an
+    # export hook (the extension point research code uses) adds to the recipe and the training time
+    def hook(run_dir, recipe, minutes_of):
+        recipe["hooked"] = run_dir.name
+        minutes_of[tmp_path.resolve()] = 6.0
+        minutes_of[run_dir.resolve()] = 1000.0  # a path already counted keeps one value
 
-    # a run continued from another one records that earlier stage in config.json and the card
+    monkeypatch.setattr(export_module, "EXPORT_HOOKS", [hook])
     export(run, tmp_path / "export2", crop_margin=0.0, limit=100, previous_run=run)
+    monkeypatch.setattr(export_module, "EXPORT_HOOKS", [])
     recipe = json.loads((tmp_path / "export2" / "config.json").read_text())["recipe"]
     assert "1 epochs from torchvision" in recipe["previous_stage"] and "IMAGENET1K_V1" in recipe["base_init"]
+    assert recipe["hooked"] == "run" and recipe["train_minutes"] == 1006.0
     assert "Initialised from an earlier stage" in (tmp_path / "export2" / "README.md").read_text()
     staged = json.loads((tmp_path / "export2" / "metrics.json").read_text())  # both stages' curves
     assert [(r["epoch"], r["stage_epoch"]) for r in staged] == [(1, 1), (2, 1)]

@@ -12,11 +12,11 @@ from PIL import Image, ImageOps
 
 from fer_core.model import load_model
 from fer_core.recognizer import EmotionRecognizer
-from fer_train.__main__ import main as train_main
 from fer_train.data import LabelledFaces, load_split
-from fer_train.distill import CACHE_NAME, teacher_pass_seconds, teacher_probabilities
 from fer_train.export import export
 from fer_train.labels import vote_distribution
+from research.distill import CACHE_NAME, set_teacher, teacher_pass_seconds, teacher_probabilities
+from research.distill_train import main as train_main
 from tests.conftest import TINY_RUN as TINY
 
 pytestmark = pytest.mark.usefixtures("torch_home")
@@ -66,7 +66,7 @@ def test_targets_mix_votes_and_teacher(faces):
     data = LabelledFaces(faces, "crossentropy", lambda face: torch.zeros(3, 8, 8))
     rng = np.random.default_rng(0)
     teacher = rng.dirichlet(np.ones(8), size=len(data)).astype(np.float32)
-    data.set_teacher(teacher, 0.3)
+    set_teacher(data, teacher, 0.3)
     kept = [v for v in faces.votes if vote_distribution(v, "crossentropy") is not None]
     for i in (0, 5, len(data) - 1):
         _, target, label = data[i]
@@ -74,9 +74,9 @@ def test_targets_mix_votes_and_teacher(faces):
         np.testing.assert_allclose(target.numpy(), expected, atol=1e-6)
         assert label == int(vote_distribution(kept[i], "crossentropy").argmax())  # accuracy stays on the votes
     with pytest.raises(ValueError, match="shape"):
-        data.set_teacher(teacher[:-1], 0.3)
+        set_teacher(data, teacher[:-1], 0.3)
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
-        data.set_teacher(teacher, 1.5)
+        set_teacher(data, teacher, 1.5)
 
 
 def test_distilled_run_caches_teachers_records_them_and_resumes(tmp_path, ferplus, model_dir, capsys):
