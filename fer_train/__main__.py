@@ -71,10 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt; refused if any option but the runtime ones (--workers, --device, "
                         "--threads, --stop-after-epoch) differs from the checkpoint's run")
-    p.add_argument("--final-fit", type=float, default=d.final_fit, metavar="FRACTION",
-                   help="final fit: train on Train plus Valid except a held-out fold of this share (stratified, the "
-                        "same for every seed) for the fixed --epochs, and export the last epoch to OUT/final "
-                        "(no selection); 0 = the usual Train run selected on Valid")
     p.add_argument("--stop-after-epoch", type=int, default=None, metavar="N",
                    help="stop after epoch N of the schedule (to fit a time slot); --resume continues it")
     return p

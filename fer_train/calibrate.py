@@ -3,8 +3,8 @@ store it in the model's ``config.json``.
 
 Temperature scaling and the expected calibration error as in Guo et al., "On Calibration of
 Modern Neural Networks", ICML 2017 (ECE with 15 equal-width confidence bins). The temperature is
-fitted on the FER+ majority labels of Valid, or for a final fit (``python -m fer_train
---final-fit``, trained on most of Valid) on its held-out fold alone; it is the only thing written
+fitted on the FER+ majority labels of Valid (or the faces :data:`fer_train.data.MEASURE_HOOKS`
+pick, e.g. a final fit's held-out fold); it is the only thing written
 (with ``recipe.temperature_fitted_on``), and ``python -m fer_train.evaluate`` then reads it.
 """
 
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from fer_core.errors import FERError
 from fer_core.model import load_model
 
-from .data import evaluation_faces, faces_name, final_fit_fraction
+from .data import measured_faces
 from .engine import majority_logits
 
 ECE_BINS = 15
@@ -84,15 +84,14 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
 
 
 def calibrate(model_dir: str | Path, data: str | Path, limit: int | None = None) -> float:
-    """Fit the temperature of a model folder on Valid (a final fit's held-out fold) and write it,
+    """Fit the temperature of a model folder on Valid (:func:`fer_train.data.measured_faces`) and write it,
     with where it was fitted (``recipe.temperature_fitted_on``), into ``model_dir/config.json``;
     every other key of the file is kept as it is.
 
     Args:
         model_dir: folder with ``config.json`` + ``model.safetensors``.
         data: FER+ data (any form :func:`fer_train.data.load_split` reads).
-        limit: use only the first N Valid images (tests); for a final-fit model the fold is chosen
-            among these, so pass the ``--limit-valid`` it was trained with.
+        limit: use only the first N Valid images (tests); a hook picks its faces among these.
 
     Returns:
         The temperature ``T`` (0.05..20).
@@ -102,14 +101,13 @@ def calibrate(model_dir: str | Path, data: str | Path, limit: int | None = None)
     """
     model_dir = Path(model_dir)
     model = load_model(model_dir)
-    final_fit = final_fit_fraction(model.config)
-    logits, labels = majority_logits(model, evaluation_faces(data, "valid", final_fit, limit))
+    faces, name = measured_faces(data, "valid", model.config, limit)
+    logits, labels = majority_logits(model, faces)
     temperature = fit_temperature(logits, labels)
     config_path = model_dir / "config.json"
     stored = json.loads(config_path.read_text())
     stored["temperature"] = temperature
-    stored.setdefault("recipe", {})["temperature_fitted_on"] = (
-        f"{faces_name('valid', final_fit)}: {len(labels)} faces" + (", not trained on" if final_fit > 0 else ""))
+    stored.setdefault("recipe", {})["temperature_fitted_on"] = f"{name}: {len(labels)} faces"
     config_path.write_text(json.dumps(stored, indent=2))
     return temperature
 

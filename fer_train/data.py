@@ -1,6 +1,7 @@
 """FER+ data: read the FERPlus folder layout or the raw Kaggle CSVs into memory, and serve samples.
 
-Three input forms, one in-memory result (:class:`VoteSplit`: 48x48 gray faces + 10 votes each):
+Two input forms here (more through :data:`READERS`), one in-memory result (:class:`VoteSplit`:
+48x48 gray faces + 10 votes each):
 
 * FERPlus layout (microsoft/FERPlus ``generate_training_data.py``): ``FER2013Train/``,
   ``FER2013Valid/``, ``FER2013Test/``, each with ``label.csv`` (no header: ``image name,
@@ -8,18 +9,12 @@ Three input forms, one in-memory result (:class:`VoteSplit`: 48x48 gray faces + 
 * Raw form: ``fer2013.csv`` (``emotion,pixels,Usage``; 48*48 space-separated gray values) with
   ``fer2013new.csv`` (``Usage,Image name,neutral,...,NF``), same row order. Usage ``Training`` /
   ``PublicTest`` / ``PrivateTest`` = train / valid / test.
-* Packed form: one xz-compressed ``.npz`` file written by ``python -m research.pack`` from either form
-  above (arrays ``<split>_images``, ``<split>_votes``, ``<split>_names``). It carries the splits
-  as a single file of about 50 MB, small enough to travel to a lent GPU machine; being FER2013
-  images, it must never be committed.
+* Other forms through :data:`READERS` (``research.pack`` adds its packed file).
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import lzma
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from fer_core.config import ModelConfig
-from fer_core.errors import FERError, InvalidArgumentError
+from fer_core.errors import FERError
 from fer_core.labels import LABELS, VOTE_COLUMNS
 
 from .labels import training_target, vote_distribution
@@ -43,6 +38,9 @@ class DatasetError(FERError, ValueError):
 SPLIT_FOLDERS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 RAW_USAGE = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
 FACE_SIZE = 48
+#: Readers of other data forms, tried first by :func:`load_split`: ``reader(path, split, limit)``
+#: returns the split, or ``None`` when ``path`` is not of its form.
+READERS: list[Callable[[Path, str, int | None], VoteSplit | None]] = []
 
 
 @dataclass
@@ -66,47 +64,6 @@ class VoteSplit:
         """The images at ``indices``, as a new split."""
         idx = np.asarray(indices, dtype=np.int64)
         return VoteSplit(self.images[idx], self.votes[idx], [self.names[i] for i in idx])
-
-    def concat(self, other: VoteSplit) -> VoteSplit:
-        """This split's images followed by ``other``'s, as a new split."""
-        return VoteSplit(np.concatenate([self.images, other.images]), np.concatenate([self.votes, other.votes]),
-                         self.names + other.names)
-
-
-#: Seed of the held-out Valid fold of a final fit: fixed, so every seed of a recipe (and
-#: ``python -m fer_train.evaluate``) holds out the same faces.
-HOLDOUT_SEED = 0
-
-
-def holdout_mask(votes: np.ndarray, fraction: float, seed: int = HOLDOUT_SEED) -> np.ndarray:
-    """Choose a held-out fold of a split, stratified by each face's most-voted column.
-
-    For a final fit (train on Train plus most of Valid, epoch count fixed in advance), the fold
-    is kept out of training to fit the temperature and to check the run. Within each group of
-    faces sharing an ``argmax`` of the votes (the 8 emotions, unknown, not-a-face), a seeded
-    permutation picks ``round(fraction * group size)`` faces, so the fold keeps the split's
-    class mix, and the same votes, fraction and seed give the same fold.
-
-    Args:
-        votes: float ``(N, 10)`` vote counts (:class:`VoteSplit.votes`).
-        fraction: share of faces held out, in (0, 1).
-        seed: permutation seed (default :data:`HOLDOUT_SEED`).
-
-    Returns:
-        bool ``(N,)``, true for the held-out faces.
-
-    Raises:
-        InvalidArgumentError: ``fraction`` is not in (0, 1).
-    """
-    if not 0.0 < fraction < 1.0:
-        raise InvalidArgumentError(f"the held-out fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    top = np.asarray(votes).argmax(axis=1)
-    mask = np.zeros(len(top), dtype=bool)
-    for group in np.unique(top):
-        members = np.flatnonzero(top == group)
-        mask[rng.permutation(members)[:int(round(fraction * len(members)))]] = True
-    return mask
 
 
 def _parse_box(text: str) -> tuple[int, int, int, int]:
@@ -186,54 +143,17 @@ def read_raw_csv(fer2013_csv: str | Path, ferplus_csv: str | Path, split: str) -
     return VoteSplit(np.stack(images), np.asarray(votes, dtype=np.float32), names)
 
 
-def read_packed(path: str | Path, split: str, limit: int | None = None) -> VoteSplit:
-    """Read one split from a packed file (``python -m research.pack``).
-
-    Args:
-        path: the xz-compressed ``.npz`` file.
-        split: ``train``, ``valid`` or ``test``.
-        limit: keep only the first ``limit`` faces.
-
-    Returns:
-        The split, exactly as it was read from the folder or CSV form it was packed from.
-
-    Raises:
-        DatasetError: the file is not a packed FER+ file (not xz, not an ``.npz``, arrays missing
-            or of the wrong shape or dtype), or it does not hold ``split``.
-    """
-    try:
-        with lzma.open(path) as fh, np.load(io.BytesIO(fh.read()), allow_pickle=False) as arrays:
-            keys = set(arrays.files)
-            wanted = [f"{split}_images", f"{split}_votes", f"{split}_names"]
-            missing = [k for k in wanted if k not in keys]
-            if missing:
-                held = sorted({k.rsplit("_", 1)[0] for k in keys})
-                raise DatasetError(f"{path} holds no complete {split!r} split (missing {', '.join(missing)}; "
-                                   f"it holds {held})")
-            images, votes, names = (arrays[k] for k in wanted)
-    except (lzma.LZMAError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"{path} is not a packed FER+ file (xz-compressed .npz): {exc}") from exc
-    n = len(names)
-    if (images.dtype != np.uint8 or images.shape != (n, FACE_SIZE, FACE_SIZE)
-            or votes.shape != (n, len(VOTE_COLUMNS))):
-        raise DatasetError(f"{path}: {split} arrays have shapes {images.shape} {images.dtype}, {votes.shape} "
-                           f"for {n} names; expected uint8 ({n}, {FACE_SIZE}, {FACE_SIZE}) and ({n}, 10)")
-    result = VoteSplit(images, votes.astype(np.float32), [str(name) for name in names])
-    return result if limit is None else result.subset(range(min(limit, len(result))))
-
-
 def load_split(data: str | Path, split: str, limit: int | None = None) -> VoteSplit:
-    """Read a split from ``data``: a FERPlus layout folder, a folder holding ``fer2013.csv``
-    and ``fer2013new.csv``, or a packed file written by ``python -m research.pack``.
+    """Read a split from ``data``: a form a :data:`READERS` step knows, a FERPlus layout folder,
+    or a folder holding ``fer2013.csv`` and ``fer2013new.csv``.
 
     Raises:
         DatasetError: none of the forms is found at ``data``, or a file is malformed.
     """
     root = Path(data)
-    if root.is_file():
-        return read_packed(root, split, limit=limit)
+    for reader in READERS:
+        if (result := reader(root, split, limit)) is not None:
+            return result
     if (root / "fer2013.csv").is_file() and (root / "fer2013new.csv").is_file():
         result = read_raw_csv(root / "fer2013.csv", root / "fer2013new.csv", split)
         return result if limit is None else result.subset(range(min(limit, len(result))))
@@ -241,29 +161,26 @@ def load_split(data: str | Path, split: str, limit: int | None = None) -> VoteSp
 
 
 
-def final_fit_fraction(config: ModelConfig) -> float:
-    """The share of Valid a model's run held out (``recipe.final_fit`` in its ``config.json``),
-    0.0 for a model trained on Train alone."""
-    return float((config.recipe or {}).get("final_fit") or 0.0)
+#: Steps that pick the faces a model is measured on (:func:`measured_faces`): ``hook(faces, config,
+#: split)`` returns ``(faces, name)`` for a model it knows, else ``None`` (``python -m
+#: research.final_fit``: a final fit's held-out fold of Valid).
+MEASURE_HOOKS: list[Callable[[VoteSplit, ModelConfig, str], tuple[VoteSplit, str] | None]] = []
 
 
-def evaluation_faces(data: str | Path, split: str, final_fit: float = 0.0, limit: int | None = None) -> VoteSplit:
-    """The faces a model is measured on: the whole split, or on ``valid`` for a final fit
-    (``final_fit`` > 0) only its held-out fold (:func:`holdout_mask`, the rest was trained on).
+def measured_faces(data: str | Path, split: str, config: ModelConfig, limit: int | None = None
+                   ) -> tuple[VoteSplit, str]:
+    """The faces a model of ``config`` is measured on (calibrated, evaluated) and their name: the
+    whole split (the first ``limit`` faces) named ``split``, unless a :data:`MEASURE_HOOKS` step picks others.
 
     Raises:
         DatasetError: the data is missing or malformed.
     """
     faces = load_split(data, split, limit=limit)
-    if split == "valid" and final_fit > 0:
-        faces = faces.subset(np.flatnonzero(holdout_mask(faces.votes, final_fit)))
-    return faces
+    for hook in MEASURE_HOOKS:
+        if (picked := hook(faces, config, split)) is not None:
+            return picked
+    return faces, split
 
-
-def faces_name(split: str, final_fit: float = 0.0) -> str:
-    """How :func:`evaluation_faces` names the faces it returns: ``"valid"``, ``"test"`` or
-    ``"valid held-out fold (F)"``."""
-    return f"valid held-out fold ({final_fit:g})" if split == "valid" and final_fit > 0 else split
 
 class LabelledFaces(Dataset):
     """Faces with FER+ targets in one label mode, for a ``DataLoader``.

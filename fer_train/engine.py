@@ -67,7 +67,6 @@ class TrainConfig:
     limit_valid: int | None = None
     resume: bool = False
     stop_after_epoch: int | None = None
-    final_fit: float = 0.0
     #: options of code that extends fer_train (e.g. ``python -m research.distill_train``): recorded
     #: in ``args.json`` and the recipe, and checked by ``--resume`` like every other option
     extra: dict[str, Any] = field(default_factory=dict)
@@ -80,6 +79,9 @@ class TrainConfig:
 #: TrainConfig fields that only say *where* or *how fast* a run goes; every other field defines the
 #: run, and ``--resume`` refuses a checkpoint saved with different values (:func:`load_checkpoint`).
 RUNTIME_ONLY = ("resume", "workers", "device", "threads", "stop_after_epoch")
+#: Options fer_train no longer has (moved to research tools) with the values that meant "off": a
+#: checkpoint saved with them off resumes as if saved without them.
+RETIRED = {"teacher": [], "distill_weight": 0.5, "final_fit": 0.0}
 
 
 def pick_device(name: str) -> torch.device:
@@ -292,7 +294,8 @@ def load_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, ema: Average
     saved, now = ckpt.get("config"), _defining(cfg)
     if saved is not None:  # options newer than the checkpoint ran at their defaults
         defaults = _defining(TrainConfig(data=cfg.data, out=cfg.out))
-        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+        saved = {**{k: v for k, v in defaults.items() if k not in saved},
+                 **{k: v for k, v in saved.items() if k not in RETIRED or v != RETIRED[k]}}
         if isinstance(saved.get("augment"), dict):
             saved["augment"] = {**defaults["augment"], **saved["augment"]}
     if saved is not None and saved != now:

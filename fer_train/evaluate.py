@@ -4,9 +4,8 @@ Always the FER+ majority protocol, and read-only on the model folder (``python -
 fer_train.calibrate`` fits its temperature). Writes to ``--out`` (default ``MODEL/eval_SPLIT``):
 ``report.json`` (with the balanced operating point and a sweep of its strength ``tau`` when the
 config has a class prior), ``confusion_matrix.png`` (row-normalised), ``reliability.png`` (before
-and after the stored temperature) and, when the run's ``metrics.json`` is found, ``curves.png``. A
-final-fit model (``python -m fer_train --final-fit``, trained on most of Valid) is evaluated on
-``valid`` over its held-out fold alone, recomputed from the fraction its recipe records.
+and after the stored temperature) and, when the run's ``metrics.json`` is found, ``curves.png``. The faces
+are the split's, or those :data:`fer_train.data.MEASURE_HOOKS` pick (e.g. a final fit's held-out fold).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from fer_core.errors import FERError
 from fer_core.model import load_model
 
 from .calibrate import ECE_BINS, calibration_bins, expected_calibration_error
-from .data import evaluation_faces, final_fit_fraction
+from .data import measured_faces
 from .engine import majority_logits
 
 
@@ -51,8 +50,7 @@ def evaluate(
         metrics_file: a run's ``metrics.json`` for the learning-curves plot (default: looked for
             beside ``model_dir`` and in it).
         tta_flip: average logits with the mirrored face (off by default: fer_core does not).
-        limit: evaluate only the first N images (tests); for a final-fit model, the fold is
-            chosen among these, so pass the ``--limit-valid`` it was trained with.
+        limit: evaluate only the first N images (tests); a hook picks its faces among these.
 
     Returns:
         The report dict (also written as ``report.json``).
@@ -65,15 +63,15 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(model_dir)
     cfg = model.config
-    final_fit = final_fit_fraction(cfg)
-    logits, labels = majority_logits(model, evaluation_faces(data, split, final_fit, limit), tta_flip)
+    faces, name = measured_faces(data, split, cfg, limit)
+    logits, labels = majority_logits(model, faces, tta_flip)
     k = list(range(cfg.num_classes))
     temperature = cfg.temperature
     before, after = softmax(logits, axis=1), softmax(logits / temperature, axis=1)
     pred = logits.argmax(1)
     report = {
         "model": str(model_dir),
-        "split": "valid (held-out fold)" if split == "valid" and final_fit > 0 else split,
+        "split": name,
         "protocol": "majority",
         "n_images": int(len(labels)),
         "tta_flip": tta_flip,

@@ -87,10 +87,9 @@ def render_card(model_dir: Path, report: dict[str, Any], run: Path | None, repo_
 
 
 def run_model(run: str | Path, epoch: str = "best") -> Path:
-    """The model folder of a training run: ``final/`` for a final fit (``--final-fit``), else
-    ``best/`` (the epoch selected on Valid) or, with ``epoch="last"``, ``last/`` (the latest
-    epoch, no selection); ``run`` itself when it is an exported model folder (``config.json`` at
-    its top, as ``fer_core/default_model``).
+    """The model folder of a training run: ``best/`` (the epoch selected on Valid) or, with
+    ``epoch="last"``, ``last/`` (the latest epoch, no selection); ``run`` itself when it is an
+    exported model folder (``config.json`` at its top, as ``fer_core/default_model``).
 
     Raises:
         InvalidArgumentError: ``epoch`` is not ``best`` or ``last``.
@@ -98,8 +97,6 @@ def run_model(run: str | Path, epoch: str = "best") -> Path:
     if epoch not in ("best", "last"):
         raise InvalidArgumentError(f"epoch must be best or last, got {epoch!r}")
     run = Path(run)
-    if (run / "final" / "config.json").is_file():
-        return run / "final"
     if not (run / epoch / "config.json").is_file() and (run / "config.json").is_file():
         return run
     return run / epoch
@@ -156,12 +153,12 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
            model_name: str | None = None, crop_margin: float | None = None, limit: int | None = None,
            previous_run: str | Path | None = None, balanced: bool | None = None,
            tau: float | None = None, epoch: str = "best") -> dict[str, Any]:
-    """Export a run's model (``run/best``, ``run/last`` with ``epoch="last"``, or ``run/final`` for a
-    final fit: :func:`run_model`) to ``out``, then calibrate it and evaluate it on Valid (a final
-    fit's held-out fold) with plots and model card.
+    """Export a run's model (``run/best``, or ``run/last`` with ``epoch="last"``: :func:`run_model`)
+    to ``out``, then calibrate it and evaluate it on Valid (:func:`fer_train.data.measured_faces`)
+    with plots and model card.
 
     Args:
-        run: a ``python -m fer_train`` run folder (with ``best/`` or ``final/``, ``metrics.json``, ``args.json``).
+        run: a ``python -m fer_train`` run folder (with ``best/``, ``metrics.json``, ``args.json``).
         out: destination folder (created; existing files overwritten).
         data: FER+ folder for the evaluation (default: the run's ``--data``).
         repo_id: the Hub repo id shown in the card's usage snippet.
@@ -175,8 +172,7 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
             ``None`` keeps the run's (plain).
         tau: strength of the balanced operating point (``config.json`` ``tau``); ``None`` keeps it.
         epoch: ``best`` (the epoch selected on Valid) or ``last`` (the latest epoch of a schedule
-            fixed in advance; runs from before ``last/`` existed have none). A final fit always
-            exports its ``final/`` model.
+            fixed in advance; runs from before ``last/`` existed have none).
 
     Returns:
         The Valid evaluation report.

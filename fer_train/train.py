@@ -10,13 +10,10 @@ Layout of a run folder (``--out``)::
                      (of the EMA weights when ``--ema-decay`` > 0)
     last/            the same for the latest epoch: the model of a schedule fixed in advance,
                      with no selection on Valid (``python -m fer_train.export --epoch last``)
-    final/           with ``--final-fit``: the last epoch's model instead (nothing is selected)
 
-A final fit (``--final-fit FRACTION``) trains on Train plus Valid except a held-out fold of
-that fraction (:func:`fer_train.data.holdout_mask`, stratified, the same fold for every seed). The
-epoch count is fixed in advance (from runs selected on Valid); the fold is validated each epoch
-for the record and later fits the temperature (``python -m fer_train.calibrate``) and measures
-the model (``python -m fer_train.evaluate``).
+Code that extends fer_train (``research/``) plugs in through :data:`SPLIT_HOOKS`,
+:data:`DATA_HOOKS`, :data:`INIT_HOOKS` and options added to
+:func:`fer_train.__main__.build_parser` (``TrainConfig.extra``).
 """
 
 from __future__ import annotations
@@ -42,10 +39,13 @@ from fer_core.model import EmotionNet
 
 from . import engine
 from .augment import eval_transform, train_transform
-from .data import HOLDOUT_SEED, LabelledFaces, holdout_mask, load_split
+from .data import LabelledFaces, VoteSplit, load_split
 from .engine import TrainConfig
 from .pretrained import load_pretrained
 
+#: Steps run on the splits before the datasets are built: ``hook(train_split, valid_split, cfg)``
+#: returns the ``(train, valid)`` splits to use (``python -m research.final_fit`` trains on most of Valid).
+SPLIT_HOOKS: list[Callable[[VoteSplit, VoteSplit, TrainConfig], tuple[VoteSplit, VoteSplit]]] = []
 #: Steps run on a new run's model after its pretrained weights are loaded and before training
 #: (not on ``--resume``): ``hook(model, train_set, cfg)`` may change the model in place and
 #: returns a line to print, or ``None``. Research code adds its own (``research/dlib_train.py``
@@ -71,8 +71,6 @@ def check_config(cfg: TrainConfig) -> None:
         raise InvalidArgumentError(f"optimizer must be adamw or sgd, got {cfg.optimizer!r}")
     if cfg.scheduler not in ("cosine", "onecycle", "plateau"):
         raise InvalidArgumentError(f"scheduler must be cosine, onecycle or plateau, got {cfg.scheduler!r}")
-    if not 0.0 <= cfg.final_fit < 1.0:
-        raise InvalidArgumentError(f"final_fit (the held-out share of Valid) must be in [0, 1), got {cfg.final_fit}")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise InvalidArgumentError(f"epochs and batch_size must be >= 1, got {cfg.epochs} and {cfg.batch_size}")
 
@@ -108,12 +106,8 @@ def build_data(cfg: TrainConfig, model_config: ModelConfig, device: torch.device
     t0 = time.time()
     train_split = load_split(cfg.data, "train", limit=cfg.limit_train)
     valid_split = load_split(cfg.data, "valid", limit=cfg.limit_valid)
-    if cfg.final_fit > 0:
-        fold = holdout_mask(valid_split.votes, cfg.final_fit)
-        train_split = train_split.concat(valid_split.subset(np.flatnonzero(~fold)))
-        valid_split = valid_split.subset(np.flatnonzero(fold))
-        print(f"final fit: training on Train + {int((~fold).sum())} Valid faces; {int(fold.sum())} Valid faces "
-              f"held out (fold seed {HOLDOUT_SEED})")
+    for hook in SPLIT_HOOKS:
+        train_split, valid_split = hook(train_split, valid_split, cfg)
     train_set = LabelledFaces(train_split, cfg.label_mode, train_transform(model_config, cfg.augment), cfg.seed)
     valid_set = LabelledFaces(valid_split, "majority", eval_transform(model_config))
     counts = train_set.class_counts()
@@ -194,7 +188,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                                "n_train": len(data.train_set), "n_valid": len(data.valid_set)},
                                               indent=2))
 
-    # epochs: train, validate, export best/ last/ (or final/), checkpoint
+    # epochs: train, validate, export best/ and last/, checkpoint
     last_epoch = min(cfg.epochs, cfg.stop_after_epoch or cfg.epochs)
     for epoch in range(start_epoch, last_epoch):
         data.train_set.rng = np.random.default_rng(cfg.seed * 1000 + epoch)
@@ -219,36 +213,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
               + (f" (raw weights acc {raw['valid_acc']:.4f})" if ema is not None else "") + " | "
               f"{row['images_per_s']:.0f} img/s, {time.time() - t_epoch:.0f}s", flush=True)
         recipe = summarise(cfg, init, device)
-        if cfg.final_fit > 0:  # no selection: the fixed schedule's latest epoch is the model
+        if row["valid_acc"] > best["valid_acc"]:
             best = dict(row)
-            evaluated.config.recipe = {**recipe, "final_epoch": epoch + 1}
-            evaluated.save_pretrained(out / "final")
-        else:
-            if row["valid_acc"] > best["valid_acc"]:
-                best = dict(row)
-                evaluated.config.recipe = {**recipe, "best_epoch": epoch + 1}
-                evaluated.save_pretrained(out / "best")
-            evaluated.config.recipe = {**recipe, "last_epoch": epoch + 1,
-                                       "data": "FER+ (FER2013Train; the schedule's last epoch, FER2013Valid not "
-                                               "used to select it)"}
-            evaluated.save_pretrained(out / "last")
+            evaluated.config.recipe = {**recipe, "best_epoch": epoch + 1}
+            evaluated.save_pretrained(out / "best")
+        evaluated.config.recipe = {**recipe, "last_epoch": epoch + 1,
+                                   "data": "FER+ (FER2013Train; the schedule's last epoch, FER2013Valid not "
+                                           "used to select it)"}
+        evaluated.save_pretrained(out / "last")
         _write_metrics(out, history)
         engine.save_checkpoint(ckpt_path, cfg, model, ema, optimizer, scheduler, scaler, data.loader_rng, epoch + 1,
                                best, history)
     if last_epoch < cfg.epochs:
         print(f"stopped after epoch {last_epoch} of {cfg.epochs} (--stop-after-epoch); continue with --resume")
-    kind = "final" if cfg.final_fit > 0 else "best"
-    print(f"{kind} epoch {best.get('epoch')}: valid acc {best['valid_acc']:.4f}, UAR {best.get('valid_uar', 0):.4f}")
+    print(f"best epoch {best.get('epoch')}: valid acc {best['valid_acc']:.4f}, UAR {best.get('valid_uar', 0):.4f}")
     return best
 
 
 def summarise(cfg: TrainConfig, init: str, device: torch.device) -> dict[str, Any]:
     """The recipe stored in the exported ``config.json`` and shown in the model card."""
-    data = "FER+ (FER2013Train, selected on FER2013Valid)" if cfg.final_fit == 0 else (
-        f"FER+ (FER2013Train + {1 - cfg.final_fit:.0%} of FER2013Valid, final fit with the epoch count fixed in "
-        f"advance; {cfg.final_fit:.0%} of FER2013Valid held out, stratified, fold seed {HOLDOUT_SEED})")
     return {
-        "data": data, "final_fit": cfg.final_fit,
+        "data": "FER+ (FER2013Train, selected on FER2013Valid)",
         "label_mode": cfg.label_mode, "init": init, "epochs": cfg.epochs,
         "batch_size": cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
         "weight_decay": cfg.weight_decay, "scheduler": cfg.scheduler, "warmup_epochs": cfg.warmup_epochs,

@@ -62,7 +62,7 @@ def summarise_run(run: str | Path) -> RunSummary:
     try:
         history = json.loads((run / "metrics.json").read_text())
         args = json.loads((run / "args.json").read_text()) if (run / "args.json").is_file() else {}
-        final_fit = float(args.get("final_fit") or 0.0) > 0
+        final_fit = float(args.get("final_fit") or (args.get("extra") or {}).get("final_fit") or 0.0) > 0
         pick = history[-1] if final_fit else max(history, key=lambda row: row["valid_acc"])
         return RunSummary(run=str(run), seed=args.get("seed"), epoch=int(pick["epoch"]),
                           valid_acc=float(pick["valid_acc"]), valid_uar=float(pick.get("valid_uar", float("nan"))),

@@ -11,10 +11,10 @@ label-mode target + w * teacher probabilities`` (:attr:`fer_train.data.LabelledF
 The probabilities are cached in the run folder (``teacher_probs.npz``) so ``--resume`` does not
 recompute them.
 
-It plugs into fer_train through its extension points (run by ``python -m research.distill_train``,
-which registers them): :func:`distill_targets` in :data:`fer_train.train.DATA_HOOKS` (the options
-``--teacher`` / ``--distill-weight`` arrive in ``TrainConfig.extra`` and are recorded in the
-recipe as ``teachers`` / ``distill_weight``), and :func:`teacher_recipe` in
+It plugs into fer_train through its extension points, registered on import (``python -m
+research.train --teacher DIR --distill-weight W``): :func:`distill_targets` in
+:data:`fer_train.train.DATA_HOOKS` (the options arrive in ``TrainConfig.extra`` and are recorded in
+the recipe as ``teachers`` / ``distill_weight``), and :func:`teacher_recipe` in
 :data:`fer_train.export.EXPORT_HOOKS` (teacher summaries and training time in the model card).
 """
 
@@ -34,6 +34,7 @@ from fer_core.errors import InvalidArgumentError
 from fer_core.labels import LABELS
 from fer_core.model import fuse_batchnorm, load_model
 from fer_core.preprocess import crops_to_batch
+from fer_train import export, train
 from fer_train.data import LabelledFaces
 from fer_train.engine import TrainConfig
 from fer_train.export import train_minutes
@@ -192,3 +193,9 @@ def teacher_recipe(run: Path, recipe: dict[str, Any], minutes_of: dict[Path, flo
         seconds = teacher_pass_seconds(run)
         if seconds is not None:  # computing the teachers' probabilities is part of the training time
             minutes_of[(run / CACHE_NAME).resolve()] = seconds / 60
+
+
+if distill_targets not in train.DATA_HOOKS:
+    train.DATA_HOOKS.append(distill_targets)
+if teacher_recipe not in export.EXPORT_HOOKS:
+    export.EXPORT_HOOKS.append(teacher_recipe)

@@ -5,7 +5,7 @@ Importing this module registers, through fer_train's and fer_core's extension po
 
 * backbone ``dlib_resnet`` (:mod:`research.dlib_resnet`), so ``--backbone dlib_resnet`` trains and
   model folders of that backbone load (for evaluation, export, or as a teacher of
-  ``python -m research.distill_train``, which imports this module);
+  ``python -m research.train``, which imports this module);
 * ``--pretrained dlib-face``: dlib's weights from the installed ``face-recognition-models``
   package (:mod:`research.convert_dlib`);
 * a step before training (:data:`fer_train.train.INIT_HOOKS`) that turns dlib's ``affine`` layers

@@ -3,8 +3,10 @@
 The FERPlus layout is about 32,000 small PNGs; a lent GPU machine receives a copy of the working
 tree, capped at 64 MiB, and ``../shared`` does not travel with it. Packed, Train and Valid are one
 file of about 50 MB (48x48 uint8 faces, the 10 vote counts and the image names of each split),
-which travels as an ignored path named in the device tool's ``carry`` and is read back by every
-``--data`` option (:func:`fer_train.data.load_split`) exactly as the folder it came from.
+which travels as an ignored path named in the device tool's ``carry`` and is read back
+(:func:`read_packed`) exactly as the folder it came from. Importing this module adds that reader
+to :data:`fer_train.data.READERS`, so every ``--data`` option of ``python -m research.train``
+(and of its ``calibrate``, ``evaluate``, ``export`` steps) takes a packed file.
 
 FER2013's images are for research use and must never be committed: the output must be a path git
 ignores (``runs/`` is), and this command refuses any other path inside a git work tree.
@@ -16,12 +18,62 @@ import argparse
 import io
 import lzma
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from fer_core.errors import InvalidArgumentError
-from fer_train.data import FACE_SIZE, SPLIT_FOLDERS, load_split
+from fer_core.labels import VOTE_COLUMNS
+from fer_train import data as fer_data
+from fer_train.data import FACE_SIZE, SPLIT_FOLDERS, DatasetError, VoteSplit, load_split
+
+
+def read_packed(path: str | Path, split: str, limit: int | None = None) -> VoteSplit:
+    """Read one split from a packed file (``python -m research.pack``).
+
+    Args:
+        path: the xz-compressed ``.npz`` file.
+        split: ``train``, ``valid`` or ``test``.
+        limit: keep only the first ``limit`` faces.
+
+    Returns:
+        The split, exactly as it was read from the folder or CSV form it was packed from.
+
+    Raises:
+        DatasetError: the file is not a packed FER+ file (not xz, not an ``.npz``, arrays missing
+            or of the wrong shape or dtype), or it does not hold ``split``.
+    """
+    try:
+        with lzma.open(path) as fh, np.load(io.BytesIO(fh.read()), allow_pickle=False) as arrays:
+            keys = set(arrays.files)
+            wanted = [f"{split}_images", f"{split}_votes", f"{split}_names"]
+            missing = [k for k in wanted if k not in keys]
+            if missing:
+                held = sorted({k.rsplit("_", 1)[0] for k in keys})
+                raise DatasetError(f"{path} holds no complete {split!r} split (missing {', '.join(missing)}; "
+                                   f"it holds {held})")
+            images, votes, names = (arrays[k] for k in wanted)
+    except (lzma.LZMAError, EOFError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path} is not a packed FER+ file (xz-compressed .npz): {exc}") from exc
+    n = len(names)
+    if (images.dtype != np.uint8 or images.shape != (n, FACE_SIZE, FACE_SIZE)
+            or votes.shape != (n, len(VOTE_COLUMNS))):
+        raise DatasetError(f"{path}: {split} arrays have shapes {images.shape} {images.dtype}, {votes.shape} "
+                           f"for {n} names; expected uint8 ({n}, {FACE_SIZE}, {FACE_SIZE}) and ({n}, 10)")
+    result = VoteSplit(images, votes.astype(np.float32), [str(name) for name in names])
+    return result if limit is None else result.subset(range(min(limit, len(result))))
+
+
+def packed_reader(path: Path, split: str, limit: int | None) -> VoteSplit | None:
+    """The reader of :data:`fer_train.data.READERS`: :func:`read_packed` for a file, ``None`` for a folder."""
+    return read_packed(path, split, limit=limit) if path.is_file() else None
+
+
+if packed_reader not in fer_data.READERS:
+    fer_data.READERS.append(packed_reader)
 
 
 def _tracked_by_git(path: Path) -> bool:

@@ -26,8 +26,8 @@ from scipy.stats import binomtest
 
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.model import load_model
-from fer_train.data import evaluation_faces, faces_name, final_fit_fraction
 from fer_train.engine import majority_logits
+from research.final_fit import evaluation_faces, faces_name, final_fit_fraction
 
 
 @dataclass

@@ -38,7 +38,8 @@ from tqdm import tqdm
 from fer_core.detect import Detection
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.recognizer import EmotionRecognizer
-from fer_train.data import LabelledFaces, evaluation_faces, faces_name, final_fit_fraction
+from fer_train.data import LabelledFaces
+from research.final_fit import evaluation_faces, faces_name, final_fit_fraction
 from research.paired import mcnemar
 
 #: A detection counts as the pasted face when its box overlaps the face square by at least this

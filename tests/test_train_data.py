@@ -1,17 +1,18 @@
-"""Reading FER+ in its three forms: the FERPlus folder layout, the raw Kaggle CSV pair, a packed file
-(writing one is research/tests/test_pack.py)."""
+"""Reading FER+ in its two forms here: the FERPlus folder layout and the raw Kaggle CSV pair; other forms
+through fer_train.data.READERS (the packed file is research/tests/test_pack.py), and the faces a model is
+measured on."""
 
 from __future__ import annotations
 
 import csv
-import io
-import lzma
 
 import numpy as np
 import pytest
 
+from fer_core.config import ModelConfig
 from fer_core.labels import VOTE_COLUMNS
-from fer_train.data import DatasetError, holdout_mask, load_split, read_raw_csv
+from fer_train import data as data_module
+from fer_train.data import DatasetError, VoteSplit, load_split, measured_faces, read_raw_csv
 
 USAGES = ["Training", "Training", "PublicTest", "PrivateTest", "Training", "PublicTest"]
 
@@ -65,46 +66,24 @@ def test_missing_split(tmp_path):
         load_split(tmp_path, "test")
 
 
-def test_holdout_fold_is_stratified_and_fixed(ferplus):
-    valid = load_split(ferplus, "valid")
-    votes = valid.votes
-    mask = holdout_mask(votes, 0.2)
-    assert mask.dtype == bool and mask.shape == (len(votes),)
-    assert np.array_equal(mask, holdout_mask(votes, 0.2))  # the same fold every time (every seed of a recipe)
-    assert not np.array_equal(mask, holdout_mask(votes, 0.2, seed=1))
-    top = votes.argmax(1)
-    for group in np.unique(top):  # each most-voted class keeps its share, rounded
-        members = top == group
-        assert mask[members].sum() == round(0.2 * members.sum())
-    assert abs(mask.mean() - 0.2) < 0.01
-    for bad in (0.0, 1.0, -0.1):
-        with pytest.raises(ValueError, match="in \\(0, 1\\)"):
-            holdout_mask(votes, bad)
-    joined = valid.subset(np.flatnonzero(~mask)).concat(valid.subset(np.flatnonzero(mask)))
-    assert len(joined) == len(votes) and sorted(joined.names) == sorted(valid.names)
+def test_a_registered_reader_and_measure_hook_are_used(tmp_path, ferplus, monkeypatch):
+    # READERS: tried first, a reader answers for its own form (None: not mine)
+    faces = VoteSplit(np.zeros((2, 48, 48), np.uint8), np.eye(2, 10, dtype=np.float32) * 5, ["a", "b"])
+    seen = []
 
+    def reader(path, split, limit):
+        seen.append((path.name, split, limit))
+        return faces if path.suffix == ".mine" else None
 
-def test_not_a_packed_file_is_a_clear_error(tmp_path):
-    png = tmp_path / "face.png"
-    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    not_npz = tmp_path / "text.xz"
-    not_npz.write_bytes(lzma.compress(b"name,votes\n"))
-    for path in (png, not_npz):
-        with pytest.raises(DatasetError, match="is not a packed FER\\+ file"):
-            load_split(path, "train")
-    bad = tmp_path / "bad.npz.xz"
-    raw = io.BytesIO()
-    np.savez(raw, train_images=np.zeros((2, 32, 32), np.uint8), train_votes=np.zeros((2, 10), np.float32),
-             train_names=np.asarray(["a", "b"]))
-    bad.write_bytes(lzma.compress(raw.getvalue()))
-    with pytest.raises(DatasetError, match="expected uint8 \\(2, 48, 48\\)"):
-        load_split(bad, "train")
-    good = tmp_path / "good.npz.xz"  # the same arrays at the right size read back as they are
-    raw = io.BytesIO()
-    faces = np.arange(2 * 48 * 48, dtype=np.uint32).reshape(2, 48, 48).astype(np.uint8)
-    np.savez(raw, train_images=faces, train_votes=np.eye(2, 10, dtype=np.float32) * 5,
-             train_names=np.asarray(["a", "b"]))
-    good.write_bytes(lzma.compress(raw.getvalue()))
-    split = load_split(good, "train")
-    assert split.names == ["a", "b"] and np.array_equal(split.images, faces) and split.votes[1, 1] == 5
-    assert load_split(good, "train", limit=1).names == ["a"]
+    monkeypatch.setattr(data_module, "READERS", [reader])
+    assert load_split(tmp_path / "x.mine", "train", limit=3) is faces and seen == [("x.mine", "train", 3)]
+    assert len(load_split(ferplus, "valid", limit=5)) == 5  # not its form: the folder as before
+    # MEASURE_HOOKS: the faces a model is measured on, the whole split unless a hook picks others
+    config = ModelConfig()
+    whole, name = measured_faces(ferplus, "valid", config, limit=6)
+    assert len(whole) == 6 and name == "valid"
+    monkeypatch.setattr(data_module, "MEASURE_HOOKS", [
+        lambda split_faces, cfg, split: (split_faces.subset([0, 1]), "two") if split == "valid" else None])
+    picked, name = measured_faces(ferplus, "valid", config, limit=6)
+    assert picked.names == whole.names[:2] and name == "two"
+    assert measured_faces(ferplus, "train", config, limit=6)[1] == "train"  # a split the hook leaves

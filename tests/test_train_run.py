@@ -24,7 +24,7 @@ from fer_train.__main__ import main as train_main
 from fer_train.augment import eval_transform
 from fer_train.calibrate import calibrate
 from fer_train.calibrate import main as calibrate_main
-from fer_train.data import LabelledFaces, holdout_mask, load_split
+from fer_train.data import LabelledFaces, load_split
 from fer_train.engine import TrainConfig, build_scheduler, predict_logits, with_precise_bn
 from fer_train.evaluate import evaluate
 from fer_train.export import export
@@ -61,8 +61,9 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, ferplus, capsys):
     assert train_main([*base, "--epochs", "2", "--stop-after-epoch", "1"]) == 0
     first = json.loads((out / "metrics.json").read_text())
     assert "stopped after epoch 1 of 2" in capsys.readouterr().out
-    ckpt = torch.load(out / "last.pt", weights_only=True)  # as saved before --final-fit existed
-    del ckpt["config"]["final_fit"]
+    ckpt = torch.load(out / "last.pt", weights_only=True)  # as saved before TrainConfig.extra existed ...
+    del ckpt["config"]["extra"]
+    ckpt["config"] |= {"teacher": [], "distill_weight": 0.5, "final_fit": 0.0}  # ... with options since retired
     del ckpt["config"]["augment"]["zoom_out"], ckpt["config"]["augment"]["zoom_out_p"]  # nor the zoom-out
     torch.save(ckpt, out / "last.pt")
     assert train_main([*base, "--epochs", "3", "--resume"]) == 1  # a changed schedule is refused, not bent
@@ -128,8 +129,10 @@ def test_precise_bn_run_exports_recomputed_statistics(tmp_path, ferplus, monkeyp
 
 def test_an_extension_adds_options_and_soft_targets_and_resume_checks_them(tmp_path, ferplus, monkeypatch, capsys):
     # an option added to build_parser() lands in TrainConfig.extra (args.json, the recipe, the --resume
-    # check); a data hook runs before every start, --resume too, and may mix soft targets into the faces
+    # check); a split hook picks the faces; a data hook runs before every start, --resume too, and may
+    # mix soft targets into the faces
     targets = []
+    monkeypatch.setattr(train_module, "SPLIT_HOOKS", [lambda train, valid, cfg: (train.subset(range(100)), valid)])
 
     def uniform_share(faces, cfg):
         faces.mix = (np.full(faces.dists.shape, 1 / 8, np.float32), cfg.extra["share"])
@@ -144,11 +147,27 @@ def test_an_extension_adds_options_and_soft_targets_and_resume_checks_them(tmp_p
     assert train_main([*base, "--share", "0.5", "--stop-after-epoch", "1"], parser) == 0
     assert "mixed 0.5" in capsys.readouterr().out and float(targets[0].min()) >= 0.5 / 8 - 1e-7
     assert abs(float(targets[0].sum()) - 1) < 1e-6
-    assert json.loads((out / "args.json").read_text())["extra"] == {"share": 0.5}
+    args = json.loads((out / "args.json").read_text())
+    assert args["extra"] == {"share": 0.5}  # ... and the split hook kept the first 100 train faces
+    assert args["n_train"] == len(LabelledFaces(load_split(ferplus, "train", limit=100), "crossentropy", None))
     assert json.loads((out / "best" / "config.json").read_text())["recipe"]["share"] == 0.5
     assert train_main([*base, "--share", "0.25", "--resume"], parser) == 1
     assert "extra" in capsys.readouterr().err
     assert train_main([*base, "--share", "0.5", "--resume"], parser) == 0 and len(targets) == 3
+    # calibrate fits the temperature on Valid and writes it, with nothing else; evaluate only reads the model
+    model = out / "best"
+    before = json.loads((model / "config.json").read_text())
+    assert calibrate_main([str(model), "--data", str(ferplus), "--limit", "128"]) == 0
+    assert "temperature " in capsys.readouterr().out
+    config = json.loads((model / "config.json").read_text())
+    assert config["recipe"]["temperature_fitted_on"].startswith("valid: ")
+    before["recipe"]["temperature_fitted_on"] = config["recipe"]["temperature_fitted_on"]
+    assert config == {**before, "temperature": config["temperature"]}
+    stored = {p.name: p.read_bytes() for p in model.iterdir()}
+    report = evaluate(model, ferplus, "valid", out_dir=tmp_path / "eval", limit=128)
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == stored
+    assert report["split"] == "valid" and report["temperature"] == config["temperature"]
+    assert calibrate(model, ferplus, limit=128) == pytest.approx(config["temperature"])
 
 
 def test_warmup_cosine_schedule_is_the_closed_form():
@@ -309,41 +328,3 @@ def test_precise_bn_recomputes_statistics_on_a_copy():
     assert torch.allclose(fresh[1].running_var, torch.stack([f.var((0, 2, 3)) for f in feats]).mean(0), rtol=1e-4)
     assert torch.equal(net[1].running_mean, torch.zeros(4)) and torch.equal(net[1].running_var, torch.ones(4))
     assert with_precise_bn(net, None, torch.device("cpu")) is net
-
-
-def test_final_fit_trains_on_valid_but_its_fold_and_exports_the_last_epoch(tmp_path, ferplus, capsys):
-    out = tmp_path / "final"
-    base = ["--data", str(ferplus), "--out", str(out), "--final-fit", "0.25", *TINY]
-    assert train_main([*base, "--epochs", "2"]) == 0
-    printed = capsys.readouterr().out
-    fold = holdout_mask(load_split(ferplus, "valid", limit=128).votes, 0.25)
-    assert f"training on Train + {int((~fold).sum())} Valid faces; {int(fold.sum())} Valid faces held out" in printed
-    assert not (out / "best").exists()  # nothing selected on the fold
-    args = json.loads((out / "args.json").read_text())
-    recipe = json.loads((out / "final" / "config.json").read_text())["recipe"]
-    assert recipe["final_fit"] == 0.25 and recipe["final_epoch"] == 2 and "held out" in recipe["data"]
-    plain = LabelledFaces(load_split(ferplus, "train", limit=192), "crossentropy", None)
-    assert args["n_train"] > len(plain)  # Train plus three quarters of Valid
-    # the last epoch is what is exported: its weights equal the checkpoint's after epoch 2
-    assert torch.equal(load_file(str(out / "final" / "model.safetensors"))["net.classifier.1.weight"],
-                       torch.load(out / "last.pt", weights_only=True)["model"]["net.classifier.1.weight"])
-    # calibrate fits the temperature on the fold and writes it; evaluate only reads the model folder
-    before = json.loads((out / "final" / "config.json").read_text())
-    assert calibrate_main([str(out / "final"), "--data", str(ferplus), "--limit", "128"]) == 0
-    assert "temperature " in capsys.readouterr().out
-    config = json.loads((out / "final" / "config.json").read_text())
-    assert config["temperature"] != 1.0 and "held-out fold" in config["recipe"]["temperature_fitted_on"]
-    before["recipe"]["temperature_fitted_on"] = config["recipe"]["temperature_fitted_on"]
-    assert config == {**before, "temperature": config["temperature"]}  # nothing else changed
-    stored = {p.name: p.read_bytes() for p in (out / "final").iterdir()}
-    report = evaluate(out / "final", ferplus, "valid", out_dir=tmp_path / "eval", limit=128)
-    assert {p.name: p.read_bytes() for p in (out / "final").iterdir()} == stored  # read-only
-    assert report["n_images"] == args["n_valid"] < fold.sum() + 1  # the fold alone, not the faces trained on
-    assert report["split"] == "valid (held-out fold)" and "held-out fold" in report["temperature_fitted_on"]
-    assert report["temperature"] == config["temperature"]
-    assert calibrate(out / "final", ferplus, limit=128) == pytest.approx(config["temperature"])  # same fold
-    export(out, tmp_path / "export", crop_margin=0.0, limit=128)
-    card = (tmp_path / "export" / "README.md").read_text()
-    assert "final fit" in card and "FER+ Valid held-out fold" in card and "no selection" in card
-    assert train_main([*base, "--epochs", "2", "--final-fit", "1.0"]) == 1
-    assert "final_fit" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from fer_train.data import LabelledFaces, load_split
 from fer_train.export import export
 from fer_train.labels import vote_distribution
 from research.distill import CACHE_NAME, set_teacher, teacher_pass_seconds, teacher_probabilities
-from research.distill_train import main as train_main
+from research.train import main as train_main
 from tests.conftest import TINY_RUN as TINY
 
 pytestmark = pytest.mark.usefixtures("torch_home")

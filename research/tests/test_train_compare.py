@@ -38,6 +38,8 @@ def test_best_epoch_mean_and_spread(tmp_path, capsys):
 def test_final_fit_takes_the_last_epoch_and_bad_runs_are_named(tmp_path, capsys):
     f = write_run(tmp_path / "final", [0.80, 0.86, 0.85], [0.6, 0.7, 0.72], 0, 3, final_fit=0.2)
     assert summarise_run(f).epoch == 3 and summarise_run(f).valid_acc == 0.85
+    (f / "args.json").write_text(json.dumps({"seed": 0, "epochs": 3, "extra": {"final_fit": 0.2}}))  # research.train
+    assert summarise_run(f).epoch == 3
     assert main([str(f), str(tmp_path / "missing")]) == 1
     assert "missing: no metrics.json" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()

@@ -13,8 +13,8 @@ from PIL import Image
 from fer_core.detect import Detection
 from fer_core.model import load_model
 from fer_core.recognizer import DEFAULT_MODEL_DIR
-from fer_train.data import evaluation_faces
 from fer_train.engine import majority_logits
+from research.final_fit import evaluation_faces
 from research.pipeline_eval import face_on_canvas, main, paired_paths, pasted_face, pipeline_eval
 
 LIMIT = 80
