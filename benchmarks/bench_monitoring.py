@@ -11,7 +11,8 @@ expected and counted (lost = expected - counted) and the database size per sessi
 Then (``--guessers 16 --guess-seconds 20``, SQLite) a password-guessing attack: 16 threads post
 wrong passwords to ``/api/auth/token`` as fast as they are answered, while a probe asks ``/health``
 every 50 ms; once with the default login limits and once with them lifted (argon2's bounded
-concurrency alone). Prints attempts/s verified (401), refused (429), and ``/health`` p50/p95/max.
+concurrency alone). Prints attempts/s verified (401), refused (429), ``/health`` p50/p95/max, and the
+median 401 answer time for known and unknown names side by side (they must not tell which exist).
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def guess(label: str, url: str, guessers: int, seconds: float, tmp: Path, **limi
         stop = time.perf_counter() + seconds
         codes: dict[int, int] = {}
         health: list[float] = []
+        answer_ms: dict[str, list[float]] = {"known": [], "unknown": []}  # 401s, the two kinds side by side
         lock = threading.Lock()
 
         def guesser(i: int) -> None:
@@ -129,10 +131,14 @@ def guess(label: str, url: str, guessers: int, seconds: float, tmp: Path, **limi
                 k = 0
                 while time.perf_counter() < stop:
                     user = f"victim-{label}" if k % 2 else f"nobody-{i}-{k}"
+                    t = time.perf_counter()
                     r = own.post("/api/auth/token", data={"username": user, "password": f"guess {i} {k}"})
-                    k += 1
+                    ms = (time.perf_counter() - t) * 1000
                     with lock:
                         codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                        if r.status_code == 401:
+                            answer_ms["known" if k % 2 else "unknown"].append(ms)
+                    k += 1
 
         def probe() -> None:
             with httpx.Client(base_url=server, timeout=30) as own:
@@ -153,6 +159,10 @@ def guess(label: str, url: str, guessers: int, seconds: float, tmp: Path, **limi
           f"attempts/s verified (401), {codes.get(429, 0) / seconds:.1f}/s refused (429), other {other}; "
           f"/health p50 {statistics.median(health):.0f} ms, "
           f"p95 {np.percentile(health, 95):.0f} ms, max {max(health):.0f} ms ({len(health)} probes)")
+    if answer_ms["known"] and answer_ms["unknown"]:  # same work either way: one Argon2 check
+        print(f"  401 answer p50: known name {statistics.median(answer_ms['known']):.0f} ms, unknown name "
+              f"{statistics.median(answer_ms['unknown']):.0f} ms ({len(answer_ms['known'])} / "
+              f"{len(answer_ms['unknown'])} answers)")
 
 
 def main() -> None:
