@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fer_train.calibrate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model folder (config.json + model.safetensors); its config.json is rewritten")
-    p.add_argument("--data", required=True, help="FER+ folder (or packed file) with the Valid split")
+    p.add_argument("--data", required=True, help="FER+ data with the Valid split (any form load_split reads)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N Valid images")
     args = p.parse_args(argv)
     try:
