@@ -13,7 +13,8 @@ from tests.conftest import SHARED, require_shared
 
 
 def test_imagenet_from_torch_home(monkeypatch):
-    home = require_shared(SHARED / "weights" / "torch")
+    home = SHARED / "weights" / "torch"
+    require_shared(home / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth")
     monkeypatch.setenv("TORCH_HOME", str(home))
     model = EmotionNet(ModelConfig(input_size=64))
     head_before = model.net.classifier[-1].weight.clone()

@@ -183,7 +183,7 @@ def test_warmup_cosine_schedule_is_the_closed_form():
             scheduler.step()
 
 
-def test_mixed_precision_runs_on_cuda_unless_turned_off():
+def test_mixed_precision_is_chosen_for_cuda_unless_no_amp_and_never_on_cpu():
     from fer_train.__main__ import build_parser
     from fer_train.engine import mixed_precision
 
