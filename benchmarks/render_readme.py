@@ -75,8 +75,8 @@ def source_line(doc: dict[str, Any]) -> str:
     """``command`` (date, load average): how and when a results file was measured."""
     run = doc["run"]
     load_avg = max(run["load_1min_at_start"], run["load_1min_at_end"])
-    return (f"`{doc['command']}` ({run['started_utc'][:10]}, {run['cores']} cores, torch {run['torch'].split('+')[0]}, "
-            f"1-minute load average up to {load_avg:.1f} during the run; {run['wall_s']:.0f} s)")
+    return (f"`{doc['command']}` ({run['started_utc'][:10]}, {run['cores']} cores, torch {run['torch'].split('+')[0]}; "
+            f"1-minute load average up to {load_avg:.1f}, the benchmark's own threads included; {run['wall_s']:.0f} s)")
 
 
 def sha256(path: Path) -> str:
@@ -188,20 +188,14 @@ def render_app() -> str:
 def render_video() -> str:
     doc = result("video")
     r = doc["results"]
-    lines = [
-        f"`analyze_video` end to end (decode, detect, classify, track) on {r['clip_seconds']:g} s "
-        f"{r['size'][0]}x{r['size'][1]} H.264 clips at {r['fps']} frames/s, faces drifting; median of "
-        f"{r['repeats']} run(s): {source_line(doc)}.",
-        "",
-        "| clip | frames analysed | wall | frames/s | seconds of video per second |",
-        "|---|---|---|---|---|",
-        *[f"| {run['name']} | {run['frames']:,} | {run['wall_s']:.1f} s | {run['frames_per_s']:.1f} | "
-          f"{run['video_s_per_s']:.2f} |" for run in r["runs"]],
-    ]
+    runs = "; ".join(f"{run['name']}: {run['frames_per_s']:.1f}" for run in r["runs"])
+    text = (f"`analyze_video` end to end (decode, detect, classify, track), frames analysed per second on "
+            f"{r['clip_seconds']:g} s {r['size'][0]}x{r['size'][1]} clips at {r['fps']} frames/s (median of "
+            f"{r['repeats']} run(s)): {runs}. {source_line(doc)}.")
     if r["peak_rss"]:
-        lines += ["", "Peak RSS of a fresh process, 2-face clip at `sample_fps=5`: " + ", ".join(
-            f"{x['minutes']:g} min ({x['frames']:,} frames) {x['peak_rss_mb']:.0f} MB" for x in r["peak_rss"]) + "."]
-    return "\n".join(lines) + "\n"
+        text += " Peak RSS of a fresh process, 2-face clip at `sample_fps=5`: " + ", ".join(
+            f"{x['minutes']:g} min ({x['frames']:,} frames) {x['peak_rss_mb']:.0f} MB" for x in r["peak_rss"]) + "."
+    return text + "\n"
 
 
 # --- limits, from the code -----------------------------------------------------------------------
