@@ -106,7 +106,9 @@ def save_results(folder: str | os.PathLike | None, name: str, info: dict[str, An
     info["load_1min_at_end"] = os.getloadavg()[0]
     script = Path(sys.argv[0]).resolve()
     script_name = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else script.name
-    doc = {"benchmark": name, "command": shlex.join(["python", script_name, *sys.argv[1:]]), "run": info,
+    args = [a for i, a in enumerate(sys.argv[1:]) if a != "--results" and sys.argv[i] != "--results"]
+    args = [a for a in args if not a.startswith("--results=")]  # where the file goes is not how it was measured
+    doc = {"benchmark": name, "command": shlex.join(["python", script_name, *args]), "run": info,
            "results": results}
     path = Path(folder) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,8 +75,11 @@ def source_line(doc: dict[str, Any]) -> str:
     """``command`` (date, load average): how and when a results file was measured."""
     run = doc["run"]
     load_avg = max(run["load_1min_at_start"], run["load_1min_at_end"])
+    busy = (" **a busy machine** (other work shared the cores): these times are slower than an idle machine's"
+            if load_avg > run["cores"] + 0.5 else "")
     return (f"`{doc['command']}` ({run['started_utc'][:10]}, {run['cores']} cores, torch {run['torch'].split('+')[0]}; "
-            f"1-minute load average up to {load_avg:.1f}, the benchmark's own threads included; {run['wall_s']:.0f} s)")
+            f"1-minute load average up to {load_avg:.1f}, the benchmark's own threads included; {run['wall_s']:.0f} s)"
+            + (f";{busy}" if busy else ""))
 
 
 def sha256(path: Path) -> str:
