@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from fer_core.config import ModelConfig
-from fer_core.errors import FERError
+from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.labels import LABELS, VOTE_COLUMNS
 
 from .labels import training_target, vote_distribution
@@ -162,8 +162,8 @@ def load_split(data: str | Path, split: str, limit: int | None = None) -> VoteSp
 
 
 #: Steps that pick the faces a model is measured on (:func:`measured_faces`): ``hook(faces, config,
-#: split)`` returns ``(faces, name)`` for a model it knows, else ``None`` (``python -m
-#: research.final_fit``: a final fit's held-out fold of Valid).
+#: split)`` returns ``(faces, name)`` for a model it knows, else ``None`` (:mod:`research.final_fit`:
+#: a final fit's held-out fold of Valid).
 MEASURE_HOOKS: list[Callable[[VoteSplit, ModelConfig, str], tuple[VoteSplit, str] | None]] = []
 
 
@@ -174,11 +174,16 @@ def measured_faces(data: str | Path, split: str, config: ModelConfig, limit: int
 
     Raises:
         DatasetError: the data is missing or malformed.
+        InvalidArgumentError: Valid for a final fit (``recipe.final_fit`` > 0, trained on most of
+            Valid) that no hook measured on its held-out fold: the figures would count trained-on faces.
     """
     faces = load_split(data, split, limit=limit)
     for hook in MEASURE_HOOKS:
         if (picked := hook(faces, config, split)) is not None:
             return picked
+    if split == "valid" and float(config.recipe.get("final_fit") or 0.0) > 0:
+        raise InvalidArgumentError("this model is a final fit, trained on most of Valid: measure it on its held-out "
+                                   "fold with python -m research.train calibrate|evaluate|export")
     return faces, split
 
 

@@ -67,7 +67,7 @@ class TrainConfig:
     limit_valid: int | None = None
     resume: bool = False
     stop_after_epoch: int | None = None
-    #: options of code that extends fer_train (e.g. ``python -m research.distill_train``): recorded
+    #: options of code that extends fer_train (e.g. ``python -m research.train --teacher``): recorded
     #: in ``args.json`` and the recipe, and checked by ``--resume`` like every other option
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -28,7 +28,7 @@ TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 RECIPE_FROM_ARGS = ("warmup_epochs", "dropout", "label_smoothing")
 #: Steps run on an exported model's recipe: ``hook(run, recipe, minutes_of)`` may add keys to
 #: ``recipe`` and, to ``minutes_of`` (resolved path -> minutes, each counted once), the training
-#: time of other work the model rests on (``python -m research.distill_train``: its teachers).
+#: time of other work the model rests on (``python -m research.train --teacher``: its teachers).
 EXPORT_HOOKS: list[Callable[[Path, dict[str, Any], dict[Path, float | None]], None]] = []
 
 

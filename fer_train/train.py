@@ -44,7 +44,7 @@ from .engine import TrainConfig
 from .pretrained import load_pretrained
 
 #: Steps run on the splits before the datasets are built: ``hook(train_split, valid_split, cfg)``
-#: returns the ``(train, valid)`` splits to use (``python -m research.final_fit`` trains on most of Valid).
+#: returns the ``(train, valid)`` splits to use (``python -m research.train --final-fit`` trains on most of Valid).
 SPLIT_HOOKS: list[Callable[[VoteSplit, VoteSplit, TrainConfig], tuple[VoteSplit, VoteSplit]]] = []
 #: Steps run on a new run's model after its pretrained weights are loaded and before training
 #: (not on ``--resume``): ``hook(model, train_set, cfg)`` may change the model in place and
@@ -53,7 +53,7 @@ SPLIT_HOOKS: list[Callable[[VoteSplit, VoteSplit, TrainConfig], tuple[VoteSplit,
 INIT_HOOKS: list[Callable[[EmotionNet, LabelledFaces, TrainConfig], str | None]] = []
 #: Steps run on the training faces before every start, ``--resume`` too: ``hook(train_set, cfg)``
 #: may change the faces' targets (``LabelledFaces.mix``) and returns a line to print, or ``None``
-#: (``python -m research.distill_train`` mixes in teachers' probabilities this way).
+#: (``python -m research.train --teacher`` mixes in teachers' probabilities this way).
 DATA_HOOKS: list[Callable[[LabelledFaces, TrainConfig], str | None]] = []
 
 

@@ -229,16 +229,23 @@ def end_session(db: Session, monitored: MonitoringSession, user: User,
         Rows ``flush`` wrote (0 without one or when it failed).
 
     Raises:
-        NotInTeamError: the session was erased meanwhile.
+        NotInTeamError: the session was erased meanwhile (also when SQLite has given its id to a
+            new session since: the row's team, subject and start must still be ``monitored``'s).
     """
-    session_id, subject_id, written = monitored.id, monitored.subject_id, 0
+    session_id, subject_id, started, written = monitored.id, monitored.subject_id, monitored.started_at, 0
     if flush is not None:
         try:
             written = flush(db)
         except Exception:  # the end must be recorded whatever happened to the last second
             log.exception("session %s: the last seconds could not be written", session_id)
             db.rollback()
+    row = db.execute(select(MonitoringSession.subject_id, MonitoringSession.started_at).join(Subject)
+                     .where(MonitoringSession.id == session_id, Subject.team_id == user.team_id)).first()
+    if row is None or row.subject_id != subject_id or not same_moment(row.started_at, started):
+        db.rollback()
+        raise NotInTeamError(f"no session {session_id} in your team")
     done = db.execute(update(MonitoringSession).where(MonitoringSession.id == session_id,
+                                                      MonitoringSession.subject_id == subject_id,
                                                       MonitoringSession.ended_at.is_(None))
                       .values(ended_at=now()).execution_options(synchronize_session=False))
     if done.rowcount:

@@ -16,7 +16,7 @@ format directly, without dlib, and fills :class:`research.dlib_resnet.DlibResNet
 
 ``python -m research.convert_dlib --out dlib_face_resnet.safetensors`` writes the converted
 descriptor network; ``--pretrained dlib-face`` in ``python -m fer_train`` uses
-:func:`dlib_backbone_state_dict`. ``tests/test_convert_dlib.py`` proves the conversion against
+:func:`dlib_backbone_state_dict`. ``research/tests/test_convert_dlib.py`` proves the conversion against
 dlib's own ``compute_face_descriptor`` on real faces.
 """
 

@@ -16,7 +16,7 @@ It plugs into fer_train through its extension points, registered on import:
 :data:`fer_train.train.SPLIT_HOOKS` (the faces trained on and validated),
 :data:`fer_train.data.MEASURE_HOOKS` (the faces calibrate and evaluate measure) and
 :data:`fer_train.export.EXPORT_HOOKS` (the recipe's data line). Runs made before the move, by
-``python -m fer_train --final-fit``, hold their model in ``final/``: export it with
+``python -m train --final-fit`` (fer_train's old name), hold their model in ``final/``: export it with
 ``--run runs/NAME/final --data DIR``.
 """
 
@@ -35,7 +35,7 @@ from fer_train.data import VoteSplit, load_split
 from fer_train.engine import TrainConfig
 
 #: Seed of the held-out Valid fold of a final fit: fixed, so every seed of a recipe (and
-#: ``python -m research.final_fit evaluate``) holds out the same faces.
+#: ``python -m research.train evaluate``) holds out the same faces.
 HOLDOUT_SEED = 0
 
 

@@ -9,7 +9,7 @@ recommended for comparing two classifiers on one test set by Dietterich 1998, "A
 statistical tests for comparing supervised classification learning algorithms", Neural
 Computation 10(7)).
 
-On ``valid``, when either model is a final fit (``python -m fer_train --final-fit F``, trained on
+On ``valid``, when either model is a final fit (``python -m research.train --final-fit F``, trained on
 the rest of Valid), both are measured on that model's held-out fold only, so neither has
 trained on the faces; two final fits must have held out the same fraction.
 """
@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
+import research.dlib_resnet  # noqa: F401  (registers the dlib_resnet backbone)
+import research.final_fit  # noqa: F401  (final fits measured on their held-out fold)
+import research.pack  # noqa: F401  (--data reads packed files)
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.model import load_model
 from fer_train.engine import majority_logits

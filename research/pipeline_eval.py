@@ -35,6 +35,9 @@ from sklearn.metrics import balanced_accuracy_score, recall_score
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
+import research.dlib_resnet  # noqa: F401  (registers the dlib_resnet backbone)
+import research.final_fit  # noqa: F401  (final fits measured on their held-out fold)
+import research.pack  # noqa: F401  (--data reads packed files)
 from fer_core.detect import Detection
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_core.recognizer import EmotionRecognizer

@@ -12,8 +12,8 @@ facenet-pytorch wheel; its preprocessing is MTCNN's, ``(x - 127.5) / 128`` for p
 
 Usage (one thread each, so two runs share the 2-core CPU)::
 
-    PYTHONPATH=. python research/probe_onet.py --data ../shared/data/ferplus --epochs 12
-    PYTHONPATH=. python research/probe_onet.py --data ../shared/data/ferplus --epochs 12 --scratch
+    python -m research.probe_onet --data ../shared/data/ferplus --epochs 12
+    python -m research.probe_onet --data ../shared/data/ferplus --epochs 12 --scratch
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import research.dlib_resnet  # noqa: F401  (registers the dlib_resnet backbone)
+import research.final_fit  # noqa: F401  (final fits measured on their held-out fold)
+import research.pack  # noqa: F401  (--data reads packed files)
 from fer_core.errors import FERError, InvalidArgumentError
 from fer_train.calibrate import calibrate
 from fer_train.data import LabelledFaces, load_split

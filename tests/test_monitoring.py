@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app_ui.service import FERService
 from fer_core.labels import LABELS
 from monitoring import store
 from monitoring.db import make_engine, session_factory, upgrade
-from monitoring.models import Aggregate, MonitoringSession, Subject, User
+from monitoring.models import Aggregate, AuditEvent, MonitoringSession, Subject, User
 from monitoring.security import create_token, normalize_username
 from tests.conftest import ROOT
 from tests.support.launch import app_server
@@ -504,3 +504,32 @@ def test_migration_0003_carries_every_probability_over(database_url):
         store.erase_subject(session, session.get(Subject, 3), actor_id=1)
         assert set(stored_probs()) == {(6, 0, 2), (8, 0, 1)}  # ON DELETE CASCADE
     engine.dispose()
+
+
+def test_ending_a_stale_session_never_touches_the_row_that_took_its_id(db, three_label_service):
+    """A session looked up, then erased, its id given to another team's new session (SQLite reuses
+    ids): ending the stale one is refused and leaves the other team's session running."""
+    from app_ui.monitoring_tab import ServicePredictor
+
+    make_teams(db)
+    with db() as session:
+        a = session.scalar(select(User).where(User.username == "ward-a-staff"))
+        b = session.scalar(select(User).where(User.username == "ward-b-staff"))
+        subject_b = store.create_subject(session, b.team_id, "bed 2").id
+        subject_a = store.create_subject(session, a.team_id, "bed 1").id
+        session.commit()
+        sid = store.start_session(session, a, subject_a, ServicePredictor(three_label_service)).id
+    with db() as session:  # team A's request looks the session up ...
+        a = session.scalar(select(User).where(User.username == "ward-a-staff"))
+        monitored = store.get_session(session, a.team_id, sid)
+        session.commit()  # (objects stay usable after commit)
+        with db() as other:  # ... meanwhile it is erased and its id goes to team B's new session
+            other.execute(update(MonitoringSession).where(MonitoringSession.id == sid).values(
+                subject_id=subject_b, started_at=datetime.now(UTC) + timedelta(seconds=5)))
+            other.commit()
+        with pytest.raises(store.NotInTeamError):
+            store.end_session(session, monitored, a)
+    with db() as session:
+        row = session.get(MonitoringSession, sid)
+        assert row.subject_id == subject_b and row.ended_at is None
+        assert not session.scalars(select(AuditEvent).where(AuditEvent.action == "session_end")).all()

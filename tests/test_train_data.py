@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fer_core.config import ModelConfig
+from fer_core.errors import InvalidArgumentError
 from fer_core.labels import VOTE_COLUMNS
 from fer_train import data as data_module
 from fer_train.data import DatasetError, VoteSplit, load_split, measured_faces, read_raw_csv
@@ -87,3 +88,12 @@ def test_a_registered_reader_and_measure_hook_are_used(tmp_path, ferplus, monkey
     picked, name = measured_faces(ferplus, "valid", config, limit=6)
     assert picked.names == whole.names[:2] and name == "two"
     assert measured_faces(ferplus, "train", config, limit=6)[1] == "train"  # a split the hook leaves
+
+
+def test_a_final_fit_is_never_measured_on_the_valid_faces_it_trained_on(ferplus, monkeypatch):
+    monkeypatch.setattr(data_module, "MEASURE_HOOKS", [])  # research.final_fit not plugged in
+    final_fit = ModelConfig(recipe={"final_fit": 0.25})
+    with pytest.raises(InvalidArgumentError, match="final fit.*research.train"):
+        measured_faces(ferplus, "valid", final_fit, limit=6)
+    assert measured_faces(ferplus, "train", final_fit, limit=6)[1] == "train"  # other splits are not Valid
+
