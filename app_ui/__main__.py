@@ -2,4 +2,5 @@
 
 from app_ui.server import main
 
-main()
+if __name__ == "__main__":
+    main()

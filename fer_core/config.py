@@ -95,7 +95,8 @@ class ModelConfig:
             )
 
         if self.backbone not in backbone_names():
-            raise bad("backbone", f"one of {', '.join(backbone_names())}")
+            raise bad("backbone", f"one of {', '.join(backbone_names())} (a backbone registered by other "
+                                  "code, fer_core.register_backbone, needs that code imported first)")
         if (
             not isinstance(self.labels, list)
             or len(self.labels) < 2

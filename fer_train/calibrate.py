@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer_core.errors import FERError
+from fer_core.errors import FERError, ModelLoadError
 from fer_core.model import load_model
 
 from .data import measured_faces
@@ -97,9 +97,11 @@ def calibrate(model_dir: str | Path, data: str | Path, limit: int | None = None)
         The temperature ``T`` (0.05..20).
 
     Raises:
-        ModelLoadError: the model folder is invalid. DatasetError: the data is missing or malformed.
+        ModelLoadError: the model folder is missing or invalid. DatasetError: the data is missing or malformed.
     """
     model_dir = Path(model_dir)
+    if not model_dir.is_dir():  # it rewrites config.json: a Hub id is no folder to write to
+        raise ModelLoadError(f"{model_dir}: no such model folder (calibrate writes its config.json)")
     model = load_model(model_dir)
     faces, name = measured_faces(data, "valid", model.config, limit)
     logits, labels = majority_logits(model, faces)
