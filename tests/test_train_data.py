@@ -97,3 +97,12 @@ def test_a_final_fit_is_never_measured_on_the_valid_faces_it_trained_on(ferplus,
         measured_faces(ferplus, "valid", final_fit, limit=6)
     assert measured_faces(ferplus, "train", final_fit, limit=6)[1] == "train"  # other splits are not Valid
 
+
+
+def test_calibrate_needs_a_model_folder_it_can_write(tmp_path):
+    from fer_core.errors import ModelLoadError
+    from fer_train.calibrate import calibrate
+
+    with pytest.raises(ModelLoadError, match="no such model folder"):
+        calibrate("someone/on-the-hub", tmp_path)
+    assert not (tmp_path / "someone").exists()
