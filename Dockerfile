@@ -13,4 +13,4 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python -m venv .venv && TORCH_INDEX_URL=$TORCH_INDEX_URL scripts/install.sh
 COPY --chown=user . .
 EXPOSE 7860
-CMD ["python", "-m", "app_ui"]
+CMD ["python", "-m", "fer_app"]

@@ -1,6 +1,6 @@
-"""Hugging Face Space entry point: ``python app.py [--dev]`` serves the app (:mod:`app_ui.server`)."""
+"""Hugging Face Space entry point: ``python app.py [--dev]`` serves the app (:mod:`fer_app.server`)."""
 
-from app_ui.server import main
+from fer_app.server import main
 
 if __name__ == "__main__":
     main()

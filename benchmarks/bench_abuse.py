@@ -1,7 +1,7 @@
 """Bounded attacks on a local server: ``python benchmarks/bench_abuse.py [--pass 1|2|both] [--seconds 60]``.
 
-Pass 1 (the honest oversize flood) starts ``python -m app_ui`` (bundled model, the default limits of
-:mod:`app_ui.limits`) on a free loopback port and, all at once:
+Pass 1 (the honest oversize flood) starts ``python -m fer_app`` (bundled model, the default limits of
+:mod:`fer_app.limits`) on a free loopback port and, all at once:
 
 - 100 oversize uploads (25 MB bodies to ``/api/predict``, over the 20 MB limit),
 - 50 batch requests of 200 small JPEGs each to ``/api/predict/batch`` (over the 32-file limit),

@@ -1,6 +1,6 @@
 """App load test: ``python benchmarks/bench_app.py [--model DIR] [--callers 8] [--requests 25]``.
 
-Starts ``python -m app_ui`` on a free loopback port, then N concurrent ``gradio_client`` callers each
+Starts ``python -m fer_app`` on a free loopback port, then N concurrent ``gradio_client`` callers each
 send M ``/predict`` requests with a 640x480 one-face photo. Prints errors, p50/p95 latency,
 requests/s and the server's RSS before and after. Then measures the live tab's per-frame work
 (detect + classify + track + annotate + bars) on a 640x480 one-face stream, in frames/s.
@@ -65,7 +65,7 @@ def live_fps(model: str | None, frames: int = 60) -> dict:
     import torch
     from PIL import Image
 
-    from app_ui.blocks import bars_html
+    from fer_app.blocks import bars_html
     from fer_core import EmotionRecognizer
     from fer_core.draw import annotate
     from fer_core.track import FaceTracker

@@ -1,7 +1,7 @@
 """Monitoring load: ``python benchmarks/bench_monitoring.py [--sessions 8] [--seconds 120] [--engine both]``.
 
 For each engine (a SQLite file, and a throw-away PostgreSQL server from Debian's binaries), starts
-``python -m app_ui`` with monitoring on, creates an admin and N subjects, and runs N concurrent
+``python -m fer_app`` with monitoring on, creates an admin and N subjects, and runs N concurrent
 sessions that each post one frame every 200 ms (two tracked faces' per-frame results as JSON, one
 probability per label the session recorded: the storage path, not inference, which a 2-core CPU
 could not do 40 times a second) for the given
@@ -59,7 +59,7 @@ def database_bytes(url: str) -> int:
 
 def run(engine: str, url: str, sessions: int, seconds: float, tmp: Path) -> None:
     env = {"FER_JWT_SECRET": SECRET, "FER_DATABASE_URL": url, "FER_ADMIN_PASSWORD": PASSWORD}
-    subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", "bench"], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "fer_app.monitoring", "create-admin", "--username", "bench"], cwd=ROOT,
                    env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
     with app_server(tmp / f"{engine}.log", **env) as server, httpx.Client(base_url=server, timeout=30) as http:
         token = http.post("/api/auth/token", data={"username": "bench", "password": PASSWORD}).json()["access_token"]
@@ -117,8 +117,8 @@ def run(engine: str, url: str, sessions: int, seconds: float, tmp: Path) -> None
 def guess(label: str, url: str, guessers: int, seconds: float, tmp: Path, **limits: str) -> None:
     """``guessers`` threads guessing passwords for ``seconds`` while ``/health`` is probed; prints the figures."""
     env = {"FER_JWT_SECRET": SECRET, "FER_DATABASE_URL": url, "FER_ADMIN_PASSWORD": PASSWORD, **limits}
-    subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", f"victim-{label}"], cwd=ROOT,
-                   env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "fer_app.monitoring", "create-admin", "--username", f"victim-{label}"],
+                   cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
     with app_server(tmp / f"guess-{label}.log", **env) as server:
         stop = time.perf_counter() + seconds
         codes: dict[int, int] = {}

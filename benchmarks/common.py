@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
 #: Where the benchmarks write their figures (``--results DIR``; ``--results ''`` writes nothing).
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+ASTRONAUT = ROOT / "fer_app" / "examples" / "astronaut.jpg"
 SIX_FACES = ["fer0028642.png", "fer0028652.png", "fer0028643.png", "fer0028671.png", "fer0028657.png",
              "fer0028672.png"]
 
@@ -57,13 +57,13 @@ def median_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3) -> f
 
 
 def server_rss_mb(url: str) -> float:
-    """Resident memory (MB) of the app process (``python -m app_ui``) listening on ``url``'s port; NaN if not found."""
+    """Resident memory (MB) of the app process (``python -m fer_app``) listening on ``url``'s port; NaN if not found."""
     import psutil
 
     port = int(url.rsplit(":", 1)[1])
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if proc.info["cmdline"] and "app_ui" in " ".join(proc.info["cmdline"]):
+            if proc.info["cmdline"] and "fer_app" in " ".join(proc.info["cmdline"]):
                 connections = getattr(proc, "net_connections", None) or proc.connections
                 if any(c.laddr.port == port for c in connections(kind="tcp")):
                     return proc.memory_info().rss / 1024**2

@@ -17,8 +17,8 @@ NAME           source
 ``inference``  ``benchmarks/results/inference.json`` (``benchmarks/bench_inference.py``)
 ``app``        ``benchmarks/results/app.json`` (``benchmarks/bench_app.py``)
 ``video``      ``benchmarks/results/video.json`` (``benchmarks/bench_video.py``)
-``limits``     the app's main ``FER_*`` limits and their defaults, read from the source of ``app_ui/``
-               and ``monitoring/`` (a variable in the code but not here, or here but not in the code,
+``limits``     the app's main ``FER_*`` limits and their defaults, read from the source of ``fer_app/``
+               and ``fer_app/monitoring/`` (a variable in the code but not here, or here but not in the code,
                is an error); ``all_limits`` every one of them (``docs/app.md``)
 ``login``      monitoring's ``FER_*`` limits, the same way (``docs/monitoring.md``)
 =============  ==========================================================================================
@@ -245,10 +245,10 @@ ENV_READERS = {"env_number", "_int_env", "get", "getenv"}
 
 
 def env_defaults() -> dict[str, str | None]:
-    """Every ``FER_*`` variable read in ``app_ui/`` and ``monitoring/``, with its literal default
+    """Every ``FER_*`` variable read in ``fer_app/`` and ``fer_app/monitoring/``, with its literal default
     (``None`` when there is none or it is an expression)."""
     found: dict[str, str | None] = {}
-    for path in sorted([*ROOT.glob("app_ui/**/*.py"), *ROOT.glob("monitoring/**/*.py")]):
+    for path in sorted([*ROOT.glob("fer_app/**/*.py"), *ROOT.glob("fer_app/monitoring/**/*.py")]):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
                 continue

@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 from tests.support.launch import app_server
 from tests.support.video_clips import dense_clip, write_two_face_clip
 
-ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+ASTRONAUT = ROOT / "fer_app" / "examples" / "astronaut.jpg"
 UPLOAD_LIMIT_MB = 2
 VIDEO_LIMIT_S = 2.5
 

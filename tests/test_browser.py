@@ -13,7 +13,7 @@ from tests.support.launch import app_server
 from tests.support.video_clips import write_two_face_clip
 
 ARTIFACTS = ROOT / "test-artifacts"
-ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+ASTRONAUT = ROOT / "fer_app" / "examples" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")

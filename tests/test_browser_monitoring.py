@@ -15,8 +15,8 @@ import httpx
 from PIL import Image
 from sqlalchemy import select
 
-from monitoring.db import make_engine, session_factory
-from monitoring.models import Aggregate, MonitoringSession
+from fer_app.monitoring.db import make_engine, session_factory
+from fer_app.monitoring.models import Aggregate, MonitoringSession
 from tests.conftest import ROOT
 from tests.support.browser import write_y4m
 from tests.support.launch import app_server
@@ -48,7 +48,7 @@ def test_monitoring_tab_session_history_erasure_and_no_image_on_disk(playwright,
     env = {"FER_MODEL": str(model_dir), "FER_JWT_SECRET": "browser-secret-Kq7Vw2Lp9Zx4Rt8Nm3Bc6Hd1Fg5Js0",
            "FER_DATABASE_URL": url_db, "FER_ADMIN_PASSWORD": PASSWORD, "TMPDIR": str(server_tmp),
            "GRADIO_TEMP_DIR": str(server_tmp / "gradio")}
-    subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", "nurse"], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "fer_app.monitoring", "create-admin", "--username", "nurse"], cwd=ROOT,
                    env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
     clip = write_y4m(Image.open(ASTRONAUT), tmp_path / "face.y4m")
     flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -112,7 +112,7 @@ def test_monitoring_tab_session_history_erasure_and_no_image_on_disk(playwright,
         finally:
             browser.close()
         assert httpx.get(f"{server}/health").status_code == 200
-    examples = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "app_ui" / "examples").glob("*")}
+    examples = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "fer_app" / "examples").glob("*")}
     assert image_files(server_tmp, examples) == []  # no webcam frame, annotated frame or plot on disk
     assert list(server_tmp.rglob("*.csv")) == []  # no export copy either
     engine = make_engine(url_db)

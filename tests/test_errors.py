@@ -1,5 +1,5 @@
 """Error mapping of the app: a FERError is a 4xx with its reason, anything else a logged 500 (REST) or
-``gr.Error`` (Gradio) with a fixed message and no internals, in a real app (app_ui.server.create_app) run in
+``gr.Error`` (Gradio) with a fixed message and no internals, in a real app (fer_app.server.create_app) run in
 this process so that a service method can be made to fail."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app_ui.blocks import INTERNAL_ERROR as UI_INTERNAL_ERROR
-from app_ui.rest import INTERNAL_ERROR
-from app_ui.service import FERService
+from fer_app.blocks import INTERNAL_ERROR as UI_INTERNAL_ERROR
+from fer_app.rest import INTERNAL_ERROR
+from fer_app.service import FERService
 from fer_core import InvalidArgumentError, InvalidImageError, ModelLoadError
 from tests.conftest import ROOT
 from tests.support.launch import free_port
 
-ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+ASTRONAUT = ROOT / "fer_app" / "examples" / "astronaut.jpg"
 SECRET = "secret internals: torch.cat(): expected a non-empty list of Tensors at /srv/app/fer_core/detect.py"
 
 
@@ -40,7 +40,7 @@ def service(recognizer):
 
 @pytest.fixture
 def rest(service, monkeypatch, tmp_path):
-    from app_ui import server as app
+    from fer_app import server as app
 
     monkeypatch.delenv("FER_JWT_SECRET", raising=False)
     monkeypatch.setenv("FER_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
@@ -87,8 +87,8 @@ def test_rest_every_fer_error_is_a_4xx_with_its_reason(rest, service, monkeypatc
 
 
 def test_gradio_cache_is_pruned_by_age(service):
-    from app_ui.blocks import build_blocks
-    from app_ui.limits import CACHE_MAX_AGE_S, CACHE_SWEEP_EVERY_S
+    from fer_app.blocks import build_blocks
+    from fer_app.limits import CACHE_MAX_AGE_S, CACHE_SWEEP_EVERY_S
 
     blocks = build_blocks(service)
     assert blocks.delete_cache == (CACHE_SWEEP_EVERY_S, CACHE_MAX_AGE_S) and CACHE_SWEEP_EVERY_S <= CACHE_MAX_AGE_S
@@ -102,7 +102,7 @@ def live(recognizer, tmp_path_factory):
 
     import uvicorn
 
-    from app_ui import server as app
+    from fer_app import server as app
 
     os.environ.pop("FER_JWT_SECRET", None)
     service = FERService(recognizer, "test model")

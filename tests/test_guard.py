@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app_ui.guard import ByteBudget, RequestGuard
-from app_ui.headers import SecurityHeaders
+from fer_app.guard import ByteBudget, RequestGuard
+from fer_app.headers import SecurityHeaders
 from tests.support.launch import app_server, free_port
 
 LIMIT = 64 * 1024
@@ -257,7 +257,7 @@ def test_memory_is_handed_back_after_large_requests():
 
     import psutil
 
-    from app_ui.memory import trim
+    from fer_app.memory import trim
 
     process = psutil.Process()
     blocks = [ctypes.create_string_buffer(64 * 1024) for _ in range(4000)]  # 256 MB in small heap blocks

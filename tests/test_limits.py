@@ -14,12 +14,12 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app_ui.limits import InferenceLimiter, ServerBusyError
+from fer_app.limits import InferenceLimiter, ServerBusyError
 from tests.conftest import ROOT
 from tests.support.launch import app_server
 from tests.support.video_clips import write_two_face_clip
 
-ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+ASTRONAUT = ROOT / "fer_app" / "examples" / "astronaut.jpg"
 MAX_FILES = 3
 MAX_MEGAPIXELS = 1
 MAX_FACES, MAX_REQUEST_FACES = 2, 3

@@ -79,7 +79,8 @@ def test_rest_api_answers_200_or_400_and_survives(inputs, library_outcomes, tmp_
             else:
                 assert r.status_code == 200 and len(r.json()["faces"]) == expected, (name, r.text)
         assert http.get("/health").json()["status"] == "ok"
-        ok = http.post("/api/predict", files={"file": ("a.jpg", (ROOT / "app_ui/examples/astronaut.jpg").read_bytes())})
+        photo = (ROOT / "fer_app/examples/astronaut.jpg").read_bytes()
+        ok = http.post("/api/predict", files={"file": ("a.jpg", photo)})
         assert ok.status_code == 200 and len(ok.json()["faces"]) == 1
     assert "Traceback" not in log.read_text()
 

@@ -18,12 +18,12 @@ from PIL import Image
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from app_ui.service import FERService
+from fer_app.monitoring import store
+from fer_app.monitoring.db import make_engine, session_factory, upgrade
+from fer_app.monitoring.models import Aggregate, AuditEvent, MonitoringSession, Subject, User
+from fer_app.monitoring.security import create_token, normalize_username
+from fer_app.service import FERService
 from fer_core.labels import LABELS
-from monitoring import store
-from monitoring.db import make_engine, session_factory, upgrade
-from monitoring.models import Aggregate, AuditEvent, MonitoringSession, Subject, User
-from monitoring.security import create_token, normalize_username
 from tests.conftest import ROOT
 from tests.support.launch import app_server
 from tests.support.pgserver import fresh_database, postgres_server
@@ -73,7 +73,7 @@ def make_teams(db) -> None:
 @pytest.fixture
 def api(database_url, db, recognizer, monkeypatch):
     """A TestClient of the real app on this database, two teams with an admin and a staff user each."""
-    from app_ui import server as app
+    from fer_app import server as app
 
     monkeypatch.setenv("FER_JWT_SECRET", SECRET)
     monkeypatch.setenv("FER_DATABASE_URL", database_url)
@@ -213,7 +213,7 @@ def test_deleting_a_subject_erases_everything_about_it(api, db):
 
 
 def test_monitoring_is_off_without_a_secret(recognizer, monkeypatch, tmp_path):
-    from app_ui import server as app
+    from fer_app import server as app
 
     monkeypatch.delenv("FER_JWT_SECRET", raising=False)
     monkeypatch.setenv("FER_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
@@ -228,7 +228,7 @@ def test_monitoring_is_off_without_a_secret(recognizer, monkeypatch, tmp_path):
 def test_crash_loses_at_most_the_last_second(database_url, tmp_path, model_dir):
     env = {"FER_MODEL": str(model_dir), "FER_JWT_SECRET": SECRET, "FER_DATABASE_URL": database_url,
            "FER_ADMIN_PASSWORD": PASSWORD}
-    created = subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", "boss"],
+    created = subprocess.run([sys.executable, "-m", "fer_app.monitoring", "create-admin", "--username", "boss"],
                              cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert created.returncode == 0 and "admin 'boss'" in created.stdout, created.stderr
     with app_server(tmp_path / "app.log", **env) as url:
@@ -303,7 +303,7 @@ def test_a_model_with_other_labels_works_end_to_end(database_url, db, recognizer
     """A server on a 3-label model: sessions record its labels, image frames and client results
     are stored and read back (JSON, CSV columns) under them; a FER+ session of the same database
     keeps its own labels, and refuses image frames of the other model."""
-    from app_ui import server as app
+    from fer_app import server as app
 
     monkeypatch.setenv("FER_JWT_SECRET", SECRET)
     monkeypatch.setenv("FER_DATABASE_URL", database_url)
@@ -367,10 +367,10 @@ def test_the_tab_records_its_model_labels(database_url, db, three_label_service,
     the same store: the session, its rows and its plot carry that model's labels."""
     import gradio as gr
 
-    from app_ui.monitoring_tab import MonitoringContext, ServicePredictor, build_monitoring_tab
-    from monitoring.live import LiveRegistry
-    from monitoring.predictor import Predictor
-    from monitoring.settings import MonitoringSettings
+    from fer_app.monitoring.live import LiveRegistry
+    from fer_app.monitoring.predictor import Predictor
+    from fer_app.monitoring.settings import MonitoringSettings
+    from fer_app.monitoring_tab import MonitoringContext, ServicePredictor, build_monitoring_tab
 
     assert isinstance(ServicePredictor(three_label_service), Predictor)
 
@@ -406,7 +406,7 @@ def test_the_tab_records_its_model_labels(database_url, db, three_label_service,
 
 
 def test_a_model_whose_labels_cannot_be_recorded_starts_no_session(api, monkeypatch):
-    from app_ui.monitoring_tab import ServicePredictor
+    from fer_app.monitoring_tab import ServicePredictor
 
     headers = login(api, "ward-a-staff")
     subject = api.post("/api/subjects", json={"label": "room 8"}, headers=headers).json()
@@ -420,7 +420,7 @@ def test_a_model_whose_labels_cannot_be_recorded_starts_no_session(api, monkeypa
                                     ["a", "label"], ["a", "=cmd|' /C calc'!A0"], ["a", "@sum"],
                                     [str(i) for i in range(65)]])
 def test_labels_monitoring_cannot_record_are_refused(labels):
-    from monitoring.predictor import check_labels
+    from fer_app.monitoring.predictor import check_labels
 
     with pytest.raises(ValueError):
         check_labels(labels)
@@ -436,8 +436,8 @@ def test_migration_0003_carries_every_probability_over(database_url):
     from alembic.migration import MigrationContext
     from sqlalchemy import inspect
 
-    from monitoring.db import downgrade
-    from monitoring.models import Base
+    from fer_app.monitoring.db import downgrade
+    from fer_app.monitoring.models import Base
 
     engine = make_engine(database_url)
     upgrade(engine, "0002")
@@ -509,7 +509,7 @@ def test_migration_0003_carries_every_probability_over(database_url):
 def test_ending_a_stale_session_never_touches_the_row_that_took_its_id(db, three_label_service):
     """A session looked up, then erased, its id given to another team's new session (SQLite reuses
     ids): ending the stale one is refused and leaves the other team's session running."""
-    from app_ui.monitoring_tab import ServicePredictor
+    from fer_app.monitoring_tab import ServicePredictor
 
     make_teams(db)
     with db() as session:

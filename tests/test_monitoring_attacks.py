@@ -19,26 +19,26 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select, text
 
-from app_ui.service import FERService
+from fer_app.monitoring import store
+from fer_app.monitoring.db import make_engine
+from fer_app.monitoring.models import AuditEvent, MonitoringSession, Subject, User
+from fer_app.monitoring.settings import MonitoringConfigError, MonitoringSettings
+from fer_app.service import FERService
 from fer_core.labels import LABELS
-from monitoring import store
-from monitoring.db import make_engine
-from monitoring.models import AuditEvent, MonitoringSession, Subject, User
-from monitoring.settings import MonitoringConfigError, MonitoringSettings
 from tests.conftest import ROOT
 from tests.support.launch import app_server
 from tests.test_browser_monitoring import image_files
 from tests.test_monitoring import PASSWORD, SECRET, database_url, db, postgres  # noqa: F401 (fixtures)
 
 EVEN = {k: 1 / 8 for k in LABELS}
-ASTRONAUT = ROOT / "app_ui" / "examples" / "astronaut.jpg"
+ASTRONAUT = ROOT / "fer_app" / "examples" / "astronaut.jpg"
 
 
 @pytest.fixture
 def make_api(database_url, db, recognizer, monkeypatch):  # noqa: F811 (fixtures)
     """``make_api(**env)``: a TestClient of the real app on this database with two teams of an admin
     and a staff user each, and the extra environment ``env`` (e.g. the login limits)."""
-    from app_ui import server as app
+    from fer_app import server as app
 
     clients = []
 
@@ -140,7 +140,7 @@ def test_one_client_is_limited_across_accounts(make_api):
 def test_unknown_and_known_usernames_cost_one_hash_check_each(make_api, db, monkeypatch):  # noqa: F811
     """Unknown names are verified against a dummy Argon2 hash of the same parameters, so both paths do
     the same work (their times side by side: benchmarks/bench_monitoring.py's guessing phase)."""
-    from monitoring import security
+    from fer_app.monitoring import security
 
     api = make_api(FER_LOGIN_FAILURES="1000")
     checked: list[str] = []
@@ -322,7 +322,7 @@ def test_headers_on_tokens_and_data(make_api):
 
 
 def test_settings_refuse_weak_secrets_and_dev_binds_loopback(tmp_path, monkeypatch):
-    from app_ui import server as app
+    from fer_app import server as app
 
     for weak in ("a" * 32, "abcd" * 12, "short-Secret-1"):
         monkeypatch.setenv("FER_JWT_SECRET", weak)
@@ -347,7 +347,7 @@ def test_session_hash_alone_cannot_act_in_the_tab(tmp_path, model_dir):
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "monitoring", "create-admin", "--username", "boss"], cwd=ROOT,
+    subprocess.run([sys.executable, "-m", "fer_app.monitoring", "create-admin", "--username", "boss"], cwd=ROOT,
                    env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
     with app_server(tmp_path / "app.log", **env) as url:
         config = httpx.get(f"{url}/config").json()
@@ -398,7 +398,7 @@ def test_session_hash_alone_cannot_act_in_the_tab(tmp_path, model_dir):
                                headers={**headers, "Content-Type": "image/jpeg"}, timeout=120)
             assert r.status_code == 200 and len(r.json()["faces"]) == 1, r.text
         assert httpx.post(f"{url}/api/sessions/{sid}/end", headers=headers).json()["seconds_written"] == 1
-    examples = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "app_ui" / "examples").glob("*")}
+    examples = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "fer_app" / "examples").glob("*")}
     assert image_files(server_tmp, examples) == []
 
 
@@ -456,7 +456,7 @@ def test_a_restarted_live_session_and_a_reused_id_never_mix_rows(make_api, db, d
     rows = api.get(f"/api/sessions/{sid_b}/timeline", headers=staff).json()["rows"]
     assert [r["start_s"] for r in rows] == [0, 1]  # none of A's seconds (100, 300)
     # a fresh live state (as after a restart) sends seconds 0-2 again: 0 and 1 are skipped, 2 is new
-    from monitoring.live import LiveSession
+    from fer_app.monitoring.live import LiveSession
 
     with db() as session:
         again = LiveSession(sid_b, labels=list(LABELS))
@@ -492,7 +492,7 @@ def test_second_pass_of_hostile_requests(make_api):
 
 
 def test_a_busy_server_answers_image_frames_503(make_api, monkeypatch):
-    from app_ui.limits import ServerBusyError
+    from fer_app.limits import ServerBusyError
 
     api = make_api()
     staff = token_of(api, "ward-a-staff")
@@ -511,7 +511,7 @@ def test_a_busy_server_answers_image_frames_503(make_api, monkeypatch):
 def test_a_frame_in_flight_across_an_erasure_never_lands_in_the_next_session(make_api, db, database_url):  # noqa: F811
     """A live session made for a row, written after that row was erased and its id (SQLite) given to
     another team's new session: refused, and the new session gets no row."""
-    from monitoring.live import LiveSession
+    from fer_app.monitoring.live import LiveSession
 
     api = make_api()
     a_admin, b_admin = token_of(api, "ward-a-admin"), token_of(api, "ward-b-admin")

@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 from tests.conftest import ROOT
 from tests.support.launch import app_server
 
-PACKAGES = ("fer_core", "app_ui", "monitoring", "fer_train")
+PACKAGES = ("fer_core", "fer_app", "fer_train")
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,9 @@ def test_wheel_has_dependencies_console_script_license_and_model(wheel):
     assert {key(Requirement(r)) for r in Parser().parsestr(meta).get_all("Requires-Dist")} == declared
     assert "Requires-Dist: facenet-pytorch==2.5.3" in meta
     assert "Requires-Python: <3.12,>=3.11" in meta
-    assert "fer = fer_core.cli:main" in entry and "fer-app = app_ui.server:main" in entry
-    assert "fer_train/model_card.md" in names and "monitoring/migrations/versions/0001_initial.py" in names
-    assert "app_ui/examples/astronaut.jpg" in names and "monitoring/migrations/env.py" in names
+    assert "fer = fer_core.cli:main" in entry and "fer-app = fer_app.server:main" in entry
+    assert "fer_train/model_card.md" in names and "fer_app/monitoring/migrations/versions/0001_initial.py" in names
+    assert "fer_app/examples/astronaut.jpg" in names and "fer_app/monitoring/migrations/env.py" in names
     assert not any(n.startswith(("research/", "tests/", "train/", "benchmarks/")) for n in names)
 
 
@@ -104,8 +104,8 @@ def test_pip_install_app_extra_gives_a_fer_app_that_serves_from_anywhere(wheel, 
 
     run = tmp_path / "run"  # not the checkout: the modules, model, examples and migrations come from the wheel
     run.mkdir()
-    where = subprocess.run([python, "-c", "import fer_core, app_ui, monitoring; "
-                            "print(fer_core.__file__, app_ui.__file__, monitoring.__file__)"],
+    where = subprocess.run([python, "-c", "import fer_core, fer_app, fer_app.monitoring; "
+                            "print(fer_core.__file__, fer_app.__file__, fer_app.monitoring.__file__)"],
                            cwd=run, check=True, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert all(Path(f).is_relative_to(purelib) for f in where.stdout.split()), where.stdout
     database = run / "fer.db"

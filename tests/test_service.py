@@ -1,4 +1,4 @@
-"""app_ui.service: the CSV of a batch, pruning of download folders by age and size, the caps on faces
+"""fer_app.service: the CSV of a batch, pruning of download folders by age and size, the caps on faces
 and time per request."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from app_ui import service as service_module
-from app_ui.service import BUDGET_SPENT, FERService, batch_folder, prune_folders, results_csv
+from fer_app import service as service_module
+from fer_app.service import BUDGET_SPENT, FERService, batch_folder, prune_folders, results_csv
 from fer_core import LABELS
 
 
@@ -37,7 +37,7 @@ def test_batch_folders_are_pruned(tmp_path):
 def test_gr_api_files_must_come_from_the_upload_folder(tmp_path, monkeypatch):
     import gradio as gr
 
-    from app_ui.blocks import uploaded_path
+    from fer_app.blocks import uploaded_path
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     inside = tmp_path / "uploads" / "abc" / "photo.jpg"

@@ -1,4 +1,4 @@
-"""Run the app (``python -m app_ui``) in a child process: for the tests and the benchmarks."""
+"""Run the app (``python -m fer_app``) in a child process: for the tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ class ServerURL(str):
 
 @contextmanager
 def app_server(log_path: Path, timeout: float = 180.0, stop_timeout: float = 3.0, args: tuple[str, ...] = (),
-               command: Sequence[str] = (sys.executable, "-m", "app_ui"), cwd: Path = ROOT,
+               command: Sequence[str] = (sys.executable, "-m", "fer_app"), cwd: Path = ROOT,
                **env: str) -> Iterator[ServerURL]:
-    """Run ``python -m app_ui`` in a child process on a free loopback port, with extra environment ``env``
-    (e.g. ``FER_MODEL``, the limits of :mod:`app_ui.limits`).
+    """Run ``python -m fer_app`` in a child process on a free loopback port, with extra environment ``env``
+    (e.g. ``FER_MODEL``, the limits of :mod:`fer_app.limits`).
 
     Args:
         log_path: file that receives the server's stdout and stderr.

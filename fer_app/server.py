@@ -1,6 +1,6 @@
 """The server: the FastAPI app (REST, monitoring, the mounted Gradio UI) and its command line.
 
-``fer-app [--dev]`` (or ``python -m app_ui``, or ``python app.py`` in a checkout) serves the UI,
+``fer-app [--dev]`` (or ``python -m fer_app``, or ``python app.py`` in a checkout) serves the UI,
 the gradio_client API and the REST routes on ``GRADIO_SERVER_NAME:GRADIO_SERVER_PORT`` (default
 0.0.0.0:7860). The model comes from ``FER_MODEL`` (Hub repo id or folder; ``FER_MODEL_REVISION``)
 or is the bundled default.
@@ -16,21 +16,21 @@ import gradio as gr
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from app_ui import gradio_fixes
-from app_ui.blocks import build_blocks
-from app_ui.guard import RequestGuard, validation_error
-from app_ui.headers import SecurityHeaders
-from app_ui.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES
-from app_ui.monitoring_tab import MonitoringContext, ServicePredictor
-from app_ui.rest import build_router
-from app_ui.service import FERService
-from monitoring.db import make_engine, session_factory, upgrade
-from monitoring.live import LiveRegistry
-from monitoring.routes import build_monitoring_router
-from monitoring.settings import MonitoringConfigError, MonitoringSettings
+from fer_app import gradio_fixes
+from fer_app.blocks import build_blocks
+from fer_app.guard import RequestGuard, validation_error
+from fer_app.headers import SecurityHeaders
+from fer_app.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES
+from fer_app.monitoring.db import make_engine, session_factory, upgrade
+from fer_app.monitoring.live import LiveRegistry
+from fer_app.monitoring.routes import build_monitoring_router
+from fer_app.monitoring.settings import MonitoringConfigError, MonitoringSettings
+from fer_app.monitoring_tab import MonitoringContext, ServicePredictor
+from fer_app.rest import build_router
+from fer_app.service import FERService
 
 #: Largest body per route, bytes, as ``(path regex, bytes)`` (first match wins; form overhead on top
-#: of a file: 64 KiB). Every other route gets :data:`app_ui.guard.DEFAULT_BODY_BYTES` (1 MB).
+#: of a file: 64 KiB). Every other route gets :data:`fer_app.guard.DEFAULT_BODY_BYTES` (1 MB).
 BODY_LIMITS: list[tuple[str, int]] = [
     (r"/api/predict/batch$", MAX_REQUEST_BYTES),
     (r"/api/predict(/video)?$", MAX_UPLOAD_BYTES + 65536),
@@ -46,8 +46,8 @@ BUDGETED_ROUTES: list[str] = [r"/api/predict(/batch|/video)?$", r"/gradio_api/up
 
 def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
     """The FastAPI app: REST routes, the monitoring routes and the Gradio UI mounted at ``/``,
-    behind the request guard (:class:`app_ui.guard.RequestGuard`, :data:`BODY_LIMITS`) and the
-    security headers (:class:`app_ui.headers.SecurityHeaders`).
+    behind the request guard (:class:`fer_app.guard.RequestGuard`, :data:`BODY_LIMITS`) and the
+    security headers (:class:`fer_app.headers.SecurityHeaders`).
 
     Args:
         service: the loaded model service (default: :meth:`FERService.from_env`).

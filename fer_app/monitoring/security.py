@@ -158,7 +158,7 @@ def create_token(secret: str, user_key: str, version: int, team_id: int, role: s
 def read_token(secret: str, token: str) -> TokenClaims:
     """Verify ``token``'s signature (HS256 only: ``none`` and other algorithms are refused) and
     expiry and return its claims. Whether the user still exists and may act is
-    :func:`monitoring.auth.authorize`'s job.
+    :func:`fer_app.monitoring.auth.authorize`'s job.
 
     Raises:
         AuthError: expired, badly signed, malformed, or missing claims.

@@ -75,8 +75,8 @@ def create_user(db: Session, team_id: int, username: str, password: str, role: s
     """A new user of ``team_id`` with a random token key (the caller commits).
 
     Raises:
-        ValueError: unknown role or an invalid username (:func:`~monitoring.security.normalize_username`).
-        monitoring.security.WeakPasswordError: a weak password (a ``ValueError`` too).
+        ValueError: unknown role or an invalid username (:func:`~fer_app.monitoring.security.normalize_username`).
+        fer_app.monitoring.security.WeakPasswordError: a weak password (a ``ValueError`` too).
         sqlalchemy.exc.IntegrityError: the normalised username is taken (in any team).
     """
     if role not in ROLES:
@@ -104,7 +104,7 @@ def set_password(user: User, password: str) -> None:
     """Give ``user`` a new password and revoke every token issued before (the caller commits).
 
     Raises:
-        monitoring.security.WeakPasswordError: a weak password.
+        fer_app.monitoring.security.WeakPasswordError: a weak password.
     """
     user.password_hash = hash_password(password, user.username)
     user.token_version += 1
@@ -167,7 +167,7 @@ def scrub(db: Session) -> None:
     """Overwrite what deleted rows leave behind in the database's files.
 
     SQLite runs with ``secure_delete`` (freed content is zeroed as it is freed, see
-    :func:`monitoring.db.make_engine`); here the write-ahead log, which still holds older copies
+    :func:`fer_app.monitoring.db.make_engine`); here the write-ahead log, which still holds older copies
     of the pages, is checkpointed into the file and truncated. PostgreSQL: ``VACUUM FULL subjects``
     rewrites that table and its indexes without the dead rows (the labels); ``VACUUM`` frees the
     dead session and aggregate rows (numbers) for reuse. PostgreSQL's WAL segments and any backups
@@ -203,7 +203,7 @@ def start_session(db: Session, user: User, subject_id: int, predictor: Predictor
 
     Raises:
         NotInTeamError: no subject ``subject_id`` in the user's team.
-        ValueError: the model's labels cannot be recorded (:func:`monitoring.predictor.check_labels`).
+        ValueError: the model's labels cannot be recorded (:func:`fer_app.monitoring.predictor.check_labels`).
     """
     if get_subject(db, user.team_id, subject_id) is None:
         raise NotInTeamError(f"no subject {subject_id} in your team")
@@ -220,7 +220,7 @@ def start_session(db: Session, user: User, subject_id: int, predictor: Predictor
 def end_session(db: Session, monitored: MonitoringSession, user: User,
                 flush: Callable[[Session], int] | None = None) -> int:
     """End (and commit) a session of ``user``'s team (``monitored``, looked up within it): first
-    ``flush`` writes its open seconds (:meth:`monitoring.live.LiveSession.finish`; a failure there
+    ``flush`` writes its open seconds (:meth:`fer_app.monitoring.live.LiveSession.finish`; a failure there
     is logged and rolled back, and the session is ended all the same), then ``ended_at`` is set
     once: of concurrent calls one sets it (a conditional update, audited) and the others read it
     back. ``monitored`` is refreshed.

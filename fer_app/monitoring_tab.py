@@ -9,16 +9,16 @@ Privacy and access, by construction:
 - **The login is a cookie, not the page.** The Log in button's browser code posts the form to
   ``POST /api/auth/session``, which sets an HttpOnly, ``SameSite=Strict`` cookie; the password
   never passes through Gradio. Every event reads that cookie from its request and calls
-  :func:`monitoring.auth.authorize` (user exists, active, same token version, team and role), so
+  :func:`fer_app.monitoring.auth.authorize` (user exists, active, same token version, team and role), so
   Gradio's ``session_hash`` alone can do nothing and a disabled user is stopped at the next event.
   A webcam stream is one event to Gradio: its frames carry the cookie the stream started with, so
   Log out revokes the user's tokens on the server (it stops a running stream too), and after
   logging in again the webcam is restarted.
 
 Everything goes through :mod:`monitoring` (the same store, login and
-:class:`~monitoring.live.LiveSession` as the REST routes). The model reaches it as a
-:class:`monitoring.predictor.Predictor` (:class:`ServicePredictor` wraps the app's
-:class:`~app_ui.service.FERService`): a session records that model's labels, whatever they are.
+:class:`~fer_app.monitoring.live.LiveSession` as the REST routes). The model reaches it as a
+:class:`fer_app.monitoring.predictor.Predictor` (:class:`ServicePredictor` wraps the app's
+:class:`~fer_app.service.FERService`): a session records that model's labels, whatever they are.
 """
 
 from __future__ import annotations
@@ -36,18 +36,18 @@ from matplotlib.figure import Figure
 from PIL import Image
 from sqlalchemy.orm import sessionmaker
 
+from fer_app.monitoring import store
+from fer_app.monitoring.auth import authorize, cookie_token
+from fer_app.monitoring.live import LiveRegistry, LiveSession
+from fer_app.monitoring.models import User
+from fer_app.monitoring.predictor import Predictor
+from fer_app.monitoring.security import AuthError
+from fer_app.monitoring.settings import MonitoringSettings
 from fer_core.draw import annotate
 from fer_core.labels import label_colors
 from fer_core.plots import timeline_figure
 from fer_core.result import FaceResult
 from fer_core.timeline import Timeline
-from monitoring import store
-from monitoring.auth import authorize, cookie_token
-from monitoring.live import LiveRegistry, LiveSession
-from monitoring.models import User
-from monitoring.predictor import Predictor
-from monitoring.security import AuthError
-from monitoring.settings import MonitoringSettings
 
 from .limits import ServerBusyError
 from .service import LIVE_PLOT_EVERY_S, LIVE_WINDOW_S, FERService, frame_html
@@ -85,10 +85,10 @@ ERASE_JS = """
 
 
 class ServicePredictor:
-    """The app's :class:`FERService` as the :class:`monitoring.predictor.Predictor` that the
+    """The app's :class:`FERService` as the :class:`fer_app.monitoring.predictor.Predictor` that the
     monitoring routes and this tab take: its model's labels, id and revision, and
     :meth:`FERService.predict` with the model's default options (inside the service's inference
-    limit: :class:`~app_ui.limits.ServerBusyError`, with ``retry_after_s``, when it is full).
+    limit: :class:`~fer_app.limits.ServerBusyError`, with ``retry_after_s``, when it is full).
 
     Args:
         service: the loaded model service.
@@ -134,7 +134,7 @@ class MonitoringContext:
 
 def session_figure(rows: list[dict[str, Any]], title: str, labels: Sequence[str], step_s: int = 1) -> Figure:
     """Stacked expression probabilities over a session's time, one panel per tracked face
-    (at most 4), from :func:`monitoring.store.timeline` rows of ``step_s``-second buckets (each
+    (at most 4), from :func:`fer_app.monitoring.store.timeline` rows of ``step_s``-second buckets (each
     drawn over its whole width, so a single bucket shows too), stacked in the order of the
     session's ``labels`` in :func:`fer_core.labels.label_colors`' colours)."""
     faces = sorted({r["face_id"] for r in rows})[:4] or [None]

@@ -1,6 +1,6 @@
 """The one login and the one authorisation check, used by the REST routes and the app's tab alike.
 
-- :func:`login`: rate-limited (:class:`~monitoring.throttle.LoginThrottle`), the same work and the
+- :func:`login`: rate-limited (:class:`~fer_app.monitoring.throttle.LoginThrottle`), the same work and the
   same answer for unknown users, wrong passwords and disabled users, audited.
 - :func:`authorize`: a token is valid only if its signature and expiry hold **and** its user
   (by random key, never by reusable id) still exists, is active, has the token's version (a
@@ -50,7 +50,7 @@ def login(db: Session, throttle: LoginThrottle, username: str, password: str, cl
         The user, active and with the right password.
 
     Raises:
-        monitoring.throttle.TooManyAttemptsError: over a limit (HTTP 429 with ``Retry-After``).
+        fer_app.monitoring.throttle.TooManyAttemptsError: over a limit (HTTP 429 with ``Retry-After``).
         LoginFailedError: anything else that is not a valid login (HTTP 401).
     """
     try:

@@ -1,5 +1,5 @@
-"""``python -m monitoring upgrade`` (apply the migrations) and
-``python -m monitoring create-admin --username NAME [--team TEAM]`` (the first admin; the password
+"""``python -m fer_app.monitoring upgrade`` (apply the migrations) and
+``python -m fer_app.monitoring create-admin --username NAME [--team TEAM]`` (the first admin; the password
 comes from ``FER_ADMIN_PASSWORD`` or a prompt). The database is ``FER_DATABASE_URL``
 (default ``sqlite:///data/fer.db``)."""
 
@@ -21,7 +21,7 @@ from .settings import DEFAULT_DATABASE_URL
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (1 with a message on a bad request)."""
-    p = argparse.ArgumentParser(prog="python -m monitoring", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m fer_app.monitoring", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("upgrade", help="create or migrate the monitoring tables")
     admin = sub.add_parser("create-admin", help="create an admin user (and its team when new)")

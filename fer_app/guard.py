@@ -59,7 +59,7 @@ BODY_IDLE_S: float = env_number("FER_BODY_IDLE_S", 10)
 BODY_GRACE_S: float = env_number("FER_BODY_GRACE_S", 30)
 #: Slowest average rate of a body after :data:`BODY_GRACE_S`, bytes per second.
 BODY_MIN_RATE: float = env_number("FER_BODY_MIN_KBPS", 32) * 1024
-#: A body at least this large is followed by :func:`app_ui.memory.trim` (RSS back after large uploads).
+#: A body at least this large is followed by :func:`fer_app.memory.trim` (RSS back after large uploads).
 TRIM_AFTER_BYTES = 4 * MB
 #: Request body bytes held by all requests at once (503 with ``Retry-After`` past it).
 MAX_INFLIGHT_BYTES: int = int(env_number("FER_MAX_INFLIGHT_MB", 3 * MAX_REQUEST_BYTES / MB) * MB)
@@ -225,7 +225,7 @@ async def refuse(send: Send, status: int, detail: str, retry_after: bool = False
         send: the ASGI ``send`` callable.
         status: HTTP status code.
         detail: the message.
-        retry_after: add ``Retry-After`` (:data:`~app_ui.limits.RETRY_AFTER_S` seconds).
+        retry_after: add ``Retry-After`` (:data:`~fer_app.limits.RETRY_AFTER_S` seconds).
     """
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

@@ -8,14 +8,14 @@ OpenAPI docs at ``/docs``.
 
 Status codes: 400 an invalid image or video, or a request with both ``Content-Length`` and
 ``Transfer-Encoding``; 408 a body that arrives too slowly; 413 a body (counted as it streams),
-file, file count or pixel total over the limits of :mod:`app_ui.limits`; 422 an option out of range,
+file, file count or pixel total over the limits of :mod:`fer_app.limits`; 422 an option out of range,
 a video longer than the limit without ``max_seconds``, or any other :class:`fer_core.FERError`; 503
 with ``Retry-After`` when every inference slot is taken and the line is full. Every ``detail`` is the
 reason a client can act on. Anything else is a bug: it is logged with its traceback (logger
-``app_ui.rest``) and answered 500 with the fixed detail :data:`INTERNAL_ERROR`, never the exception's
-text. Work is bounded too: faces over :data:`~app_ui.limits.MAX_FACES` per image are counted in
-``faces_dropped`` (with a ``note``), a video stops at :data:`~app_ui.limits.MAX_VIDEO_FRAMES`
-decoded frames (``truncated``), and a batch past :data:`~app_ui.limits.REQUEST_BUDGET_S` seconds
+``fer_app.rest``) and answered 500 with the fixed detail :data:`INTERNAL_ERROR`, never the exception's
+text. Work is bounded too: faces over :data:`~fer_app.limits.MAX_FACES` per image are counted in
+``faces_dropped`` (with a ``note``), a video stops at :data:`~fer_app.limits.MAX_VIDEO_FRAMES`
+decoded frames (``truncated``), and a batch past :data:`~fer_app.limits.REQUEST_BUDGET_S` seconds
 answers the files not started with an error entry.
 """
 
@@ -78,9 +78,9 @@ def http_error(exc: Exception, name: str | None = None) -> HTTPException:
     name, shown instead of the server's temporary path).
 
     A bad image or video (:class:`fer_core.errors.InputError`) is 400 with its reason; too much
-    work (:class:`~app_ui.limits.RequestTooLargeError`) 413; an option out of range, a video over
+    work (:class:`~fer_app.limits.RequestTooLargeError`) 413; an option out of range, a video over
     the length limit or any other :class:`fer_core.FERError` 422 with its message; a full server
-    (:class:`~app_ui.limits.ServerBusyError`) 503 with ``Retry-After``. Anything else is a bug: it
+    (:class:`~fer_app.limits.ServerBusyError`) 503 with ``Retry-After``. Anything else is a bug: it
     is logged here with its traceback and answered 500 :data:`INTERNAL_ERROR`, without its text.
     """
     prefix = f"{name}: " if name else ""

@@ -21,7 +21,7 @@ from .predictor import MAX_LABEL_NAME
 
 ROLES = ("admin", "staff")
 #: A JSON list: ``JSON`` text on SQLite, ``JSONB`` on PostgreSQL (its elements are read in SQL by
-#: :func:`monitoring.store.timeline`).
+#: :func:`fer_app.monitoring.store.timeline`).
 JSONList = JSON().with_variant(JSONB(), "postgresql")
 
 

@@ -1,6 +1,6 @@
 """What the Space does, independent of Gradio: load the model once, run images, shape results.
 
-Both the Gradio UI (:mod:`app_ui.blocks`) and the plain-HTTP routes (:mod:`app_ui.rest`) call
+Both the Gradio UI (:mod:`fer_app.blocks`) and the plain-HTTP routes (:mod:`fer_app.rest`) call
 this, so they return the same JSON for the same image.
 """
 
@@ -56,7 +56,7 @@ from .memory import trim
 BATCH_ROOT = Path(tempfile.gettempdir()) / "fer_batches"
 #: Download folders younger than this many seconds are never pruned (a request may still be writing them).
 BATCH_MIN_AGE_S = 60.0
-#: The error of a batch file not started before :data:`~app_ui.limits.REQUEST_BUDGET_S` ran out.
+#: The error of a batch file not started before :data:`~fer_app.limits.REQUEST_BUDGET_S` ran out.
 BUDGET_SPENT = "not processed: time budget spent"
 #: The live and monitoring tabs keep the timeline of the last this many seconds.
 LIVE_WINDOW_S = 600.0
@@ -129,7 +129,7 @@ class FERService:
 
     def predict(self, image: Any, options: PredictOptions, *,
                 dropped: list[int] | None = None) -> tuple[Image.Image, list[FaceResult]]:
-        """Load one image and find and classify its faces, at most :data:`~app_ui.limits.MAX_FACES`
+        """Load one image and find and classify its faces, at most :data:`~fer_app.limits.MAX_FACES`
         of them (the highest detection scores).
 
         Args:
@@ -153,11 +153,11 @@ class FERService:
                      keep_images: bool = False, budget_s: float | None = None) -> list[dict[str, Any]]:
         """Several named images; a bad one gets an ``error`` entry and the rest still run.
 
-        Work is bounded before any image is decoded: at most :data:`~app_ui.limits.MAX_FILES`
-        files and :data:`~app_ui.limits.MAX_REQUEST_PIXELS` pixels in all (from the headers). The
+        Work is bounded before any image is decoded: at most :data:`~fer_app.limits.MAX_FILES`
+        files and :data:`~fer_app.limits.MAX_REQUEST_PIXELS` pixels in all (from the headers). The
         images are then decoded and run :data:`~fer_core.detect.MAX_DETECT_BATCH` at a time, so
-        memory holds one chunk, not the whole request. At most :data:`~app_ui.limits.MAX_FACES`
-        faces per image and :data:`~app_ui.limits.MAX_REQUEST_FACES` per request are classified
+        memory holds one chunk, not the whole request. At most :data:`~fer_app.limits.MAX_FACES`
+        faces per image and :data:`~fer_app.limits.MAX_REQUEST_FACES` per request are classified
         (the highest detection scores within a chunk; earlier chunks first); a file with faces over
         the caps says how many in ``faces_dropped`` and ``note``. Before each chunk the time since
         the inference slot was taken is checked against ``budget_s``: once it is spent, every file
@@ -169,7 +169,7 @@ class FERService:
             keep_images: also keep each decoded image and its :class:`FaceResult` objects under the
                 private keys ``_image`` and ``_faces`` (for drawing; costs the memory of every image).
             budget_s: seconds of inference for the whole request; ``None``:
-                :data:`~app_ui.limits.REQUEST_BUDGET_S`.
+                :data:`~fer_app.limits.REQUEST_BUDGET_S`.
 
         Returns:
             One dict per item, in order: ``{"file", "faces": [...]}`` (plus ``"faces_dropped"``,
@@ -238,9 +238,9 @@ class FERService:
 
         Returns:
             The :class:`~fer_core.video_analysis.VideoAnalysis`. At most
-            :data:`~app_ui.limits.MAX_VIDEO_FRAMES` frames are decoded for at most
-            :data:`~app_ui.limits.REQUEST_BUDGET_S` seconds (its ``truncated`` says when either
-            stopped it early) and :data:`~app_ui.limits.MAX_FACES` faces classified per
+            :data:`~fer_app.limits.MAX_VIDEO_FRAMES` frames are decoded for at most
+            :data:`~fer_app.limits.REQUEST_BUDGET_S` seconds (its ``truncated`` says when either
+            stopped it early) and :data:`~fer_app.limits.MAX_FACES` faces classified per
             frame (the rest counted in ``faces_dropped``).
 
         Raises:
@@ -271,7 +271,7 @@ class FERService:
 
 @contextmanager
 def _trimmed() -> Iterator[None]:
-    """Run the body, then give freed heap memory back to the OS (:func:`app_ui.memory.trim`)."""
+    """Run the body, then give freed heap memory back to the OS (:func:`fer_app.memory.trim`)."""
     try:
         yield
     finally:
@@ -279,7 +279,7 @@ def _trimmed() -> Iterator[None]:
 
 
 class VideoTooLongError(ValueError):
-    """A video is longer than the server's :data:`~app_ui.limits.MAX_VIDEO_SECONDS` and the request
+    """A video is longer than the server's :data:`~fer_app.limits.MAX_VIDEO_SECONDS` and the request
     did not limit ``max_seconds`` to that (HTTP 422: the request can be fixed by asking for less)."""
 
 
@@ -308,7 +308,7 @@ def write_video_outputs(analysis: VideoAnalysis, folder: Path, annotated: bool =
 
 
 def faces_dropped_note(dropped: int) -> str:
-    """What a result says about ``dropped`` faces found over the caps of :mod:`app_ui.limits`."""
+    """What a result says about ``dropped`` faces found over the caps of :mod:`fer_app.limits`."""
     return (f"{dropped} more face{'s' if dropped != 1 else ''} found than analysed: at most {MAX_FACES} per image "
             f"and {MAX_REQUEST_FACES} per request (FER_MAX_FACES, FER_MAX_REQUEST_FACES), the highest detection "
             "scores first")

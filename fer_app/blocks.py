@@ -8,7 +8,7 @@ model's default options). Options left out take the model's own defaults (``conf
 Every handler is wrapped by :func:`guarded`: a :class:`fer_core.FERError` (and the server's own
 limits: too large, busy, video too long) reaches the user or client as its reason; anything else is
 logged with its traceback and shown as the fixed :data:`INTERNAL_ERROR`, never the exception's text.
-Gradio's cached uploads and outputs are deleted after :data:`~app_ui.limits.CACHE_MAX_AGE_S`
+Gradio's cached uploads and outputs are deleted after :data:`~fer_app.limits.CACHE_MAX_AGE_S`
 seconds (``gr.Blocks(delete_cache=...)``).
 """
 
@@ -88,8 +88,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     :class:`gradio.Error` the user or client can read: a ``gr.Error`` as raised; a bad input
     (:class:`fer_core.errors.InputError`) as its reason (the handlers name the upload themselves
     where they know it); any other :class:`fer_core.FERError` and the server's limits
-    (:class:`~app_ui.limits.RequestTooLargeError`, :class:`~app_ui.limits.ServerBusyError`,
-    :class:`~app_ui.service.VideoTooLongError`) as their message; anything else is logged with its
+    (:class:`~fer_app.limits.RequestTooLargeError`, :class:`~fer_app.limits.ServerBusyError`,
+    :class:`~fer_app.service.VideoTooLongError`) as their message; anything else is logged with its
     traceback and shown as :data:`INTERNAL_ERROR` only, so no internal text (a torch message, a path)
     reaches a client. The signature, type hints and docstring stay ``fn``'s (``gr.api`` reads them).
     """

@@ -1,5 +1,5 @@
 """Monitoring REST routes (FastAPI), beside the Gradio app. Every route but the login ones needs a
-valid login (:func:`monitoring.auth.authorize` on every request); every row is looked up within
+valid login (:func:`fer_app.monitoring.auth.authorize` on every request); every row is looked up within
 the caller's team.
 
 Login: ``POST /api/auth/token`` (OAuth2 password form -> bearer token) · ``POST /api/auth/session``
@@ -130,7 +130,7 @@ def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings |
     ``disabled_reason`` (monitoring not configured), so the public demo still runs.
 
     Args:
-        predictor: the server's model (:class:`monitoring.predictor.Predictor`): new sessions
+        predictor: the server's model (:class:`fer_app.monitoring.predictor.Predictor`): new sessions
             record its id, revision and labels; image frames are classified with it.
         settings: monitoring settings, or ``None`` when monitoring is off.
         factory: ORM session factory bound to the migrated database.
@@ -202,7 +202,7 @@ def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings |
     async def token(request: Request, username: Username, password: Password) -> dict[str, Any]:
         """OAuth2 password flow: ``username`` + ``password`` form fields -> a bearer access token
         (``Cache-Control: no-store``, RFC 6749 §5.1). 401 for any wrong login, 429 with
-        ``Retry-After`` past the limits of :mod:`monitoring.throttle`."""
+        ``Retry-After`` past the limits of :mod:`fer_app.monitoring.throttle`."""
         user = await checked_login(request, username, password)
         return {"access_token": issue(user), "token_type": "bearer", "expires_in": int(settings.token_minutes * 60),
                 "role": user.role}
@@ -314,7 +314,7 @@ def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings |
     @router.delete("/subjects/{subject_id}", status_code=204)
     def delete_subject(subject_id: PathId, who: Admin, session: Db) -> Response:
         """Erase a subject and everything about it (sessions, aggregates), and scrub the database
-        files (:func:`monitoring.store.scrub`): the right to erasure. Admins only: it cannot be
+        files (:func:`fer_app.monitoring.store.scrub`): the right to erasure. Admins only: it cannot be
         undone. The audit trail keeps the subject's id, nothing else."""
         subject = store.get_subject(session, who.team_id, subject_id)
         if subject is None:
@@ -332,8 +332,8 @@ def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings |
     @router.post("/sessions", status_code=201)
     def start_session(body: SessionIn, who: Current, session: Db) -> dict[str, Any]:
         """Start a session for a subject of the caller's team, recording the model id, revision
-        and labels (:func:`monitoring.store.start_session`). 503 if the server's model has labels
-        monitoring cannot record (:func:`monitoring.predictor.check_labels`)."""
+        and labels (:func:`fer_app.monitoring.store.start_session`). 503 if the server's model has labels
+        monitoring cannot record (:func:`fer_app.monitoring.predictor.check_labels`)."""
         try:
             started = store.start_session(session, who, body.subject_id, predictor)
         except store.NotInTeamError as exc:
@@ -414,7 +414,7 @@ def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings |
     @router.post("/sessions/{session_id}/end")
     def end(session_id: PathId, who: Current, session: Db) -> dict[str, Any]:
         """End a session: its open seconds are written and no more frames are taken. The session
-        is marked ended even if writing the last seconds fails (:func:`monitoring.store.end_session`)."""
+        is marked ended even if writing the last seconds fails (:func:`fer_app.monitoring.store.end_session`)."""
         monitored = own_session(session, who, session_id)
         state = live.pop(session_id)
         try:
@@ -429,7 +429,7 @@ def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings |
                  format: Literal["json", "csv"] = "json") -> Any:  # noqa: A002 (the query parameter's name)
         """Per bucket (1 s, 10 s or 1 min) and tracked face: frame-weighted mean probabilities
         (one per label of the session), label, frames and faces; JSON (with the session's
-        ``labels``), or CSV with one column per label (:func:`monitoring.store.export_csv`: made
+        ``labels``), or CSV with one column per label (:func:`fer_app.monitoring.store.export_csv`: made
         in memory, audited, sent with ``Cache-Control: no-store``; no copy stays on the server)."""
         monitored = own_session(session, who, session_id)
         if format == "csv":
