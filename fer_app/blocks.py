@@ -409,7 +409,7 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
                                [video_out, video_plot, video_table, video_files, video_notice],
                                concurrency_limit=1, api_visibility="private")
             with gr.Tab("Monitoring"):
-                build_monitoring_tab(service, monitoring, monitoring_off_reason)
+                build_monitoring_tab(monitoring, monitoring_off_reason)
             with gr.Tab("Batch"):
                 files = gr.File(file_count="multiple", type="filepath", label="Images")
                 go = gr.Button("Analyse all", variant="primary")

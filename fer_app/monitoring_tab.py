@@ -124,12 +124,14 @@ class ServicePredictor:
 
 @dataclass
 class MonitoringContext:
-    """What the tab needs when monitoring is on: settings, the ORM session factory, and the REST
-    routes' live sessions (an erase here must drop them too)."""
+    """What the tab needs when monitoring is on: settings, the ORM session factory, the REST
+    routes' live sessions (an erase here must drop them too), and the model as the routes see it
+    (whose labels sessions record and which classifies webcam frames)."""
 
     settings: MonitoringSettings
     factory: sessionmaker
     live: LiveRegistry
+    predictor: Predictor
 
 
 def session_figure(rows: list[dict[str, Any]], title: str, labels: Sequence[str], step_s: int = 1) -> Figure:
@@ -159,14 +161,11 @@ def session_figure(rows: list[dict[str, Any]], title: str, labels: Sequence[str]
     return fig
 
 
-def build_monitoring_tab(predictor: Predictor | FERService, context: MonitoringContext | None,
-                         disabled_reason: str) -> None:
+def build_monitoring_tab(context: MonitoringContext | None, disabled_reason: str) -> None:
     """Add the Monitoring tab's components and events to the current ``gr.Blocks``.
 
     Args:
-        predictor: the model whose labels sessions record and which classifies webcam frames (a
-            :class:`FERService` is wrapped in a :class:`ServicePredictor`).
-        context: monitoring's settings and database, or ``None`` when monitoring is off.
+        context: monitoring's settings, database and model, or ``None`` when monitoring is off.
         disabled_reason: why monitoring is off (shown in the tab when ``context`` is ``None``).
     """
     gr.Markdown("Monitoring stores **numbers only** (per second and tracked face: mean probabilities, label, "
@@ -174,9 +173,7 @@ def build_monitoring_tab(predictor: Predictor | FERService, context: MonitoringC
     if context is None:
         gr.Markdown(f"**Monitoring is off on this server.** {disabled_reason}", elem_id="monitoring-off")
         return
-    settings, factory = context.settings, context.factory
-    if isinstance(predictor, FERService):
-        predictor = ServicePredictor(predictor)
+    settings, factory, predictor = context.settings, context.factory, context.predictor
     live = gr.State(None)
 
     def who(request: gr.Request | None) -> User:

@@ -68,7 +68,7 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
     else:
         engine = make_engine(settings.database_url)
         upgrade(engine)
-        context = MonitoringContext(settings, session_factory(engine), LiveRegistry())
+        context = MonitoringContext(settings, session_factory(engine), LiveRegistry(), predictor)
         api.include_router(build_monitoring_router(predictor, settings, context.factory, live=context.live))
     api.add_middleware(RequestGuard, limits=BODY_LIMITS, budgeted=BUDGETED_ROUTES)
     api.add_middleware(SecurityHeaders)  # added last = outermost: the guard's own answers get them too

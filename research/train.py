@@ -29,14 +29,11 @@ import sys
 from pathlib import Path
 
 import research.distill  # noqa: F401  (registers the extension points' steps)
-import research.dlib_train  # noqa: F401
 import research.final_fit  # noqa: F401
 import research.pack  # noqa: F401
 from fer_train.__main__ import build_parser
 from fer_train.__main__ import main as train_main
-
-#: The steps besides training, by the name given as the first argument.
-STEPS = {"calibrate": "fer_train.calibrate", "evaluate": "fer_train.evaluate", "export": "fer_train.export"}
+from research.dlib_train import STEPS  # (importing it registers the dlib parts)
 
 
 def research_parser() -> argparse.ArgumentParser:

@@ -381,9 +381,10 @@ def test_the_tab_records_its_model_labels(database_url, db, three_label_service,
         session.commit()
     token = create_token(SECRET, user.key, user.token_version, user.team_id, user.role, 10)
     request = gr.Request(headers={"cookie": f"fer_session={token}"})
-    context = MonitoringContext(MonitoringSettings(database_url, SECRET), db, LiveRegistry())
+    context = MonitoringContext(MonitoringSettings(database_url, SECRET), db, LiveRegistry(),
+                                ServicePredictor(three_label_service))
     with gr.Blocks() as blocks:
-        build_monitoring_tab(three_label_service, context, "")
+        build_monitoring_tab(context, "")
     events = {f.fn.__name__: f.fn for f in blocks.fns.values() if f.fn is not None}
     state, status, _ = events["start"](subject_id, None, request)
     assert "running" in status
