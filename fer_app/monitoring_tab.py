@@ -274,6 +274,9 @@ def build_monitoring_tab(context: MonitoringContext | None, disabled_reason: str
                 if row is None or not store.same_moment(row.started_at, state["live"].started_at):
                     state["ended"] = "This session was erased with its subject."
                     return "", state["ended"], gr.skip()
+                if row.ended_at is not None:  # ended elsewhere (REST, another tab)
+                    state["ended"] = f"Session {row.id} has ended."
+                    return "", state["ended"], gr.skip()
                 tracked, _ = state["live"].add_faces(db, at, faces)
             state["timeline"].add(state["frames"], at, tracked, faces)
             state["frames"] += 1

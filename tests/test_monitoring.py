@@ -534,3 +534,30 @@ def test_ending_a_stale_session_never_touches_the_row_that_took_its_id(db, three
         row = session.get(MonitoringSession, sid)
         assert row.subject_id == subject_b and row.ended_at is None
         assert not session.scalars(select(AuditEvent).where(AuditEvent.action == "session_end")).all()
+
+
+def test_a_refused_batch_changes_nothing_and_nothing_is_stored_after_the_end(db, three_label_service):
+    """Frames 1.5 s then 0.2 s in one batch are refused whole (second 0, accepted before, stays and
+    the refused frame at 1.5 s is not counted); frames that were on their way when the session
+    ended are refused (409 on REST), and no row lands after the end."""
+    from fer_app.monitoring.live import LiveSession
+    from fer_app.monitoring_tab import ServicePredictor
+
+    make_teams(db)
+    even = [1 / 3] * 3
+    with db() as session:
+        a = session.scalar(select(User).where(User.username == "ward-a-staff"))
+        subject = store.create_subject(session, a.team_id, "bed 3").id
+        session.commit()
+        row = store.start_session(session, a, subject, ServicePredictor(three_label_service))
+        live = LiveSession.of(row)
+        assert live.add_results(session, [(0.5, [(1, even)])]) == 0
+        with pytest.raises(ValueError, match="time order"):
+            live.add_results(session, [(1.5, [(1, even)]), (0.2, [(1, even)])])
+        late = LiveSession.of(row)  # a request that looked the session up before it ended
+        late.add_results(session, [(2.5, [(1, even)])])
+        assert store.end_session(session, row, a, flush=live.finish) == 1
+        with pytest.raises(store.SessionEndedError):
+            late.add_results(session, [(3.5, [(1, even)])])  # completes second 2: would be a row
+        stored = session.scalars(select(Aggregate).where(Aggregate.session_id == row.id)).all()
+    assert [(r.second, r.n_frames) for r in stored] == [(0, 1)]

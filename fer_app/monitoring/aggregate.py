@@ -58,14 +58,7 @@ class SecondAggregator:
             ValueError: ``time_s`` negative, not finite, or earlier than an already completed
                 second; or a face's probabilities are not ``L`` numbers.
         """
-        if not (math.isfinite(time_s) and time_s >= 0):
-            raise ValueError(f"time_s must be a finite number >= 0, got {time_s}")
-        arrays = [np.asarray(probs, dtype=np.float64) for _, probs in faces]
-        if any(a.shape != (len(self.labels),) for a in arrays):
-            raise ValueError(f"each face needs {len(self.labels)} probabilities, in the order {list(self.labels)}")
-        second = int(time_s)
-        if self._current is not None and second < self._current:
-            raise ValueError(f"frames must come in time order: {time_s} s after second {self._current}")
+        second, arrays = self._check(time_s, faces, self._current)
         done = self._complete(before=second)
         self._current = second
         self._faces[second] = max(self._faces.get(second, 0), len(faces))
@@ -74,6 +67,35 @@ class SecondAggregator:
             self._sums[key] = self._sums.get(key, 0) + probs
             self._counts[key] = self._counts.get(key, 0) + 1
         return done
+
+    def add_frames(self, frames: Sequence[tuple[float, Sequence[tuple[int, Sequence[float]]]]]) -> list[SecondRow]:
+        """Feed several frames (``(time_s, faces)`` as in :meth:`add`), all or none: every frame is
+        checked before any is added, so a refused batch leaves the open seconds as they were.
+
+        Returns:
+            The rows of the seconds these frames complete.
+
+        Raises:
+            ValueError: as :meth:`add`, for any frame of the batch.
+        """
+        current = self._current
+        for time_s, faces in frames:
+            current = self._check(time_s, faces, current)[0]
+        return [row for time_s, faces in frames for row in self.add(time_s, faces)]
+
+    def _check(self, time_s: float, faces: Sequence[tuple[int, Sequence[float]]],
+               current: int | None) -> tuple[int, list[np.ndarray]]:
+        """A frame's second and its faces' probabilities as arrays, checked against the open
+        second ``current`` (see :meth:`add` for the errors)."""
+        if not (math.isfinite(time_s) and time_s >= 0):
+            raise ValueError(f"time_s must be a finite number >= 0, got {time_s}")
+        arrays = [np.asarray(probs, dtype=np.float64) for _, probs in faces]
+        if any(a.shape != (len(self.labels),) for a in arrays):
+            raise ValueError(f"each face needs {len(self.labels)} probabilities, in the order {list(self.labels)}")
+        second = int(time_s)
+        if current is not None and second < current:
+            raise ValueError(f"frames must come in time order: {time_s} s after second {current}")
+        return second, arrays
 
     def flush(self) -> list[SecondRow]:
         """The rows of every second still open (at the end of a session)."""

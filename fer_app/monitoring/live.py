@@ -64,6 +64,7 @@ class LiveSession:
             ValueError: ``time_s`` goes back before a completed second, a face's ``probs`` are not
                 keyed by exactly :attr:`labels` (a model with other labels), or the session is gone
                 (:meth:`_write`).
+            fer_app.monitoring.store.SessionEndedError: the session has ended (:meth:`_write`).
         """
         if any(set(f.probs) != set(self.labels) for f in faces):
             raise ValueError(f"session {self.session_id} records the labels {self.labels}: these faces are "
@@ -82,13 +83,12 @@ class LiveSession:
             Rows written.
 
         Raises:
-            ValueError: a frame out of time order, probabilities not one per label, or the session
-                is gone (:meth:`_write`).
+            ValueError: a frame out of time order, probabilities not one per label (then no frame of
+                the batch is added), or the session is gone (:meth:`_write`).
+            fer_app.monitoring.store.SessionEndedError: the session has ended (:meth:`_write`).
         """
-        rows: list[SecondRow] = []
         with self.lock:
-            for time_s, faces in frames:
-                rows += self.aggregator.add(time_s, faces)
+            rows = self.aggregator.add_frames(frames)  # all or none: a refused batch changes nothing
         return self._write(db, rows)
 
     def finish(self, db: Session) -> int:
@@ -106,6 +106,8 @@ class LiveSession:
                 session (SQLite reuses the id of an erased session), or the row's labels are not
                 :attr:`labels`: checked in the writing transaction, so rows never land in another
                 subject's (or team's) session, nor in another label order.
+            fer_app.monitoring.store.SessionEndedError: the session has ended: no row is stored after
+                its end.
         """
         if not rows:
             return 0
@@ -115,6 +117,8 @@ class LiveSession:
             raise ValueError(f"session {self.session_id} no longer exists (erased?)")
         if list(row.labels) != self.labels:
             raise ValueError(f"session {self.session_id} records the labels {row.labels}, not {self.labels}")
+        if row.ended_at is not None:  # a frame that was on its way when the session ended
+            raise store.SessionEndedError(f"session {self.session_id} has ended")
         try:
             written = store.write_rows(db, self.session_id, rows)
             db.commit()

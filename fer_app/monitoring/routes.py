@@ -392,6 +392,8 @@ def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings |
                 raise HTTPException(503, str(exc), headers={"Retry-After": str(retry)}) from exc
             try:
                 tracked, written = await run_in_threadpool(write, state.add_faces, at, faces)
+            except store.SessionEndedError as exc:
+                raise HTTPException(409, str(exc)) from exc
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from exc
             answer: dict[str, Any] = {"time_s": at, "faces": [f.to_dict() for f in tracked]}
@@ -406,6 +408,8 @@ def build_monitoring_router(predictor: Predictor, settings: MonitoringSettings |
                 frames_in = [(frame.time_s, [(f.face_id, _probs(f.probs, monitored.labels)) for f in frame.faces])
                              for frame in body.frames]
                 written = await run_in_threadpool(write, state.add_results, frames_in)
+            except store.SessionEndedError as exc:
+                raise HTTPException(409, str(exc)) from exc
             except ValueError as exc:
                 raise HTTPException(422, str(exc)) from exc
             answer = {"frames": len(body.frames)}

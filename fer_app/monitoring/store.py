@@ -45,6 +45,10 @@ class NotInTeamError(LookupError):
     """The subject or session does not exist, or belongs to another team (callers answer alike)."""
 
 
+class SessionEndedError(ValueError):
+    """Rows for a session that has ended (a frame on its way at the end): never stored."""
+
+
 def now() -> datetime:
     """The current time, UTC."""
     return datetime.now(UTC)
