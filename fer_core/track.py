@@ -1,7 +1,7 @@
 """Follow faces across the frames of a video or a live stream.
 
 Faces are matched frame to frame by box overlap with the Hungarian assignment (maximum total IoU,
-``scipy.optimize.linear_sum_assignment`` on ``torchvision.ops.box_iou``), so every face keeps a
+``scipy.optimize.linear_sum_assignment`` on the boxes' IoU, :func:`box_iou`), so every face keeps a
 stable integer ``face_id``; a track survives short detection misses; and each track's
 probabilities are smoothed by an exponential moving average whose strength is a half-life in
 seconds, so it means the same at 5 or 30 frames per second and on a live stream's uneven frames.
@@ -18,13 +18,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
-from torchvision.ops import box_iou
 
 from .errors import InvalidArgumentError
 from .options import DEFAULT_HALF_LIFE_S
 from .result import FaceResult
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box of ``a`` with every box of ``b``, as
+    ``torchvision.ops.box_iou`` computes it, without torch (the ONNX inference path imports none).
+
+    Args:
+        a: float ``(N, 4)`` ``xyxy`` boxes in pixels.
+        b: float ``(M, 4)`` ``xyxy`` boxes in pixels.
+
+    Returns:
+        float64 ``(N, M)`` in [0, 1]; 0 where both boxes are empty (torchvision gives NaN there).
+    """
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0.0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
 
 #: Default overlap a face needs with a track's last box to continue it.
 DEFAULT_MIN_IOU: float = 0.3
@@ -137,7 +158,7 @@ class FaceTracker:
         """Face index -> track, by the assignment of maximum total IoU, pairs under min_iou dropped."""
         if not faces or not self.tracks:
             return {}
-        overlap = box_iou(torch.tensor([f.box for f in faces], dtype=torch.float64),
-                          torch.tensor([t.box for t in self.tracks], dtype=torch.float64)).numpy()
+        overlap = box_iou(np.array([f.box for f in faces], dtype=np.float64),
+                          np.array([t.box for t in self.tracks], dtype=np.float64))
         rows, cols = linear_sum_assignment(overlap, maximize=True)
         return {int(r): self.tracks[c] for r, c in zip(rows, cols) if overlap[r, c] >= self.min_iou}

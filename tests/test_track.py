@@ -108,3 +108,25 @@ def test_live_timeline_keeps_a_window_and_needs_tracked_faces():
     with pytest.raises(ValueError, match="face_id"):
         timeline.add(30, 3.0, [face((0, 0, 100, 100), "anger")])
     assert len(timeline.frames) == 11  # the refused frame left nothing behind
+
+
+def test_box_iou_equals_torchvision() -> None:
+    """The tracker's torch-free IoU gives torchvision's numbers on real-looking boxes (nested,
+    disjoint, touching, identical, partial overlaps)."""
+    import torch
+    from torchvision.ops import box_iou as tv_box_iou
+
+    from fer_core.track import box_iou
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 600, size=(40, 2))
+    wh = rng.uniform(5, 200, size=(40, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    boxes[1] = boxes[0]  # identical
+    boxes[2] = [boxes[0, 2], boxes[0, 1], boxes[0, 2] + 10, boxes[0, 3]]  # touching: IoU 0
+    ours = box_iou(boxes[:25], boxes[15:])
+    theirs = tv_box_iou(torch.tensor(boxes[:25]), torch.tensor(boxes[15:])).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    assert box_iou(boxes[:3], boxes[:3])[0, 1] == pytest.approx(1.0)
+    assert box_iou(boxes[:3], boxes[:3])[0, 2] == 0.0
+    assert box_iou(np.zeros((0, 4)), boxes).shape == (0, 40)
