@@ -1,0 +1,101 @@
+"""ONNX Runtime sessions for the whole library, made in one place and without torch.
+
+Every ONNX model of ``fer_core`` (the MTCNN networks of :mod:`fer_core.mtcnn`, ...) gets its
+``onnxruntime.InferenceSession`` from :func:`session`: CPU execution provider, a fixed intra-op thread
+count, one inter-op thread, and worker threads that sleep instead of spinning while idle. On a
+2-core CPU ORT's default spinning pools made 2-thread runs about 2x slower than torch (the spinning
+workers compete with the Python glue between the many small network calls of MTCNN).
+
+Environment:
+    FER_THREADS: intra-op threads of sessions made without an explicit ``threads`` (a whole number
+        >= 1). Unset: ``min(os.cpu_count(), DEFAULT_MAX_THREADS)``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import onnxruntime
+
+#: Environment variable giving the intra-op thread count of new sessions.
+THREADS_ENV: str = "FER_THREADS"
+#: Cap of the default thread count: MTCNN's networks are small, and more threads than this only add
+#: synchronisation (measured on a 2-core CPU; see ``benchmarks/bench_mtcnn_onnx.py``).
+DEFAULT_MAX_THREADS: int = 4
+
+_sessions: dict[tuple[str, int], onnxruntime.InferenceSession] = {}
+_lock = threading.Lock()
+
+
+def onnx_available() -> bool:
+    """Whether ``onnxruntime`` can be imported (without importing it, nor torch)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def default_threads() -> int:
+    """Intra-op thread count of sessions made without ``threads``: ``$FER_THREADS`` if set, otherwise
+    ``min(os.cpu_count(), DEFAULT_MAX_THREADS)`` (at least 1).
+
+    Raises:
+        ValueError: ``FER_THREADS`` is set but not a whole number >= 1.
+    """
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"{THREADS_ENV} must be a whole number >= 1, got {raw!r}")
+        return value
+    return max(1, min(os.cpu_count() or 1, DEFAULT_MAX_THREADS))
+
+
+def session(path: str | os.PathLike, threads: int | None = None) -> onnxruntime.InferenceSession:
+    """A cached ONNX Runtime CPU session for the model file at ``path``.
+
+    One session is made per ``(resolved path, threads)`` and shared afterwards (ORT sessions are
+    safe to ``run`` from several threads at once).
+
+    Args:
+        path: ``.onnx`` file.
+        threads: intra-op threads (>= 1); ``None`` = :func:`default_threads`.
+
+    Returns:
+        ``onnxruntime.InferenceSession`` with ``CPUExecutionProvider``, ``intra_op_num_threads=threads``,
+        ``inter_op_num_threads=1``, ``session.intra_op.allow_spinning=0`` and all graph optimisations.
+
+    Raises:
+        ValueError: ``threads`` < 1, or ``FER_THREADS`` invalid.
+        FileNotFoundError: ``path`` does not exist.
+        ImportError: onnxruntime is not installed.
+    """
+    threads = default_threads() if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    resolved = Path(path).resolve()
+    if not resolved.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {resolved}")
+    key = (str(resolved), threads)
+    with _lock:
+        cached = _sessions.get(key)
+        if cached is not None:
+            return cached
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        made = onnxruntime.InferenceSession(str(resolved), sess_options=options, providers=["CPUExecutionProvider"])
+        _sessions[key] = made
+        return made
