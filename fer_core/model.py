@@ -18,12 +18,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.fx.experimental.optimization import fuse as fx_fuse
 
+from . import calibration
 from .backbones import get_backbone
 from .config import ModelConfig
 from .errors import InvalidArgumentError, ModelLoadError
+from .hub import CONFIG_NAME, WEIGHTS_NAME, resolve_model_folder
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "EmotionNet", "build_backbone", "fuse_batchnorm", "load_model",
+           "load_weights", "resolve_model_folder"]  # the last re-exported from the torch-free fer_core.hub
 
 
 def build_backbone(backbone: str, num_classes: int, dropout: float) -> nn.Module:
@@ -100,12 +102,13 @@ class EmotionNet(
         return self.net(x)
 
     def probabilities(self, logits: torch.Tensor, balanced: bool | None = None) -> torch.Tensor:
-        """Calibrated probabilities, float32 ``(N, num_classes)``, rows summing to 1.
+        """Calibrated probabilities, float32 ``(N, num_classes)``, rows summing to 1, on ``logits``' device.
 
         Plain: ``softmax(logits / temperature)``. Balanced: ``softmax(logits / temperature - tau *
         log(prior))``, the plain probabilities divided by ``prior ** tau`` and renormalised, so
         rare classes (disgust, contempt, fear) are no longer out-voted by the training prior (post-hoc
-        logit adjustment, Menon et al. 2021, ICLR).
+        logit adjustment, Menon et al. 2021, ICLR). Computed by :func:`fer_core.calibration.probabilities`
+        (the one implementation, NumPy), so no gradient flows through the result.
 
         Args:
             logits: float ``(N, num_classes)``.
@@ -114,12 +117,8 @@ class EmotionNet(
         Raises:
             InvalidArgumentError: balanced probabilities asked of a model without ``prior`` in its config.
         """
-        cfg = self.config
-        scaled = logits.float() / cfg.temperature
-        if cfg.resolve_balanced(balanced):
-            log_prior = torch.log(torch.tensor(cfg.prior, dtype=torch.float32, device=scaled.device))
-            scaled = scaled - cfg.tau * log_prior
-        return torch.softmax(scaled, dim=-1)
+        probs = calibration.probabilities(logits.detach().float().cpu().numpy(), self.config, balanced)
+        return torch.from_numpy(probs).to(logits.device)
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Any:  # noqa: D102
         self._hub_mixin_config = self.config.to_dict()  # temperature etc. may have changed
@@ -223,39 +222,6 @@ def load_weights(
         )
     model.load_state_dict(state, strict=True)
     model.eval()
-
-
-def resolve_model_folder(source: str | os.PathLike, revision: str | None = None, *,
-                         cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
-                         token: str | bool | None = None) -> tuple[Path, str | None]:
-    """The local folder holding a model's files: ``source`` itself when it is a folder, otherwise
-    a snapshot of Hub repo ``source`` (``config.json``, ``model.safetensors``, ``README.md``)
-    downloaded with ``huggingface_hub.snapshot_download`` and cached (works offline from the cache;
-    ``HF_ENDPOINT`` selects the server).
-
-    Returns:
-        ``(folder, commit)``: ``commit`` is the snapshot's commit hash, ``None`` for a folder.
-
-    Raises:
-        ModelLoadError: not a folder and not a valid repo id, or the Hub cannot give the repo.
-    """
-    if Path(source).is_dir():
-        return Path(source), None
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError
-
-    repo_id = str(source)
-    try:
-        path = snapshot_download(repo_id=repo_id, revision=revision,
-                                 allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "README.md"], cache_dir=cache_dir,
-                                 local_files_only=local_files_only, token=token)
-    except HFValidationError as exc:
-        raise ModelLoadError(
-            f"'{repo_id}' is neither an existing folder nor a valid Hub repo id ('user/name')"
-        ) from exc
-    except Exception as exc:  # network, auth, not found, offline without cache ...
-        raise ModelLoadError(f"cannot get model '{repo_id}' from the Hub: {type(exc).__name__}: {exc}") from exc
-    return Path(path), Path(path).name  # snapshot folders are named by commit hash
 
 
 def load_model(source: str | os.PathLike, revision: str | None = None, *, device: str | torch.device = "cpu",
