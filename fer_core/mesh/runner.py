@@ -1,0 +1,188 @@
+"""FaceMesh on detected faces: crop each face's ROI, run the network (torch or ONNX Runtime), map back.
+
+Source: MediaPipe's face-detection -> face-landmark graph (Kartynnik et al., CVPR-W 2019), see
+:mod:`fer_core.mesh.crop` for the ROI and :mod:`fer_core.mesh.net` for the network. The ONNX Runtime
+backend imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InvalidArgumentError
+from .crop import CROP_SIZE, crop_rois, face_rois, to_image
+
+if TYPE_CHECKING:
+    from ..detect import Detection
+
+#: The shipped ONNX export of FaceMeshNet (``python -m fer_core.mesh.export``).
+ONNX_PATH: Path = Path(__file__).with_name("face_mesh.onnx")
+#: Faces per network call in :meth:`FaceMesh.run_batch`.
+CHUNK: int = 64
+#: Intra-op threads when neither ``threads`` nor the ``FER_THREADS`` environment variable is given.
+DEFAULT_THREADS: int = 2
+NUM_LANDMARKS: int = 468
+
+
+@dataclass(frozen=True)
+class MeshOutput:
+    """FaceMesh's result for the faces of one image, in the order of the detections given.
+
+    Attributes:
+        mesh: float32 ``(N, 468, 3)``: ``(x, y)`` image pixels (Pillow's continuous frame, as the
+            detections), ``z`` relative depth in image pixels (smaller is nearer the camera; MediaPipe's
+            canonical face-mesh topology).
+        face_prob: float32 ``(N,)``: sigmoid of the presence logit, 0..1: whether the ROI holds a face.
+        presence_logit: float32 ``(N,)``: the network's raw face-flag logit.
+    """
+
+    mesh: np.ndarray
+    face_prob: np.ndarray
+    presence_logit: np.ndarray
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float32."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.float32)
+
+
+def resolve_threads(threads: int | None) -> int:
+    """``threads``, else the ``FER_THREADS`` environment variable, else :data:`DEFAULT_THREADS`.
+
+    Raises:
+        InvalidArgumentError: the value is not a whole number >= 1.
+    """
+    value: Any = threads if threads is not None else os.environ.get("FER_THREADS", DEFAULT_THREADS)
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1 or (isinstance(value, float) and value != count):
+        raise InvalidArgumentError(f"threads must be a whole number >= 1, got {value!r}")
+    return count
+
+
+def _ort_session(path: Path, threads: int) -> Any:
+    """ONNX Runtime CPU session with ``threads`` intra-op threads, one inter-op thread and no spinning
+    (spinning pools made 2-thread runs 2x slower on a 2-core CPU). Kept small so a shared session
+    factory can replace it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class FaceMesh:
+    """MediaPipe FaceMesh (468 3-D landmarks + face presence) on faces found by :class:`fer_core.detect.FaceDetector`.
+
+    Loads the shipped weights once; nothing is downloaded. Thread-safe: concurrent calls are serialised.
+
+    Args:
+        backend: ``"torch"`` (FaceMeshNet with ``face_landmark.safetensors``) or ``"onnx"`` (ONNX Runtime
+            with ``face_mesh.onnx``; imports no torch).
+        threads: intra-op threads (>= 1); ``None``: env ``FER_THREADS``, else 2. For torch it is applied
+            with ``torch.set_num_threads`` during each call (a process-wide setting, restored afterwards).
+
+    Raises:
+        InvalidArgumentError: unknown backend or bad ``threads``.
+    """
+
+    def __init__(self, backend: str = "torch", threads: int | None = None) -> None:
+        if backend not in ("torch", "onnx"):
+            raise InvalidArgumentError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.backend = backend
+        self.threads = resolve_threads(threads)
+        self._lock = threading.Lock()
+        if backend == "onnx":
+            self._session = _ort_session(ONNX_PATH, self.threads)
+        else:
+            from .net import load_facemesh_net
+
+            self._net = load_facemesh_net()
+
+    def infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the network on prepared crops.
+
+        Args:
+            crops: float32 ``(N, 192, 192, 3)`` RGB in [0, 1] (:func:`fer_core.mesh.crop.crop_rois`).
+
+        Returns:
+            ``(landmarks, presence_logit)``: float32 ``(N, 468, 3)`` crop pixels and float32 ``(N,)``.
+        """
+        batch = np.ascontiguousarray(np.asarray(crops, dtype=np.float32).transpose(0, 3, 1, 2))
+        if len(batch) == 0:
+            return np.zeros((0, NUM_LANDMARKS, 3), np.float32), np.zeros((0,), np.float32)
+        with self._lock:
+            if self.backend == "onnx":
+                landmarks, logits = self._session.run(None, {"image": batch})
+                return landmarks.astype(np.float32), logits.astype(np.float32)
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                with torch.inference_mode():
+                    landmarks, logits = self._net(torch.from_numpy(batch))
+            finally:
+                torch.set_num_threads(before)
+            return landmarks.numpy(), logits.numpy()
+
+    def run(self, image: Image.Image, detections: Sequence[Detection]) -> MeshOutput:
+        """FaceMesh on every detected face of one image.
+
+        Args:
+            image: ``PIL.Image`` in mode ``"RGB"``, the image the detections were made on.
+            detections: faces (``box``, ``landmarks`` of :class:`fer_core.detect.Detection`), image pixels.
+
+        Returns:
+            One :class:`MeshOutput` row per detection (empty arrays for none).
+
+        Raises:
+            InvalidArgumentError: ``image`` is not an RGB ``PIL.Image``.
+        """
+        return self.run_batch([image], [detections])[0]
+
+    def run_batch(self, images: Sequence[Image.Image],
+                  detections_per_image: Sequence[Sequence[Detection]]) -> list[MeshOutput]:
+        """:meth:`run` for several images: the faces of all images go through the network together,
+        :data:`CHUNK` at a time.
+
+        Returns:
+            One :class:`MeshOutput` per image, in input order.
+
+        Raises:
+            InvalidArgumentError: the two sequences differ in length, or an image is not an RGB ``PIL.Image``.
+        """
+        if len(images) != len(detections_per_image):
+            raise InvalidArgumentError(f"got {len(images)} images but {len(detections_per_image)} detection lists")
+        crops, transforms, counts = [], [], []
+        for image, detections in zip(images, detections_per_image):
+            if not isinstance(image, Image.Image) or image.mode != "RGB":
+                raise InvalidArgumentError(f"images must be RGB PIL images, got {image!r}")
+            c, t = crop_rois(image, face_rois(list(detections)))
+            crops.append(c)
+            transforms.append(t)
+            counts.append(len(c))
+        all_crops = np.concatenate(crops) if crops else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.float32)
+        parts = [self.infer(all_crops[i:i + CHUNK]) for i in range(0, len(all_crops), CHUNK)]
+        landmarks = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, NUM_LANDMARKS, 3), np.float32)
+        logits = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0,), np.float32)
+        outputs, start = [], 0
+        for count, t in zip(counts, transforms):
+            lm, lg = landmarks[start:start + count], logits[start:start + count]
+            outputs.append(MeshOutput(to_image(lm, t), _sigmoid(lg), lg.astype(np.float32)))
+            start += count
+        return outputs
