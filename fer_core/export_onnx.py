@@ -9,7 +9,8 @@ convolutions itself, and the BatchNorm-folded export measured the same speed (1.
 face, 8 faces, 1 thread, 2-core CPU), so the file keeps the model's own layers.
 
 Default check faces: :data:`CHECK_FACES` (the astronaut photo's face, scikit-image, public domain,
-cut by fer_core's MTCNN + aligned crop) and shifted, mirrored, darker and brighter versions of it;
+cut by fer_core's MTCNN + aligned crop) and mirrored, shifted, darkened, blurred, covered, cut and
+rotated versions of it (:func:`default_check_crops`);
 training export (:mod:`fer_train.export`) passes FER+ Valid faces instead.
 """
 
