@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"threshold {args.threshold}; recall = matched / hand-counted faces; fp = unmatched boxes "
           "not on an ambiguous face\n")
-    print(f"{'res':>4} {'min_face':>8} {'photo':<28} {'WxH':>10} {'faces':>5} {'tp':>3} {'fp':>3} {'ms':>7}  false boxes")
+    print(f"{'res':>4} {'min_face':>8} {'photo':<28} {'WxH':>10} {'faces':>5} {'tp':>3} {'fp':>3} {'ms':>7}  "
+          "false boxes")
     for r in rows:
         wh = f"{r['wh'][0]}x{r['wh'][1]}"
         print(f"{r['res']:>4} {_size_label(r['size']):>8} {r['photo']:<28} {wh:>10} {r['faces']:>5} {r['tp']:>3} "
