@@ -56,7 +56,9 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, idxs: np.ndarray, iou_thr
         iou_threshold: IoU above which the lower-scored box is dropped.
 
     Returns:
-        int64 indices of the kept boxes, by decreasing score.
+        int64 indices of the kept boxes, by decreasing score. Above :data:`VANILLA_ABOVE` coordinates
+        torchvision orders equal scores with torch's unstable sort; here they keep their input order
+        (the kept set is the same).
     """
     if boxes.size == 0:
         return np.empty(0, dtype=np.int64)

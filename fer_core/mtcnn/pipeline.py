@@ -126,9 +126,11 @@ class OnnxMTCNN:
         min_face_size: smallest face side searched for, pixels (settable, > 0).
         thresholds: face-probability thresholds of P-, R- and O-Net (0..1).
         factor: scale step of the image pyramid (0 < factor < 1).
+        select_largest: order each image's faces by decreasing box area (facenet-pytorch's default, as
+            ``MTCNN(keep_all=True)`` has it); ``False``: by decreasing probability.
 
     Args:
-        min_face_size, thresholds, factor: as the attributes (facenet-pytorch's defaults).
+        min_face_size, thresholds, factor, select_largest: as the attributes (facenet-pytorch's defaults).
         threads: ORT intra-op threads; ``None`` = :func:`fer_core.onnx_runtime.default_threads`.
         model_dir: folder with ``pnet.onnx``, ``rnet.onnx``, ``onet.onnx``.
 
@@ -139,8 +141,10 @@ class OnnxMTCNN:
 
     def __init__(self, min_face_size: int = DEFAULT_MIN_FACE_SIZE,
                  thresholds: Sequence[float] = DEFAULT_THRESHOLDS, factor: float = DEFAULT_FACTOR,
-                 threads: int | None = None, model_dir: str | Path = MODEL_DIR) -> None:
+                 select_largest: bool = True, threads: int | None = None,
+                 model_dir: str | Path = MODEL_DIR) -> None:
         self.min_face_size = min_face_size
+        self.select_largest = select_largest
         self.thresholds = list(thresholds)
         self.factor = factor
         model_dir = Path(model_dir)
@@ -149,8 +153,7 @@ class OnnxMTCNN:
         self.onet = session(model_dir / "onet.onnx", threads)
 
     def detect(self, img: Image.Image | np.ndarray | Sequence[Image.Image | np.ndarray], landmarks: bool = False):
-        """Detect faces, with facenet-pytorch's ``MTCNN.detect`` conventions (``keep_all=True``,
-        ``select_largest=False``).
+        """Detect faces, with facenet-pytorch's ``MTCNN.detect`` conventions (``keep_all=True``).
 
         Args:
             img: one RGB ``PIL.Image`` or uint8 ``(H, W, 3)`` array, or a list/tuple of them (or a uint8
@@ -161,8 +164,9 @@ class OnnxMTCNN:
             ``(boxes, probs)`` or ``(boxes, probs, points)``. For a batch, numpy object arrays with one
             entry per image built as facenet-pytorch builds them: float32 ``(K, 4)`` ``x1, y1, x2, y2``
             pixel boxes (not clipped to the image), ``(K,)`` probabilities 0..1 and ``(K, 5, 2)`` ``(x, y)``
-            landmarks (left eye, right eye, nose, left and right mouth corner), in the order of the final
-            NMS (highest probability first); ``None``, ``[None]``, ``None`` for an image without faces.
+            landmarks (left eye, right eye, nose, left and right mouth corner), largest box first
+            (``select_largest``) or highest probability first; ``None``, ``[None]``, ``None`` for an image
+            without faces.
             For a single image, that image's entries.
 
         Raises:
@@ -180,10 +184,13 @@ class OnnxMTCNN:
                 boxes.append(None)
                 probs.append([None])
                 points.append(None)
-            else:
-                boxes.append(box[:, :4])
-                probs.append(box[:, 4])
-                points.append(point)
+                continue
+            if self.select_largest:
+                box_order = np.argsort((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]))[::-1]
+                box, point = box[box_order], point[box_order]
+            boxes.append(box[:, :4])
+            probs.append(box[:, 4])
+            points.append(point)
         boxes = np.array(boxes, dtype=object)
         probs = np.array(probs, dtype=object)
         points = np.array(points, dtype=object)

@@ -45,10 +45,15 @@ def integral_image(images: np.ndarray) -> np.ndarray:
     """
     b, h, w, c = images.shape
     dtype = np.int32 if h * w * 255 < 2**31 else np.int64
-    out = np.zeros((b, c, h + 1, w + 1), dtype=dtype)
+    out = np.empty((b, c, h + 1, w + 1), dtype=dtype)
+    out[:, :, 0] = 0
+    out[:, :, :, 0] = 0
     planar = images.transpose(0, 3, 1, 2)
-    np.cumsum(planar, axis=2, dtype=dtype, out=out[:, :, 1:, 1:])
-    np.cumsum(out[:, :, 1:, 1:], axis=3, out=out[:, :, 1:, 1:])
+    body = out[:, :, :, 1:]
+    # down the rows: one vector add per row (numpy's cumsum along a non-last axis is ~10x slower)
+    for y in range(h):
+        np.add(body[:, :, y], planar[:, :, y], out=body[:, :, y + 1])
+    np.cumsum(body, axis=3, out=body)
     return out
 
 
