@@ -1,7 +1,8 @@
 """``python -m fer_train.export --run runs/NAME --out DIR``: a run's best model -> a Hub-ready folder.
 
 Writes ``config.json`` (with the temperature fitted on Valid by :mod:`fer_train.calibrate`),
-``model.safetensors``, the plots (confusion matrix, reliability diagram, learning curves of every
+``model.safetensors``, ``model.onnx`` (:func:`fer_core.export_onnx.export_onnx`, checked against torch on
+FER+ Valid faces), the plots (confusion matrix, reliability diagram, learning curves of every
 stage), ``metrics.json`` (the per-epoch numbers behind the curves), ``report.json`` and ``README.md``: the
 model card rendered from the package's ``model_card.md`` template with the measured numbers and Hub
 metadata (``ModelCardData`` with a model-index of ``EvalResult``s).
@@ -18,14 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from PIL import Image
 
 from fer_core.errors import FERError, InvalidArgumentError
+from fer_core.export_onnx import export_onnx
+from fer_core.hub import ONNX_NAME
+from fer_core.model import load_model
 
 from .calibrate import calibrate
+from .data import load_split
 from .evaluate import evaluate
 
 TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 RECIPE_FROM_ARGS = ("warmup_epochs", "dropout", "label_smoothing")
+#: FER+ Valid faces the ONNX export is checked on (the first ones of the split).
+ONNX_CHECK_FACES = 64
 #: Steps run on an exported model's recipe: ``hook(run, recipe, minutes_of)`` may add keys to
 #: ``recipe`` and, to ``minutes_of`` (resolved path -> minutes, each counted once), the training
 #: time of other work the model rests on (``python -m research.train --teacher``: its teachers).
@@ -175,9 +183,10 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
             fixed in advance; runs from before ``last/`` existed have none).
 
     Returns:
-        The Valid evaluation report.
+        The Valid evaluation report, plus ``onnx_max_abs_diff`` (:func:`write_onnx`).
 
     Raises:
+        ExportCheckError: ``model.onnx`` does not reproduce torch's probabilities on Valid faces.
         InvalidArgumentError: the run has no such model (no ``config.json`` or ``model.safetensors``),
             ``epoch`` is unknown, no data is given or named by the run, or a previous run has no
             ``config.json`` / ``metrics.json``.
@@ -225,9 +234,27 @@ def export(run: str | Path, out: str | Path, data: str | Path | None = None, rep
         metrics_file.write_text(json.dumps(history, indent=2))
     calibrate(out, data, limit=limit)
     report = evaluate(out, data, "valid", out_dir=out, metrics_file=metrics_file, limit=limit)
+    report["onnx_max_abs_diff"] = write_onnx(out, data)
     name = model_name or f"ferplus-{config['backbone']}"
     render_card(out, report, run, repo_id, name).save(out / "README.md")
     return report
+
+
+def write_onnx(model_dir: str | Path, data: str | Path, n_faces: int = ONNX_CHECK_FACES) -> float:
+    """Write ``model_dir/model.onnx`` beside ``model.safetensors``, checked against the model loaded back
+    from the folder on the first ``n_faces`` FER+ Valid faces (48x48 gray, as stored).
+
+    Returns:
+        The largest difference between ONNX Runtime's and torch's probabilities (<= 1e-5).
+
+    Raises:
+        ExportCheckError: the difference is larger; no file is written. ModelLoadError: the folder is
+            invalid. DatasetError: the data is missing or malformed.
+    """
+    model_dir = Path(model_dir)
+    faces = load_split(data, "valid", limit=n_faces)
+    crops = [Image.fromarray(face) for face in faces.images]  # uint8 (48, 48): mode L
+    return export_onnx(load_model(model_dir), model_dir / ONNX_NAME, check_crops=crops)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"exported to {args.out}: valid accuracy {r['accuracy']:.4f}, UAR {r['uar']:.4f}, "
           f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} (T={r['temperature']:.3f})"
           + (f"; balanced (tau {r['balanced']['tau']:g}): accuracy {r['balanced']['accuracy']:.4f}, "
-             f"UAR {r['balanced']['uar']:.4f}" if "balanced" in r else ""))
+             f"UAR {r['balanced']['uar']:.4f}" if "balanced" in r else "")
+          + f"; model.onnx agrees with torch within {r['onnx_max_abs_diff']:.2g}")
     return 0
 
 

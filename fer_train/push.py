@@ -1,6 +1,7 @@
 """``python -m fer_train.push --model-dir DIR --repo-id USER/NAME [--private] [--revision REV] [--dry-run]``.
 
-Uploads an exported model folder to the Hugging Face Hub with huggingface_hub (token from
+Uploads an exported model folder (``config.json``, ``model.safetensors``, ``model.onnx``, ``README.md``,
+plots and reports) to the Hugging Face Hub with huggingface_hub (token from
 ``HF_TOKEN`` or ``hf auth login``; ``HF_ENDPOINT`` selects the server). ``--dry-run`` lists what
 would be uploaded and touches nothing.
 """
@@ -17,19 +18,24 @@ from fer_core.config import ModelConfig
 from fer_core.errors import ModelLoadError
 
 #: Files of an exported folder that are uploaded (checkpoints and other stray files are not).
-UPLOAD_PATTERNS = ["config.json", "model.safetensors", "README.md", "*.png", "report.json", "metrics.json"]
+UPLOAD_PATTERNS = ["config.json", "model.safetensors", "model.onnx", "README.md", "*.png", "report.json",
+                   "metrics.json"]
 
 
 def files_to_upload(model_dir: Path) -> list[Path]:
     """The files of ``model_dir`` that :func:`push` uploads, sorted.
 
     Raises:
-        ModelLoadError: ``config.json`` is invalid or ``model.safetensors`` / ``README.md`` missing.
+        ModelLoadError: ``config.json`` is invalid or ``model.safetensors`` / ``model.onnx`` (what
+            ``fer_core`` runs by default) / ``README.md`` missing.
     """
     ModelConfig.from_file(model_dir / "config.json")
     for required in ("model.safetensors", "README.md"):
         if not (model_dir / required).is_file():
             raise ModelLoadError(f"{model_dir}: {required} missing; run python -m fer_train.export first")
+    if not (model_dir / "model.onnx").is_file():
+        raise ModelLoadError(f"{model_dir}: model.onnx missing (fer_core runs it by default); write it with "
+                             f"python -m fer_core.export_onnx {model_dir}")
     return sorted({p for pattern in UPLOAD_PATTERNS for p in model_dir.glob(pattern) if p.is_file()})
 
 

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from PIL import Image
 from safetensors.torch import load_file
 from sklearn.metrics import confusion_matrix
 from torch.utils.data import DataLoader
 
-from fer_core.errors import InvalidArgumentError
+from fer_core.classifier import load_classifier
+from fer_core.errors import InvalidArgumentError, ModelLoadError
 from fer_core.model import load_model
 from fer_train import export as export_module
 from fer_train import train as train_module
@@ -212,9 +214,14 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus, monkeypatch):
     assert train_main(["--data", str(ferplus), "--out", str(run), "--epochs", "1", *TINY]) == 0
     out = tmp_path / "export"
     report = export(run, out, crop_margin=0.0, limit=300, repo_id="fer-tests/tiny")
-    for name in ("config.json", "model.safetensors", "README.md", "confusion_matrix.png", "reliability.png",
-                 "curves.png", "report.json"):
+    for name in ("config.json", "model.safetensors", "model.onnx", "README.md", "confusion_matrix.png",
+                 "reliability.png", "curves.png", "report.json"):
         assert (out / name).is_file(), name
+    # model.onnx, checked at export on Valid faces, gives the torch model's probabilities
+    assert 0 <= report["onnx_max_abs_diff"] <= 1e-5
+    crops = [Image.fromarray(face) for face in load_split(ferplus, "valid", limit=40).images]
+    onnx_probs = load_classifier(out).probabilities(crops, balanced=True)
+    assert np.abs(onnx_probs - load_classifier(out, backend="torch").probabilities(crops, balanced=True)).max() <= 1e-5
     assert 0 <= report["accuracy"] <= 1 and 0 <= report["uar"] <= 1 and report["temperature"] > 0
     assert report["ece_after"] <= report["ece_before"] + 1e-6  # fitted T never hurts NLL-wise much
     # evaluation runs the BatchNorm-folded network, as fer_core does: same predictions as the plain one
@@ -243,9 +250,16 @@ def test_export_evaluate_and_hub_round_trip(tmp_path, ferplus, monkeypatch):
     assert "Two operating points" in card.text and "Default in this model: plain" in card.text
     assert "(0.5 warm-up epochs)" in card.text and "dropout\n  0.2, label smoothing 0.0" in card.text
     assert "crop_margin = 0.0, rotated so the eyes are level" in card.text  # the inference crop
+    assert "`model.onnx` is the same network for ONNX Runtime" in card.text
+    assert 'load_classifier("fer-tests/tiny")' in card.text
     assert [p.name for p in files_to_upload(out)] == sorted(
-        ["README.md", "config.json", "confusion_matrix.png", "curves.png", "metrics.json", "model.safetensors",
-         "reliability.png", "report.json"])
+        ["README.md", "config.json", "confusion_matrix.png", "curves.png", "metrics.json", "model.onnx",
+         "model.safetensors", "reliability.png", "report.json"])
+    no_onnx = tmp_path / "no_onnx"  # an export from before model.onnx: push says how to write it
+    shutil.copytree(out, no_onnx)
+    (no_onnx / "model.onnx").unlink()
+    with pytest.raises(ModelLoadError, match="python -m fer_core.export_onnx"):
+        files_to_upload(no_onnx)
     assert json.loads((out / "metrics.json").read_text()) == [
         {**row, "stage_epoch": row["epoch"], "stage": "run"} for row in json.loads((run / "metrics.json").read_text())]
 
