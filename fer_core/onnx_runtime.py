@@ -23,8 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 #: Environment variable giving the intra-op thread count of new sessions.
 THREADS_ENV: str = "FER_THREADS"
-#: Cap of the default thread count: MTCNN's networks are small, and more threads than this only add
-#: synchronisation (measured on a 2-core CPU; see ``benchmarks/bench_mtcnn_onnx.py``).
+#: Cap of the default thread count: MTCNN's networks are small and run between numpy steps, so more
+#: threads mostly add synchronisation. On the 2-core CI machine the default is 2; under load 1 and 2
+#: threads took about the same time (``benchmarks/bench_mtcnn_onnx.py``); above 2 cores not measured.
 DEFAULT_MAX_THREADS: int = 4
 
 _sessions: dict[tuple[str, int], onnxruntime.InferenceSession] = {}
