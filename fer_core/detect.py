@@ -1,22 +1,32 @@
-"""Face detection with facenet-pytorch's MTCNN.
+"""Face detection with MTCNN, on ONNX Runtime (:mod:`fer_core.mtcnn`, no torch) or on facenet-pytorch.
 
 MTCNN: Zhang et al., "Joint Face Detection and Alignment Using Multitask Cascaded Convolutional
-Networks", IEEE SPL 2016; implementation and weights from facenet-pytorch (timesler/facenet-pytorch).
+Networks", IEEE SPL 2016; implementation and weights from facenet-pytorch (timesler/facenet-pytorch),
+exported to ONNX for the default backend. This module imports torch only for ``backend="torch"``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
-import torch
-from facenet_pytorch import MTCNN
 from PIL import Image
 
 from .errors import InvalidArgumentError
-from .options import DEFAULT_THRESHOLD, MIN_FACE_SIZE_FLOOR, check_max_faces, check_min_face_size, check_threshold
+from .options import (
+    DEFAULT_FACE_PROB_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    MIN_FACE_SIZE_FLOOR,
+    check_face_prob_threshold,
+    check_max_faces,
+    check_min_face_size,
+    check_threshold,
+    resolve_backend,
+)
 
 #: Images are downscaled for detection so that their longer side is at most this many pixels;
 #: boxes and landmarks are mapped back to the original image.
@@ -47,11 +57,17 @@ class Detection:
         score: MTCNN detection probability, 0..1.
         landmarks: float32 ``(5, 2)`` ``(x, y)`` pixels: left eye, right eye, nose, left and right
             mouth corner (left/right as seen in the image).
+        face_prob: FaceMesh's face-presence probability on the face's region, 0..1, when the face was
+            verified (:class:`FaceDetector` ``verify=True``); else ``None``.
+        mesh: float32 ``(468, 3)`` FaceMesh landmarks, ``(x, y)`` image pixels and ``z`` relative depth
+            in pixels (MediaPipe's face-mesh topology), when the face was verified; else ``None``.
     """
 
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray
+    face_prob: float | None = None
+    mesh: np.ndarray | None = None
 
 
 def adaptive_min_face_size(width: int, height: int) -> int:
@@ -60,7 +76,14 @@ def adaptive_min_face_size(width: int, height: int) -> int:
 
 
 class FaceDetector:
-    """MTCNN face detector that returns every face above a probability threshold.
+    """MTCNN face detector that returns every face above a probability threshold, each confirmed
+    by MediaPipe FaceMesh (:mod:`fer_core.mesh`) unless ``verify=False``.
+
+    Verification runs FaceMesh on every MTCNN box (its region 1.35x the box, rotated by the eye line)
+    and keeps the faces whose face-presence probability reaches ``face_prob_threshold``: a hand, a
+    fabric pattern or a card table that MTCNN scores above its threshold is dropped, and each kept
+    face carries FaceMesh's 468 landmarks (:attr:`Detection.mesh`) and ``face_prob``. It costs about
+    5-10 ms per face on a 2-core CPU (``benchmarks/bench_inference.py``).
 
     Thread-safe: concurrent :meth:`detect` calls are serialised.
 
@@ -70,10 +93,18 @@ class FaceDetector:
             adapts it to the image (:func:`adaptive_min_face_size`). Larger is faster. Boxes whose
             longer side is under ``0.8 * min_face_size`` are dropped.
         max_side: images whose longer side exceeds this are downscaled for detection.
-        device: torch device for MTCNN.
+        device: torch device for MTCNN (``backend="torch"`` only).
+        backend: ``"onnx"`` (:class:`fer_core.mtcnn.OnnxMTCNN`: ONNX Runtime and numpy, no torch; the
+            same boxes as facenet-pytorch's within 1e-3 px) or ``"torch"`` (facenet-pytorch's MTCNN);
+            ``None``: ``"onnx"`` when onnxruntime is installed (:func:`~fer_core.options.resolve_backend`).
+        threads: ONNX Runtime threads (``None``: ``FER_THREADS`` or its default, see
+            :mod:`fer_core.onnx_runtime`); ignored by the torch backend.
+        verify: confirm every detection with FaceMesh (default ``True``).
+        face_prob_threshold: the FaceMesh face-presence probability (0..1) a verified face needs
+            (:data:`~fer_core.options.DEFAULT_FACE_PROB_THRESHOLD`).
 
     Raises:
-        InvalidArgumentError: a parameter is out of range.
+        InvalidArgumentError: a parameter is out of range, or an unknown backend.
     """
 
     def __init__(
@@ -81,23 +112,42 @@ class FaceDetector:
         threshold: float = DEFAULT_THRESHOLD,
         min_face_size: int | None = None,
         max_side: int = DEFAULT_MAX_SIDE,
-        device: str | torch.device = "cpu",
+        device: Any = "cpu",
+        backend: str | None = None,
+        threads: int | None = None,
+        verify: bool = True,
+        face_prob_threshold: float = DEFAULT_FACE_PROB_THRESHOLD,
     ) -> None:
         threshold, min_face_size = check_threshold(threshold), check_min_face_size(min_face_size)
+        self.verify = bool(verify)
+        self.face_prob_threshold = check_face_prob_threshold(face_prob_threshold)
         if max_side < 64:
             raise InvalidArgumentError(f"max_side must be >= 64 pixels, got {max_side}")
         self.threshold = float(threshold)
         self.min_face_size = min_face_size
         self.max_side = int(max_side)
-        self.mtcnn = MTCNN(keep_all=True, device=device)
-        self.mtcnn.eval()
+        self.backend = resolve_backend(backend)
+        self.mtcnn = _load_mtcnn(self.backend, device, threads)
+        self._threads = threads
+        self._mesh: Any = None  # FaceMesh, loaded at the first verification
         self._lock = threading.Lock()  # MTCNN's min_face_size is per-call state on a shared object
+
+    @property
+    def face_mesh(self) -> Any:
+        """The :class:`fer_core.mesh.FaceMesh` verification runs (same backend), loaded on first use."""
+        if self._mesh is None:
+            from .mesh import FaceMesh
+
+            self._mesh = FaceMesh(backend=self.backend, threads=self._threads)
+        return self._mesh
 
     def detect(
         self,
         image: Image.Image,
         threshold: float | None = None,
         min_face_size: int | None = None,
+        verify: bool | None = None,
+        rejected: list[int] | None = None,
     ) -> list[Detection]:
         """Detect all faces in one RGB image.
 
@@ -105,6 +155,9 @@ class FaceDetector:
             image: ``PIL.Image`` in mode ``"RGB"`` (see :func:`fer_core.io.load_image`).
             threshold: overrides the detector's threshold for this call.
             min_face_size: overrides the detector's minimum face size (pixels) for this call.
+            verify: overrides the detector's ``verify`` for this call.
+            rejected: if given, the number of MTCNN boxes FaceMesh rejected (0 without verification)
+                is appended to it.
 
         Returns:
             Detections in reading order (:func:`reading_order`), possibly empty; always empty for an
@@ -114,17 +167,24 @@ class FaceDetector:
         Raises:
             InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range.
         """
-        return self.detect_batch([image], threshold=threshold, min_face_size=min_face_size)[0]
+        return self.detect_batch([image], threshold=threshold, min_face_size=min_face_size, verify=verify,
+                                 rejected=rejected)[0]
 
     def detect_batch(
         self,
         images: Sequence[Image.Image],
         threshold: float | None = None,
         min_face_size: int | None = None,
+        verify: bool | None = None,
+        rejected: list[int] | None = None,
     ) -> list[list[Detection]]:
         """:meth:`detect` for several images; images of the same size go through MTCNN together,
         :data:`MAX_DETECT_BATCH` at a time (the frames of a video: 68 -> 49 ms per 640x480 frame at
         8 frames per batch on a 2-core CPU, ``benchmarks/bench_video.py``).
+
+        Args:
+            images, threshold, min_face_size, verify: as in :meth:`detect`.
+            rejected: if given, one count per image (input order) of the boxes FaceMesh rejected.
 
         Returns:
             One list of detections per image, in input order (empty for an image too small for the
@@ -150,13 +210,41 @@ class FaceDetector:
                 continue  # no face of the smallest size fits in the image: no face (MTCNN would fail)
             small = [images[i] if scale == 1.0 else images[i].resize(size, Image.Resampling.BILINEAR)
                      for i in indices]
-            with self._lock, torch.inference_mode():
+            with self._lock, _no_grad(self.backend):
                 self.mtcnn.min_face_size = smallest
                 batch_boxes, batch_probs, batch_points = self.mtcnn.detect(small, landmarks=True)
             for i, boxes, probs, points in zip(indices, batch_boxes, batch_probs, batch_points):
                 if boxes is not None:
                     out[i] = self._keep(boxes, probs, points, scale, width, height, threshold, wanted)
+        lost = [0] * len(images)
+        if self.verify if verify is None else verify:
+            out, lost = self.verify_faces(images, out)
+        if rejected is not None:
+            rejected.extend(lost)
         return out
+
+    def verify_faces(self, images: Sequence[Image.Image], detections: Sequence[Sequence[Detection]],
+                     drop: bool = True) -> tuple[list[list[Detection]], list[int]]:
+        """Run FaceMesh on detected faces: fill in ``face_prob`` and ``mesh``, and drop the faces
+        under ``face_prob_threshold``.
+
+        Args:
+            images: RGB ``PIL.Image`` s.
+            detections: one list of :class:`Detection` per image (image pixels).
+            drop: ``False`` keeps every face (only fills in ``face_prob`` and ``mesh``).
+
+        Returns:
+            ``(kept, rejected)``: the verified detections per image (same order, the rejected left
+            out) and the number rejected per image.
+        """
+        outputs = self.face_mesh.run_batch(list(images), [list(d) for d in detections])
+        kept, lost = [], []
+        for dets, output in zip(detections, outputs):
+            faces = [replace(d, face_prob=float(p), mesh=m) for d, p, m in zip(dets, output.face_prob, output.mesh)]
+            good = [f for f in faces if not drop or f.face_prob >= self.face_prob_threshold]
+            kept.append(good)
+            lost.append(len(faces) - len(good))
+        return kept, lost
 
     @staticmethod
     def _keep(boxes: np.ndarray, probs: np.ndarray, points: np.ndarray, scale: float, width: int, height: int,
@@ -175,6 +263,28 @@ class FaceDetector:
                 continue  # MTCNN's pyramid can still regress smaller boxes: enforce the minimum
             found.append(Detection((x1, y1, x2, y2), float(prob), pts.reshape(5, 2)))
         return reading_order(found)
+
+
+def _load_mtcnn(backend: str, device: Any, threads: int | None) -> Any:
+    """The MTCNN object of a backend: both have ``min_face_size`` and facenet-pytorch's ``detect``."""
+    if backend == "onnx":
+        from .mtcnn.pipeline import OnnxMTCNN
+
+        return OnnxMTCNN(threads=threads)
+    from facenet_pytorch import MTCNN
+
+    mtcnn = MTCNN(keep_all=True, device=device)
+    mtcnn.eval()
+    return mtcnn
+
+
+def _no_grad(backend: str) -> contextlib.AbstractContextManager:
+    """``torch.inference_mode()`` for the torch backend; nothing for ONNX (which has no torch)."""
+    if backend == "torch":
+        import torch
+
+        return torch.inference_mode()
+    return contextlib.nullcontext()
 
 
 def _has_pyramid(short_side: int, min_face: int) -> bool:

@@ -9,6 +9,7 @@ Defaults that belong to a model (``align``, ``balanced``) come from its ``config
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,17 @@ from .errors import InvalidArgumentError
 #: Default detection-probability threshold: MTCNN's final-stage score a face must reach. 0.9 removes
 #: the spurious low-score boxes MTCNN finds in busy scenes while keeping real faces (typically > 0.99).
 DEFAULT_THRESHOLD: float = 0.9
+#: Default face-verification threshold: a detection is kept only if FaceMesh's face-presence
+#: probability (:attr:`fer_core.detect.Detection.face_prob`) on its region reaches this. Measured: >= 0.99
+#: on every real face tried (astronaut, 40 faces of five photos, FER+ faces), 0.0003 on a hand MTCNN
+#: boxed at p = 0.92, under 0.01 on noise and flat colour; round patterns (a mission patch) can reach 0.9,
+#: so verification removes most of MTCNN's false boxes, not all (docs/experiments.md).
+DEFAULT_FACE_PROB_THRESHOLD: float = 0.5
+#: Smallest face searched for in still photos when faces are verified and no ``min_face_size`` is
+#: given: small faces of group photos are found, and FaceMesh removes the false boxes that the deeper
+#: pyramid brings. Video and live frames keep the speed-first adaptive size
+#: (:func:`fer_core.detect.adaptive_min_face_size`).
+PHOTO_MIN_FACE_SIZE: int = 20
 #: Valid detection thresholds (inclusive).
 THRESHOLD_RANGE: tuple[float, float] = (0.0, 1.0)
 #: Smallest ``min_face_size`` in pixels: MTCNN's P-Net window is 12x12.
@@ -33,6 +45,24 @@ MAX_SAMPLE_FPS: float = 60.0
 #: Frames analysed per second of video where a server request does not say (the library and the CLI
 #: analyse every frame by default).
 DEFAULT_VIDEO_SAMPLE_FPS: float = 5.0
+
+
+#: Inference backends: ``"onnx"`` (ONNX Runtime, no torch in the process) and ``"torch"`` (PyTorch).
+BACKENDS: tuple[str, ...] = ("onnx", "torch")
+
+
+def resolve_backend(value: str | None = None) -> str:
+    """``value`` as an inference backend; ``None`` means the default: ``"onnx"`` when
+    ``onnxruntime`` is installed, else ``"torch"``.
+
+    Raises:
+        InvalidArgumentError: not one of :data:`BACKENDS`.
+    """
+    if value is None:
+        return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+    if value not in BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {value!r}")
+    return value
 
 
 def _number(name: str, value: Any) -> float:
@@ -60,6 +90,15 @@ def check_threshold(value: Any) -> float:
         InvalidArgumentError: not a number, or outside :data:`THRESHOLD_RANGE` (0..1).
     """
     return _in_range("threshold", value, THRESHOLD_RANGE)
+
+
+def check_face_prob_threshold(value: Any) -> float:
+    """``value`` as a face-verification threshold (FaceMesh face-presence probability).
+
+    Raises:
+        InvalidArgumentError: not a number, or outside 0..1.
+    """
+    return _in_range("face_prob_threshold", value, THRESHOLD_RANGE)
 
 
 def check_min_face_size(value: Any) -> int | None:
@@ -154,19 +193,23 @@ class PredictOptions:
         min_face_size: smallest face side in pixels (>= 12), or ``None`` for adaptive.
         align: level the eyes before classifying.
         balanced: balanced (prior-corrected) decisions.
+        verify_faces: keep only detections that FaceMesh confirms as faces
+            (:data:`DEFAULT_FACE_PROB_THRESHOLD`).
     """
 
     threshold: float = DEFAULT_THRESHOLD
     min_face_size: int | None = None
     align: bool = True
     balanced: bool = False
+    verify_faces: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", check_threshold(self.threshold))
         object.__setattr__(self, "min_face_size", check_min_face_size(self.min_face_size))
 
     def as_kwargs(self) -> dict[str, Any]:
-        """``threshold``, ``min_face_size``, ``align`` and ``balanced`` as keyword arguments of
-        :meth:`~fer_core.recognizer.EmotionRecognizer.predict` (and ``predict_batch``, ``analyze_video``)."""
+        """``threshold``, ``min_face_size``, ``align``, ``balanced`` and ``verify_faces`` as keyword
+        arguments of :meth:`~fer_core.recognizer.EmotionRecognizer.predict` (and ``predict_batch``,
+        ``analyze_video``)."""
         return {"threshold": self.threshold, "min_face_size": self.min_face_size, "align": self.align,
-                "balanced": self.balanced}
+                "balanced": self.balanced, "verify_faces": self.verify_faces}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,14 @@ from .detect import Detection, FaceDetector, limit_faces
 from .errors import InvalidImageError, ModelLoadError
 from .io import ImageInput, load_image
 from .model import EmotionNet, fuse_batchnorm, load_model
-from .options import DEFAULT_HALF_LIFE_S, DEFAULT_THRESHOLD, PredictOptions, check_max_faces
+from .options import (
+    DEFAULT_HALF_LIFE_S,
+    DEFAULT_THRESHOLD,
+    PHOTO_MIN_FACE_SIZE,
+    PredictOptions,
+    check_max_faces,
+    check_min_face_size,
+)
 from .preprocess import crops_to_batch
 from .result import FaceResult
 
@@ -84,6 +92,7 @@ class EmotionRecognizer:
         device: str | torch.device = "cpu",
         threshold: float = DEFAULT_THRESHOLD,
         min_face_size: int | None = None,
+        verify_faces: bool = True,
     ) -> EmotionRecognizer:
         """Load a model from the bundled default, a local folder, or a Hugging Face Hub repo.
 
@@ -96,6 +105,7 @@ class EmotionRecognizer:
             cache_dir, local_files_only, token: passed to ``huggingface_hub.snapshot_download``.
             device: torch device.
             threshold, min_face_size: face-detector defaults (see :class:`FaceDetector`).
+            verify_faces: confirm detections with FaceMesh by default (``FaceDetector(verify=...)``).
 
         Raises:
             ModelLoadError: the folder or repo does not exist or cannot be reached, ``config.json``
@@ -109,7 +119,7 @@ class EmotionRecognizer:
             source = str(model_id)
         model = load_model(model_id, revision, device=device, cache_dir=cache_dir, local_files_only=local_files_only,
                            token=token, name=source)
-        detector = FaceDetector(threshold=threshold, min_face_size=min_face_size, device=device)
+        detector = FaceDetector(threshold=threshold, min_face_size=min_face_size, device=device, verify=verify_faces)
         return cls(model, detector, device=device, source=source, revision=model.revision)
 
     @property
@@ -123,10 +133,11 @@ class EmotionRecognizer:
         return self.model.config
 
     def options(self, threshold: Any = None, min_face_size: Any = None, align: bool | None = None,
-                balanced: bool | None = None) -> PredictOptions:
+                balanced: bool | None = None, verify_faces: bool | None = None) -> PredictOptions:
         """Validated per-call options for this recognizer: every value left ``None`` is its own
-        default (its detector's threshold and minimum face size, its ``config.json``'s ``align`` and
-        ``balanced``); a ``min_face_size`` of 0 means adaptive.
+        default (its detector's threshold, minimum face size and ``verify``, its ``config.json``'s
+        ``align`` and ``balanced``); a ``min_face_size`` of 0 means the default for the input (see
+        :meth:`predict`).
 
         Raises:
             InvalidArgumentError: a value is out of range, or balanced decisions are asked of a model
@@ -137,6 +148,7 @@ class EmotionRecognizer:
             min_face_size=self.detector.min_face_size if min_face_size is None else min_face_size,
             align=self.config.align if align is None else bool(align),
             balanced=self.config.resolve_balanced(balanced),
+            verify_faces=self.detector.verify if verify_faces is None else bool(verify_faces),
         )
 
     def classify_crops(self, crops: Sequence[ImageInput], *, batch_size: int = CLASSIFY_BATCH,
@@ -170,6 +182,10 @@ class EmotionRecognizer:
         balanced: bool | None = None,
         max_faces: int | None = None,
         dropped: list[int] | None = None,
+        verify_faces: bool | None = None,
+        rejected: list[int] | None = None,
+        photo: bool = True,
+        mesh: bool | None = None,
     ) -> list[FaceResult]:
         """Detect every face in one image and classify them all in one batched forward pass
         (:data:`CLASSIFY_BATCH` faces per pass).
@@ -177,7 +193,9 @@ class EmotionRecognizer:
         Args:
             image: a path, encoded bytes, ``PIL.Image`` or uint8 ``(H, W, 3)`` RGB array.
             threshold: detection-probability threshold (0..1) for this call.
-            min_face_size: smallest face side in pixels for this call (>= 12).
+            min_face_size: smallest face side in pixels for this call (>= 12); ``None`` (or 0): the
+                detector's own, and if that is adaptive, :data:`~fer_core.options.PHOTO_MIN_FACE_SIZE`
+                (20 px) for a verified still photo, else the adaptive size (shorter side / 12).
             align: override the model config's eye-levelling for this call.
             balanced: balanced (prior-corrected) probabilities and labels instead of plain ones;
                 ``None`` for the model's default, ``config.balanced`` (see
@@ -187,6 +205,14 @@ class EmotionRecognizer:
                 classifies every face found. The others are dropped, not returned.
             dropped: if given, the number of faces dropped by ``max_faces`` (0 if none) is
                 appended to it.
+            verify_faces: confirm each MTCNN box with FaceMesh and drop those under the detector's
+                ``face_prob_threshold`` (``None``: the detector's ``verify``, on by default).
+            rejected: if given, the number of boxes FaceMesh rejected (0 if none) is appended to it.
+            photo: ``True`` for a still photo (the small-face default above); ``False`` for a video
+                or live frame (the adaptive, speed-first smallest face).
+            mesh: ``None``: each :class:`FaceResult` carries FaceMesh's 468 points when verification
+                computed them; ``True``: compute them even without verification; ``False``: leave
+                them out.
 
         Returns:
             One :class:`FaceResult` per face, in reading order (rows top to bottom, left to right); empty if
@@ -199,7 +225,8 @@ class EmotionRecognizer:
                 ``balanced=True`` for a model without a class prior.
         """
         return self.predict_batch([image], threshold=threshold, min_face_size=min_face_size, align=align,
-                                  balanced=balanced, max_faces=max_faces, dropped=dropped)[0]
+                                  balanced=balanced, max_faces=max_faces, dropped=dropped, verify_faces=verify_faces,
+                                  rejected=rejected, photo=photo, mesh=mesh)[0]
 
     def predict_batch(
         self,
@@ -212,6 +239,10 @@ class EmotionRecognizer:
         max_faces: int | None = None,
         max_total_faces: int | None = None,
         dropped: list[int] | None = None,
+        verify_faces: bool | None = None,
+        rejected: list[int] | None = None,
+        photo: bool = True,
+        mesh: bool | None = None,
     ) -> list[list[FaceResult]]:
         """:meth:`predict` for several images; the faces of all of them go through the
         classifier together, :data:`CLASSIFY_BATCH` at a time.
@@ -221,13 +252,14 @@ class EmotionRecognizer:
 
         Args:
             images: N images, each anything :meth:`predict` accepts.
-            threshold, min_face_size, align, balanced: as in :meth:`predict`.
+            threshold, min_face_size, align, balanced, verify_faces, photo, mesh: as in :meth:`predict`.
             max_faces: at most this many faces per image (:func:`~fer_core.detect.limit_faces`);
                 ``None``: no cap.
             max_total_faces: at most this many faces over all the images (the highest scores
                 of the whole call); ``None``: no cap.
             dropped: if given, one count per image (in input order) of the faces dropped by the caps
                 is appended to it.
+            rejected: if given, one count per image (in input order) of the boxes FaceMesh rejected.
 
         Returns:
             One list of :class:`FaceResult` per input image, in input order.
@@ -239,12 +271,20 @@ class EmotionRecognizer:
         """
         max_faces, max_total_faces = check_max_faces(max_faces), check_max_faces(max_total_faces, "max_total_faces")
         self.model.config.resolve_balanced(balanced)  # a bad request fails before any detection work
+        verify = self.detector.verify if verify_faces is None else bool(verify_faces)
+        min_face = check_min_face_size(min_face_size)
+        if min_face is None and self.detector.min_face_size is None and photo and verify:
+            min_face = PHOTO_MIN_FACE_SIZE
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
-        detections: list[list[Detection]] = self.detector.detect_batch(pil_images, threshold=threshold,
-                                                                       min_face_size=min_face_size)
+        detections: list[list[Detection]] = self.detector.detect_batch(
+            pil_images, threshold=threshold, min_face_size=min_face, verify=verify, rejected=rejected)
         detections, lost = limit_faces(detections, max_faces, max_total_faces)
         if dropped is not None:
             dropped.extend(lost)
+        if mesh and not verify:
+            detections = self.detector.verify_faces(pil_images, detections, drop=False)[0]
+        elif mesh is False:
+            detections = [[replace(d, mesh=None) for d in dets] for dets in detections]
         return self.classify_detections(pil_images, detections, align=align, balanced=balanced)
 
     def classify_detections(self, images: Sequence[Image.Image], detections: Sequence[Sequence[Detection]], *,
@@ -274,7 +314,8 @@ class EmotionRecognizer:
                 row = probs[k]
                 k += 1
                 p = {label: float(v) for label, v in zip(self.labels, row)}
-                faces.append(FaceResult(d.box, d.score, d.landmarks, p, self.labels[int(row.argmax())]))
+                faces.append(FaceResult(d.box, d.score, d.landmarks, p, self.labels[int(row.argmax())],
+                                        face_prob=d.face_prob, mesh=d.mesh))
             results.append(faces)
         return results
 

@@ -25,6 +25,10 @@ class FaceResult:
         label: the label with the highest probability.
         face_id: the identity given by a :class:`~fer_core.track.FaceTracker` (stable across the
             frames of a video or stream, from 1); ``None`` for a single image.
+        face_prob: MediaPipe FaceMesh's face-presence probability (0..1) when the face was verified
+            (``verify_faces=True``, the default); ``None`` otherwise.
+        mesh: float32 ``(468, 3)`` FaceMesh landmarks (``x, y`` image pixels, ``z`` relative depth in
+            pixels; MediaPipe's face-mesh topology) when FaceMesh ran on the face; ``None`` otherwise.
     """
 
     box: tuple[float, float, float, float]
@@ -33,20 +37,28 @@ class FaceResult:
     probs: dict[str, float]
     label: str
     face_id: int | None = None
+    face_prob: float | None = None
+    mesh: np.ndarray | None = None
 
     @property
     def confidence(self) -> float:
         """Probability of :attr:`label`."""
         return self.probs[self.label]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, mesh: bool = False) -> dict[str, Any]:
         """JSON-serialisable dict: box, score, landmarks (list of [x, y]), label, probs, and
-        face_id when the face is tracked."""
+        face_id when the face is tracked, face_prob when it was verified, and with ``mesh=True``
+        the 468 mesh points (list of [x, y, z], about 15 kB per face) when computed."""
         out: dict[str, Any] = {} if self.face_id is None else {"face_id": self.face_id}
-        return out | {
+        out |= {
             "box": [round(v, 2) for v in self.box],
             "score": round(self.score, 5),
             "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
             "label": self.label,
             "probs": {k: round(v, 6) for k, v in self.probs.items()},
         }
+        if self.face_prob is not None:
+            out["face_prob"] = round(self.face_prob, 5)
+        if mesh and self.mesh is not None:
+            out["mesh"] = [[round(float(v), 2) for v in point] for point in self.mesh]
+        return out

@@ -1,4 +1,5 @@
-"""Real MTCNN (facenet-pytorch with the installed torch) on real photos."""
+"""Real MTCNN on real photos, on both backends: ONNX Runtime (fer_core.mtcnn, the default) and
+facenet-pytorch with the installed torch."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from PIL import Image
 from fer_core.detect import FaceDetector, adaptive_min_face_size
 
 
-@pytest.fixture(scope="module")
-def detector() -> FaceDetector:
-    return FaceDetector()
+@pytest.fixture(scope="module", params=["onnx", "torch"])
+def detector(request) -> FaceDetector:
+    return FaceDetector(backend=request.param)
 
 
-def test_mtcnn_loads_and_runs_with_installed_torch(detector, astronaut):
+def test_default_backend_is_onnx():
+    assert FaceDetector(verify=False).backend == "onnx"
+
+
+def test_mtcnn_loads_and_runs_with_installed_torch(astronaut):
     from packaging.version import Version
 
+    detector = FaceDetector(backend="torch")
     # facenet-pytorch 2.5.3 (the MTCNN code and weights of 2.6.0, without its torch<2.3 pin) on a current torch
     assert Version(torch.__version__.split("+")[0]) >= Version("2.6")
     assert sum(p.numel() for p in detector.mtcnn.parameters()) > 400_000  # pnet+rnet+onet weights

@@ -35,7 +35,15 @@ def test_predict_astronaut(recognizer, astronaut, tmp_path):
         check_face(faces[0], recognizer.labels)
         assert abs(faces[0].box[0] - 180) < 15
     d = faces[0].to_dict()
-    assert set(d) == {"box", "score", "landmarks", "label", "probs"} and len(d["landmarks"]) == 5
+    assert set(d) == {"box", "score", "landmarks", "label", "probs", "face_prob"} and len(d["landmarks"]) == 5
+    assert d["face_prob"] > 0.99  # verified by FaceMesh (on by default)
+    assert faces[0].mesh.shape == (468, 3) and "mesh" not in d
+    mesh = faces[0].to_dict(mesh=True)["mesh"]
+    assert len(mesh) == 468 and all(len(p) == 3 for p in mesh)
+    # the mesh lies on the face: its x/y extent is inside the (slightly widened) box
+    x1, y1, x2, y2 = faces[0].box
+    xy = faces[0].mesh[:, :2]
+    assert (xy[:, 0] > x1 - 15).all() and (xy[:, 0] < x2 + 15).all() and (xy[:, 1] > y1 - 15).all()
 
 
 def test_predict_canvas_six_faces(recognizer, canvas):
