@@ -7,7 +7,6 @@ backend imports no torch.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
 ONNX_PATH: Path = Path(__file__).with_name("face_mesh.onnx")
 #: Faces per network call in :meth:`FaceMesh.run_batch`.
 CHUNK: int = 64
-#: Intra-op threads when neither ``threads`` nor the ``FER_THREADS`` environment variable is given.
-DEFAULT_THREADS: int = 2
 NUM_LANDMARKS: int = 468
 
 
@@ -57,32 +54,29 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def resolve_threads(threads: int | None) -> int:
-    """``threads``, else the ``FER_THREADS`` environment variable, else :data:`DEFAULT_THREADS`.
+    """``threads``, else :func:`fer_core.onnx_runtime.default_threads` (``FER_THREADS``, else
+    ``min(cpu_count, 4)``): one thread setting for every network of the library.
 
     Raises:
         InvalidArgumentError: the value is not a whole number >= 1.
     """
-    value: Any = threads if threads is not None else os.environ.get("FER_THREADS", DEFAULT_THREADS)
+    from ..onnx_runtime import default_threads
+
     try:
+        value: Any = threads if threads is not None else default_threads()
         count = int(value)
-    except (TypeError, ValueError):
-        count = 0
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"threads must be a whole number >= 1, got {threads!r}: {exc}") from exc
     if count < 1 or (isinstance(value, float) and value != count):
         raise InvalidArgumentError(f"threads must be a whole number >= 1, got {value!r}")
     return count
 
 
 def _ort_session(path: Path, threads: int) -> Any:
-    """ONNX Runtime CPU session with ``threads`` intra-op threads, one inter-op thread and no spinning
-    (spinning pools made 2-thread runs 2x slower on a 2-core CPU). Kept small so a shared session
-    factory can replace it."""
-    import onnxruntime as ort
+    """The library's shared ONNX Runtime session settings (:func:`fer_core.onnx_runtime.session`)."""
+    from ..onnx_runtime import session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return session(path, threads)
 
 
 class FaceMesh:
@@ -93,7 +87,7 @@ class FaceMesh:
     Args:
         backend: ``"torch"`` (FaceMeshNet with ``face_landmark.safetensors``) or ``"onnx"`` (ONNX Runtime
             with ``face_mesh.onnx``; imports no torch).
-        threads: intra-op threads (>= 1); ``None``: env ``FER_THREADS``, else 2. For torch it is applied
+        threads: intra-op threads (>= 1); ``None``: ``FER_THREADS``, else ``min(cpu_count, 4)``. For torch it is applied
             with ``torch.set_num_threads`` during each call (a process-wide setting, restored afterwards).
 
     Raises:
