@@ -78,13 +78,13 @@ def test_crops_to_array_equals_the_old_torch_path_bit_for_bit(faces, model_dir):
 def test_probability_math_equals_the_old_torch_version(model_dir):
     config = ModelConfig.from_file(model_dir / "config.json")
     logits = np.random.default_rng(0).normal(0, 6, size=(200, 8)).astype(np.float32)
+    model = EmotionNet(config)
     for balanced in (False, True, None):
         new = probabilities(logits, config, balanced)
         old = old_probabilities(torch.from_numpy(logits), config, balanced).numpy()
         assert new.dtype == np.float32 and np.allclose(new.sum(1), 1, atol=1e-6)
         np.testing.assert_allclose(new, old, rtol=0, atol=1e-6)  # float32 rounding: 2.4e-7 measured
         # EmotionNet.probabilities (torch signature) is the same function
-        model = EmotionNet(config)
         np.testing.assert_array_equal(model.probabilities(torch.from_numpy(logits), balanced).numpy(), new)
     assert probabilities(np.zeros((0, 8), np.float32), config, True).shape == (0, 8)
     with pytest.raises(InvalidArgumentError, match="shape"):
@@ -208,3 +208,34 @@ def test_export_refuses_a_file_that_does_not_match_the_reference(model_dir, tmp_
     assert out.read_bytes() == b"previous"
     with pytest.raises(ValueError, match="empty"):
         export_onnx(model, out, check_crops=[])
+
+
+def test_onnx_backend_from_the_hub_downloads_model_onnx_only(model_dir, tmp_path):
+    """Through a real Hub-API server (olah serving a git repo): the ONNX backend gets config.json +
+    model.onnx (not model.safetensors), imports no torch, and works offline from the cache after."""
+    from tests.support.hub_server import hub_env, make_git_repo, olah_server
+
+    mirrors = tmp_path / "mirrors"
+    commit = make_git_repo(mirrors, "fer-tests/bundled", [model_dir / n for n in (
+        "config.json", "model.safetensors", "model.onnx", "README.md")])
+    code = (
+        "import sys\n"
+        "from PIL import Image\n"
+        "from fer_core.classifier import load_classifier\n"
+        "clf = load_classifier('fer-tests/bundled')\n"
+        f"p = clf.probabilities([Image.open({str(ROOT / 'fer_core' / 'check_faces' / 'astronaut.png')!r})])\n"
+        "assert p.shape == (1, 8) and clf.labels[int(p.argmax())] == 'happiness'\n"
+        "print(sorted(f.name for f in clf.folder.iterdir()))\n"
+        "print('torch' in sys.modules)\n"
+        "print(clf.revision)\n"
+    )
+    with olah_server(tmp_path, mirrors) as url:
+        env = hub_env(url, tmp_path)
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-3:] == ["['README.md', 'config.json', 'model.onnx']", "False", commit]
+    offline = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "HF_HUB_OFFLINE": "1"},
+                             capture_output=True, text=True, timeout=180)
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    assert offline.stdout.strip().splitlines()[-1] == commit
