@@ -1,7 +1,11 @@
 """``python -m fer_core IMAGE_VIDEO_OR_DIR... [--json] [--model ID_OR_DIR] [--crops] [--annotate OUT_DIR]
-[--timeline OUT_DIR] [--sample-fps N] [--max-seconds S] [--smoothing S] [--balanced | --no-balanced]``.
+[--timeline OUT_DIR] [--sample-fps N] [--max-seconds S] [--smoothing S] [--balanced | --no-balanced]
+[--verify | --no-verify] [--mesh]``.
 
-Images: one line per face. Videos (``.mp4 .webm .mov .avi .mkv .m4v``): faces are tracked
+Images: one line per face, plus a line saying how many MTCNN boxes face verification (MediaPipe
+FaceMesh, on by default) rejected when it rejected any; ``--json`` gives each face's ``face_prob``
+and each file's ``faces_rejected``, and with ``--mesh`` each face's 468 ``mesh`` points (also drawn by
+``--annotate``). Videos (``.mp4 .webm .mov .avi .mkv .m4v``): faces are tracked
 through the clip and one line per tracked face gives its seconds visible and share of time per
 expression; ``--timeline OUT_DIR`` also writes ``<name>.csv`` (one row per face per analysed
 frame), ``<name>.json`` (summary + rows) and ``<name>_timeline.png``; ``--annotate OUT_DIR`` writes
@@ -63,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balanced", action=argparse.BooleanOptionalAction, default=None,
                    help="balanced decisions: correct the probabilities for how common each expression was in "
                         "training (default: the model's own setting, config.json 'balanced')")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="confirm every detected face with MediaPipe FaceMesh and drop the boxes it rejects "
+                        "(default: on; --no-verify keeps every MTCNN box)")
+    p.add_argument("--mesh", action="store_true",
+                   help="images: add the 468 FaceMesh points of each face to --json output and draw them "
+                        "in --annotate images")
     return p
 
 
@@ -104,17 +114,23 @@ def main(argv: list[str] | None = None) -> int:
                 doc = {"file": str(path), "label": label, "probs": {k: round(v, 6) for k, v in probs.items()}}
                 lines = [f"{path}\t{label}\t{probs[label]:.3f}"]
             else:
+                rejected: list[int] = []
                 faces = rec.predict(image, threshold=args.threshold, min_face_size=args.min_face_size,
-                                    align=args.align, balanced=args.balanced)
-                doc = {"file": str(path), "faces": [f.to_dict() for f in faces]}
+                                    align=args.align, balanced=args.balanced, verify_faces=args.verify,
+                                    rejected=rejected, mesh=args.mesh or None)
+                doc = {"file": str(path), "faces": [f.to_dict(mesh=args.mesh) for f in faces]}
+                if args.verify:
+                    doc["faces_rejected"] = sum(rejected)
                 lines = [
                     f"{path}\tface {i}\t{f.label}\t{f.confidence:.3f}\tbox=" + ",".join(f"{v:.0f}" for v in f.box)
                     for i, f in enumerate(faces, start=1)
                 ] or [f"{path}\tno face"]
+                if sum(rejected):
+                    lines.append(f"{path}\trejected\t{_boxes(sum(rejected))} not confirmed as a face (FaceMesh)")
                 if out_dir:
                     from .draw import annotate
 
-                    annotate(image, faces).save(out_dir / f"{path.stem}_annotated.png")
+                    annotate(image, faces, mesh=args.mesh).save(out_dir / f"{path.stem}_annotated.png")
         except (FERError, OSError) as exc:  # OSError: an output file cannot be written
             failed += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
@@ -134,7 +150,8 @@ def _video(rec, path: Path, args: argparse.Namespace, out_dir: Path | None,
     analysis = rec.analyze_video(path, sample_fps=args.sample_fps, max_seconds=args.max_seconds,
                                  smoothing=args.smoothing, progress=args.progress, detect_every=args.detect_every,
                                  threshold=args.threshold,
-                                 min_face_size=args.min_face_size, align=args.align, balanced=args.balanced)
+                                 min_face_size=args.min_face_size, align=args.align, balanced=args.balanced,
+                                 verify_faces=args.verify)
     if analysis.error:
         print(f"warning: {path}: {analysis.error}", file=sys.stderr)
     if timeline_dir:
@@ -146,10 +163,19 @@ def _video(rec, path: Path, args: argparse.Namespace, out_dir: Path | None,
     if out_dir:
         analysis.write_annotated(out_dir / f"{path.stem}_annotated.mp4")
     summary = analysis.summary()
-    doc = {"file": str(path), "video": analysis.video_dict(), "error": analysis.error, "summary": summary}
+    doc = {"file": str(path), "video": analysis.video_dict(), "error": analysis.error,
+           "faces_rejected": analysis.faces_rejected, "summary": summary}
     lines = [
         f"{path}\tface {s['face_id']}\t{s['dominant']}\t{s['seconds_visible']:.1f} s\t"
         + ", ".join(f"{k} {v:.0%}" for k, v in sorted(s["shares"].items(), key=lambda kv: -kv[1]) if v >= 0.005)
         for s in summary
     ] or [f"{path}\tno face ({analysis.duration_s:.1f} s analysed)"]
+    if analysis.faces_rejected:
+        lines.append(f"{path}\trejected\t{_boxes(analysis.faces_rejected)} not confirmed as a face (FaceMesh), "
+                     "over all frames")
     return doc, lines
+
+
+def _boxes(n: int) -> str:
+    """``"1 box"``, ``"3 boxes"``."""
+    return f"{n} box{'es' if n != 1 else ''}"

@@ -69,6 +69,8 @@ class VideoAnalysis(Timeline):
             that point are kept.
         max_faces: the cap on faces classified per frame (``None``: none).
         faces_dropped: faces found but not classified because of ``max_faces``, over all frames.
+        faces_rejected: MTCNN boxes that face verification (FaceMesh) rejected as not a face, over all
+            the frames the detector ran on (0 without verification).
     """
 
     def __init__(self, labels: Sequence[str], source: str, info: VideoInfo, sample_fps: float | None,
@@ -81,6 +83,7 @@ class VideoAnalysis(Timeline):
         self.max_frames, self.max_faces = max_frames, max_faces
         self.truncated: str | None = None
         self.faces_dropped = 0
+        self.faces_rejected = 0
 
     @property
     def duration_s(self) -> float:
@@ -98,10 +101,10 @@ class VideoAnalysis(Timeline):
 
     def to_dict(self) -> dict[str, Any]:
         """:meth:`Timeline.to_dict` plus ``video`` (:meth:`video_dict`), ``error``, ``truncated``
-        (``None`` or why the analysis stopped early) and ``faces_dropped`` (faces over ``max_faces``
-        per frame, not classified)."""
+        (``None`` or why the analysis stopped early), ``faces_dropped`` (faces over ``max_faces``
+        per frame, not classified) and ``faces_rejected`` (boxes face verification rejected)."""
         return {"video": self.video_dict(), "error": self.error, "truncated": self.truncated,
-                "faces_dropped": self.faces_dropped, **super().to_dict()}
+                "faces_dropped": self.faces_dropped, "faces_rejected": self.faces_rejected, **super().to_dict()}
 
     def write_annotated(self, path: str | os.PathLike, *, crf: int = 23) -> None:
         """Write the analysed part of the video with tracked boxes, ids and labels (H.264 MP4).
@@ -152,6 +155,7 @@ def analyze_video(
     max_frames: int | None = None,
     max_faces: int | None = None,
     time_budget_s: float | None = None,
+    verify_faces: bool | None = None,
 ) -> VideoAnalysis:
     """Track every face through a video file and record its expression probabilities over time.
 
@@ -181,6 +185,10 @@ def analyze_video(
         time_budget_s: stop analysing after this many seconds of wall time (checked after each
             batch of ``batch_frames`` frames), keep the rows so far and say so in ``truncated``.
             ``None`` (default): no limit.
+        verify_faces: confirm each MTCNN box with FaceMesh and drop the rejected ones, counted in
+            :attr:`VideoAnalysis.faces_rejected` (``None``: the detector's ``verify``, on by default).
+            Frames keep the adaptive, speed-first smallest face (``min_face_size=None``), unlike
+            still photos (:meth:`EmotionRecognizer.predict` ``photo=True``).
 
     Returns:
         A :class:`VideoAnalysis`; empty (no rows) if no face is ever found. A damaged or truncated
@@ -220,8 +228,10 @@ def analyze_video(
     def flush() -> None:
         images = [Image.fromarray(f.rgb) for f in chunk]
         wanted = [i for i in range(len(chunk)) if (counter[0] + i) % detect_every == 0]
+        rejected: list[int] = []
         found = recognizer.detector.detect_batch([images[i] for i in wanted], threshold=threshold,
-                                                 min_face_size=min_face_size)
+                                                 min_face_size=min_face_size, verify=verify_faces, rejected=rejected)
+        analysis.faces_rejected += sum(rejected)
         if max_faces is not None:
             found, lost = limit_faces(found, max_faces)
             analysis.faces_dropped += sum(lost)
