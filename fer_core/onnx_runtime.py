@@ -28,7 +28,7 @@ THREADS_ENV: str = "FER_THREADS"
 #: threads took about the same time (``benchmarks/bench_mtcnn_onnx.py``); above 2 cores not measured.
 DEFAULT_MAX_THREADS: int = 4
 
-_sessions: dict[tuple[str, int], onnxruntime.InferenceSession] = {}
+_sessions: dict[tuple[str, int, int, int], onnxruntime.InferenceSession] = {}
 _lock = threading.Lock()
 
 
@@ -61,7 +61,7 @@ def default_threads() -> int:
 def session(path: str | os.PathLike, threads: int | None = None) -> onnxruntime.InferenceSession:
     """A cached ONNX Runtime CPU session for the model file at ``path``.
 
-    One session is made per ``(resolved path, threads)`` and shared afterwards (ORT sessions are
+    One session is made per ``(resolved path, file mtime and size, threads)`` and shared afterwards (ORT sessions are
     safe to ``run`` from several threads at once).
 
     Args:
@@ -83,7 +83,8 @@ def session(path: str | os.PathLike, threads: int | None = None) -> onnxruntime.
     resolved = Path(path).resolve()
     if not resolved.is_file():
         raise FileNotFoundError(f"ONNX model not found: {resolved}")
-    key = (str(resolved), threads)
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_mtime_ns, stat.st_size, threads)  # a rewritten file gets a new session
     with _lock:
         cached = _sessions.get(key)
         if cached is not None:

@@ -1,8 +1,11 @@
 """EmotionRecognizer: image in, one :class:`FaceResult` per face out.
 
-image -> :func:`~fer_core.io.load_image` -> :class:`~fer_core.detect.FaceDetector` (MTCNN) ->
-:func:`~fer_core.align.crop_face` -> :mod:`~fer_core.preprocess` -> one batched forward pass of
-:class:`~fer_core.model.EmotionNet` -> ``softmax(logits / temperature)``.
+image -> :func:`~fer_core.io.load_image` -> :class:`~fer_core.detect.FaceDetector` (MTCNN, then
+FaceMesh verification) -> :func:`~fer_core.align.crop_face` -> :mod:`~fer_core.preprocess` -> one
+batched run of the classifier (:mod:`fer_core.classifier`: ONNX Runtime or torch) ->
+``softmax(logits / temperature)`` (:mod:`fer_core.calibration`).
+
+With ``backend="onnx"`` (the default when onnxruntime is installed) nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .align import crop_face
+from .classifier import CLASSIFY_BATCH, Classifier, OnnxClassifier, TorchClassifier, load_classifier
 from .config import ModelConfig
 from .detect import Detection, FaceDetector, limit_faces
-from .errors import InvalidImageError, ModelLoadError
+from .errors import InvalidImageError
+from .hub import DEFAULT_MODEL_DIR, ONNX_NAME, resolve_model_folder
 from .io import ImageInput, load_image
-from .model import EmotionNet, fuse_batchnorm, load_model
 from .options import (
     DEFAULT_HALF_LIFE_S,
     DEFAULT_THRESHOLD,
@@ -30,19 +33,15 @@ from .options import (
     PredictOptions,
     check_max_faces,
     check_min_face_size,
+    resolve_backend,
 )
-from .preprocess import crops_to_batch
 from .result import FaceResult
 
 if TYPE_CHECKING:
+    from .model import EmotionNet
     from .video_analysis import VideoAnalysis
 
-#: Faces per classifier forward pass: a group photo or a batch of images with hundreds of faces
-#: runs in chunks of this many, so memory does not grow with the number of faces.
-CLASSIFY_BATCH: int = 64
-
-#: Folder of the trained default model shipped inside the package.
-DEFAULT_MODEL_DIR: Path = Path(__file__).resolve().parent / "default_model"
+__all__ = ["CLASSIFY_BATCH", "DEFAULT_MODEL_DIR", "EmotionRecognizer"]
 
 
 class EmotionRecognizer:
@@ -51,32 +50,41 @@ class EmotionRecognizer:
     Build it with :meth:`from_pretrained`; then :meth:`predict` one image, :meth:`predict_batch`
     several, or :meth:`classify_crops` for faces that are already cropped.
 
-    Classification runs a copy of ``model`` with its BatchNorms folded into the convolutions
-    (:func:`~fer_core.model.fuse_batchnorm`), made once here: changing ``model``'s weights
-    afterwards does not reach it; build a new recognizer instead.
+    The classifier is an :class:`~fer_core.classifier.OnnxClassifier` (``model.onnx`` in ONNX
+    Runtime, no torch) or a :class:`~fer_core.classifier.TorchClassifier` (a BatchNorm-folded copy of
+    an :class:`EmotionNet`, made once: changing the model's weights afterwards does not reach it;
+    build a new recognizer instead). Both give the same probabilities within 1e-5.
 
     Args:
-        model: a loaded :class:`EmotionNet`; it is switched to eval mode.
-        detector: the face detector; default ``FaceDetector()`` (threshold 0.9, adaptive min size).
-        device: torch device for the classifier.
+        model: a loaded :class:`EmotionNet` (wrapped in a ``TorchClassifier`` on ``device``) or a
+            classifier from :func:`~fer_core.classifier.load_classifier`.
+        detector: the face detector; default ``FaceDetector()`` on the classifier's backend
+            (threshold 0.9, adaptive min size, FaceMesh verification).
+        device: torch device for an :class:`EmotionNet` ``model``.
         source: where the model came from (folder or repo id), for display.
         revision: the Hub commit the model was loaded from, if any.
+
+    Attributes:
+        classifier: the classifier; backend: ``"onnx"`` or ``"torch"`` (the classifier's);
+        model: the :class:`EmotionNet` for the torch backend, ``None`` for ONNX.
     """
 
     def __init__(
         self,
-        model: EmotionNet,
+        model: EmotionNet | Classifier,
         detector: FaceDetector | None = None,
-        device: str | torch.device = "cpu",
+        device: Any = "cpu",
         source: str = "<in memory>",
         revision: str | None = None,
     ) -> None:
-        self.device = torch.device(device)
-        # channels-last memory format: about 1.8x faster convolutions on CPU (bench_inference.py)
-        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        # BatchNorm folded into the convolutions: same logits, about 1.6x faster forward pass
-        self._net = fuse_batchnorm(self.model).to(memory_format=torch.channels_last)
-        self.detector = detector if detector is not None else FaceDetector(device=self.device)
+        if isinstance(model, OnnxClassifier | TorchClassifier):
+            self.classifier: OnnxClassifier | TorchClassifier = model
+        else:
+            self.classifier = TorchClassifier(model, device)
+        self.backend = "onnx" if isinstance(self.classifier, OnnxClassifier) else "torch"
+        self.model: EmotionNet | None = getattr(self.classifier, "model", None)
+        self.device = getattr(self.classifier, "device", "cpu")
+        self.detector = detector if detector is not None else FaceDetector(device=self.device, backend=self.backend)
         self.source = source
         self.revision = revision
 
@@ -89,10 +97,12 @@ class EmotionRecognizer:
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         token: str | bool | None = None,
-        device: str | torch.device = "cpu",
+        device: Any = "cpu",
         threshold: float = DEFAULT_THRESHOLD,
         min_face_size: int | None = None,
         verify_faces: bool = True,
+        backend: str | None = None,
+        threads: int | None = None,
     ) -> EmotionRecognizer:
         """Load a model from the bundled default, a local folder, or a Hugging Face Hub repo.
 
@@ -103,34 +113,45 @@ class EmotionRecognizer:
                 ``HF_HUB_OFFLINE=1``; ``HF_ENDPOINT`` selects the server).
             revision: Hub branch, tag or commit (ignored for folders).
             cache_dir, local_files_only, token: passed to ``huggingface_hub.snapshot_download``.
-            device: torch device.
+            device: torch device (``backend="torch"``; the ONNX backend runs on the CPU).
             threshold, min_face_size: face-detector defaults (see :class:`FaceDetector`).
             verify_faces: confirm detections with FaceMesh by default (``FaceDetector(verify=...)``).
+            backend: ``"onnx"`` (ONNX Runtime: the model's ``model.onnx``, MTCNN and FaceMesh as
+                ONNX; torch is never imported) or ``"torch"``; ``None``: ``"onnx"`` when onnxruntime is
+                installed and the model has a ``model.onnx`` (and a non-CPU ``device`` is not asked
+                for), else ``"torch"``.
+            threads: ONNX Runtime intra-op threads (``None``: ``FER_THREADS``, else
+                ``min(cpu_count, 4)``; :mod:`fer_core.onnx_runtime`).
 
         Raises:
             ModelLoadError: the folder or repo does not exist or cannot be reached, ``config.json``
-                is missing or invalid, or the weights are missing or do not match it.
+                is missing or invalid, or the weights are missing or do not match it (for
+                ``backend="onnx"``: no ``model.onnx``; ``python -m fer_core.export_onnx FOLDER``
+                writes one).
+            InvalidArgumentError: an unknown backend, or a non-CPU device for ``"onnx"``.
         """
-        if model_id is None:
-            if not DEFAULT_MODEL_DIR.is_dir():
-                raise ModelLoadError(f"the bundled default model is missing ({DEFAULT_MODEL_DIR})")
-            model_id, source = DEFAULT_MODEL_DIR, "bundled default"
-        else:
-            source = str(model_id)
-        model = load_model(model_id, revision, device=device, cache_dir=cache_dir, local_files_only=local_files_only,
-                           token=token, name=source)
-        detector = FaceDetector(threshold=threshold, min_face_size=min_face_size, device=device, verify=verify_faces)
-        return cls(model, detector, device=device, source=source, revision=model.revision)
+        source = "bundled default" if model_id is None else str(model_id)
+        hub = dict(cache_dir=cache_dir, local_files_only=local_files_only, token=token)
+        if backend is None:
+            backend = resolve_backend(None)
+            if backend == "onnx" and (str(device) != "cpu" or not _has_onnx(model_id, revision, hub)):
+                backend = "torch"
+        backend = resolve_backend(backend)
+        classifier = load_classifier(model_id, revision, backend=backend, device=device, name=source, threads=threads,
+                                     **hub)
+        detector = FaceDetector(threshold=threshold, min_face_size=min_face_size, device=device, verify=verify_faces,
+                                backend=backend, threads=threads)
+        return cls(classifier, detector, device=device, source=source, revision=classifier.revision)
 
     @property
     def labels(self) -> list[str]:
         """The model's label names in output order (the 8 FER+ labels for FER+ models)."""
-        return list(self.model.config.labels)
+        return list(self.config.labels)
 
     @property
     def config(self) -> ModelConfig:
         """The model's :class:`ModelConfig` (from its ``config.json``)."""
-        return self.model.config
+        return self.classifier.config
 
     def options(self, threshold: Any = None, min_face_size: Any = None, align: bool | None = None,
                 balanced: bool | None = None, verify_faces: bool | None = None) -> PredictOptions:
@@ -170,7 +191,7 @@ class EmotionRecognizer:
             InvalidArgumentError: ``balanced=True`` for a model without a class prior.
         """
         images = [_load_indexed(c, i) for i, c in enumerate(crops)]
-        return self._probabilities(images, batch_size, balanced)
+        return self.classifier.probabilities(images, balanced, batch_size)
 
     def predict(
         self,
@@ -270,7 +291,7 @@ class EmotionRecognizer:
                 out of range, or ``balanced=True`` for a model without a class prior.
         """
         max_faces, max_total_faces = check_max_faces(max_faces), check_max_faces(max_total_faces, "max_total_faces")
-        self.model.config.resolve_balanced(balanced)  # a bad request fails before any detection work
+        self.config.resolve_balanced(balanced)  # a bad request fails before any detection work
         verify = self.detector.verify if verify_faces is None else bool(verify_faces)
         min_face = check_min_face_size(min_face_size)
         if min_face is None and self.detector.min_face_size is None and photo and verify:
@@ -299,14 +320,14 @@ class EmotionRecognizer:
         Raises:
             InvalidArgumentError: ``balanced=True`` for a model without a class prior.
         """
-        cfg = self.model.config
+        cfg = self.config
         do_align = cfg.align if align is None else bool(align)
         crops = [
             crop_face(img, d.box, d.landmarks, margin=cfg.crop_margin, align=do_align)
             for img, dets in zip(images, detections)
             for d in dets
         ]
-        probs = self._probabilities(crops, CLASSIFY_BATCH, balanced)
+        probs = self.classifier.probabilities(crops, balanced, CLASSIFY_BATCH)
         results, k = [], 0
         for dets in detections:
             faces = []
@@ -352,17 +373,19 @@ class EmotionRecognizer:
                              smoothing=DEFAULT_HALF_LIFE_S if smoothing is None else smoothing,
                              progress=progress, **options)
 
-    def _probabilities(self, crops: Sequence[Image.Image], batch_size: int, balanced: bool | None) -> np.ndarray:
-        n_classes = self.model.config.num_classes
-        if not crops:
-            return np.zeros((0, n_classes), dtype=np.float32)
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(crops), batch_size):
-                batch = crops_to_batch(crops[start:start + batch_size], self.model.config)
-                batch = batch.to(self.device, memory_format=torch.channels_last)
-                out.append(self.model.probabilities(self._net(batch), balanced).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+
+def _has_onnx(model_id: str | os.PathLike | None, revision: str | None, hub: dict[str, Any]) -> bool:
+    """Whether a model (bundled, folder or Hub repo) has a ``model.onnx``; ``False`` when that cannot
+    be told (the torch loader then gives the real error)."""
+    if model_id is None:
+        return (DEFAULT_MODEL_DIR / ONNX_NAME).is_file()
+    if Path(model_id).is_dir():
+        return (Path(model_id) / ONNX_NAME).is_file()
+    try:
+        folder, _ = resolve_model_folder(model_id, revision, files=(ONNX_NAME,), **hub)
+    except Exception:  # noqa: BLE001 - unreachable, missing file, bad id: fall back to torch, which reports it
+        return False
+    return (folder / ONNX_NAME).is_file()
 
 
 def _load_indexed(image: ImageInput, index: int) -> Image.Image:

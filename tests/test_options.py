@@ -63,7 +63,7 @@ def test_predict_options_come_from_the_recognizer_and_its_config(recognizer):
 
 
 def test_the_models_own_align_wins(recognizer, monkeypatch):
-    monkeypatch.setattr(recognizer.model, "config", dataclasses.replace(recognizer.config, align=False))
+    monkeypatch.setattr(recognizer.classifier, "config", dataclasses.replace(recognizer.config, align=False))
     assert recognizer.options().align is False
 
 

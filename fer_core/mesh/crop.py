@@ -30,13 +30,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:
-    from ..detect import Detection
+
+class FaceBox(Protocol):
+    """A detected face as FaceMesh needs it (:class:`fer_core.detect.Detection` is one): ``box``
+    ``(x1, y1, x2, y2)`` and ``landmarks`` ``(5, 2)`` whose rows 0 and 1 are the eyes, image pixels.
+    A Protocol, so this package does not import the detector (which imports it)."""
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
 
 #: Side of FaceMesh's square input crop, pixels.
 CROP_SIZE: int = 192
@@ -49,7 +55,7 @@ def _normalize_radians(angle: float) -> float:
     return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
 
 
-def face_rois(detections: Sequence[Detection], scale: float = ROI_SCALE) -> np.ndarray:
+def face_rois(detections: Sequence[FaceBox], scale: float = ROI_SCALE) -> np.ndarray:
     """MediaPipe's face ROI (``DetectionsToRects`` + ``RectTransformation``) of each detection.
 
     Args:

@@ -11,16 +11,13 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ..errors import InvalidArgumentError
-from .crop import CROP_SIZE, crop_rois, face_rois, to_image
-
-if TYPE_CHECKING:
-    from ..detect import Detection
+from .crop import CROP_SIZE, FaceBox, crop_rois, face_rois, to_image
 
 #: The shipped ONNX export of FaceMeshNet (``python -m fer_core.mesh.export``).
 ONNX_PATH: Path = Path(__file__).with_name("face_mesh.onnx")
@@ -134,7 +131,7 @@ class FaceMesh:
                 torch.set_num_threads(before)
             return landmarks.numpy(), logits.numpy()
 
-    def run(self, image: Image.Image, detections: Sequence[Detection]) -> MeshOutput:
+    def run(self, image: Image.Image, detections: Sequence[FaceBox]) -> MeshOutput:
         """FaceMesh on every detected face of one image.
 
         Args:
@@ -150,7 +147,7 @@ class FaceMesh:
         return self.run_batch([image], [detections])[0]
 
     def run_batch(self, images: Sequence[Image.Image],
-                  detections_per_image: Sequence[Sequence[Detection]]) -> list[MeshOutput]:
+                  detections_per_image: Sequence[Sequence[FaceBox]]) -> list[MeshOutput]:
         """:meth:`run` for several images: the faces of all images go through the network together,
         :data:`CHUNK` at a time.
 
