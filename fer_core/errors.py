@@ -45,6 +45,12 @@ class ModelLoadError(FERError, RuntimeError):
     reached or found. The message names the source and the reason."""
 
 
+class ExportCheckError(FERError, RuntimeError):
+    """An exported ONNX file does not reproduce the torch model's probabilities within
+    :data:`fer_core.export_onnx.TOLERANCE` (the message gives the measured difference); nothing
+    was written (:func:`fer_core.export_onnx.export_onnx`)."""
+
+
 class InvalidVideoError(InputError):
     """The input is not a usable video: missing, empty, not a video at all, truncated or corrupt
     so that no frame can be decoded, a codec FFmpeg (PyAV) cannot decode, or a frame size above

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from torch import nn
 
 from .calibration import probabilities
-from .errors import FERError
+from .errors import ExportCheckError, FERError
 from .hub import ONNX_NAME
 from .model import EmotionNet, load_model
 from .preprocess import crops_to_array
@@ -38,11 +38,6 @@ from .preprocess import crops_to_array
 TOLERANCE: float = 1e-5
 #: Folder of the face crops the default check uses.
 CHECK_FACES: Path = Path(__file__).resolve().parent / "check_faces"
-
-
-class ExportCheckError(FERError, RuntimeError):
-    """The exported ONNX file does not reproduce the torch model's probabilities within
-    :data:`TOLERANCE` (the message gives the measured difference); nothing was written."""
 
 
 def default_check_crops() -> list[Image.Image]:
