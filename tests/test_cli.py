@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import ROOT
+from tests.support.false_box import FACE_BOX, MIN_FACE_SIZE, RIBBON_BOX, THRESHOLD, busy_photo, near
 
 
 def run_cli(*args):
@@ -35,8 +36,37 @@ def test_cli_text_json_annotate_and_bad_file(tmp_path, astronaut, canvas, model_
     docs = json.loads(proc.stdout)
     assert [len(d["faces"]) for d in docs] == [1, 6]
     face = docs[0]["faces"][0]
-    assert set(face) == {"box", "score", "landmarks", "label", "probs"}
+    assert set(face) == {"box", "score", "landmarks", "label", "probs", "face_prob"}  # verified by default
+    assert face["face_prob"] > 0.99 and [d["faces_rejected"] for d in docs] == [0, 0]
     assert abs(sum(face["probs"].values()) - 1) < 1e-3
+
+
+def test_cli_verify_drops_a_false_box_and_mesh_goes_to_json(tmp_path, model_dir):
+    busy_photo().save(tmp_path / "hopper2x.png")
+    common = (tmp_path / "hopper2x.png", "--model", model_dir, "--threshold", THRESHOLD, "--min-face-size",
+              MIN_FACE_SIZE)
+    proc = run_cli(*common)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert sum("\tface " in ln for ln in lines) == 1
+    assert any("\trejected\t1 box not confirmed as a face" in ln for ln in lines)
+
+    proc = run_cli(*common, "--json", "--mesh")
+    doc = json.loads(proc.stdout)[0]
+    assert doc["faces_rejected"] == 1 and len(doc["faces"]) == 1
+    face = doc["faces"][0]
+    assert near(face["box"], FACE_BOX) and face["face_prob"] > 0.99
+    mesh = np.asarray(face["mesh"])
+    assert mesh.shape == (468, 3)
+    x1, y1, x2, y2 = face["box"]
+    inside = (mesh[:, 0] >= x1 - 20) & (mesh[:, 0] <= x2 + 20) & (mesh[:, 1] >= y1 - 20) & (mesh[:, 1] <= y2 + 20)
+    assert inside.all()  # the points lie on the face, in image pixels
+
+    proc = run_cli(*common, "--json", "--no-verify")
+    doc = json.loads(proc.stdout)[0]
+    assert "faces_rejected" not in doc and len(doc["faces"]) == 2
+    assert near(doc["faces"][0]["box"], face["box"], tol=0.01)  # the verified face is unchanged
+    assert near(doc["faces"][1]["box"], RIBBON_BOX) and "face_prob" not in doc["faces"][1]
 
 
 def test_cli_crops_mode(tmp_path, ferplus, model_dir):

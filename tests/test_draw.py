@@ -50,3 +50,19 @@ def test_label_colours_are_distinct_for_any_models_labels():
     assert list(colors) != [] and set(colors) == set(other) and len(set(colors.values())) == len(other)
     assert colors["happiness"] == LABEL_COLORS["happiness"]
     assert label_color("pain", other) == colors["pain"] and label_color("anger") == LABEL_COLORS["anger"]
+
+
+def test_annotate_draws_the_face_mesh_in_the_face_colour(recognizer, astronaut):
+    image = Image.fromarray(astronaut)
+    faces = recognizer.predict(image, mesh=True)
+    assert len(faces) == 1 and faces[0].mesh.shape == (468, 3)
+    colour = np.array(ImageColor.getrgb(label_color(faces[0].label)))
+    points = np.floor(faces[0].mesh[:, :2]).astype(int)  # the pixel holding each point
+
+    def coloured(out: Image.Image) -> float:
+        arr = np.asarray(out)
+        return float(np.mean([np.array_equal(arr[y, x], colour) for x, y in points]))
+
+    assert coloured(annotate(image, faces, mesh=True)) > 0.95  # a dot on every point
+    assert coloured(annotate(image, faces)) < 0.1  # boxes only by default
+    assert np.array_equal(np.asarray(image), astronaut)  # input untouched
