@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 import research.distill  # noqa: F401  (registers the extension points' steps)
+import research.facemesh_backbone  # noqa: F401  (--backbone facemesh_trunk, --pretrained facemesh)
 import research.final_fit  # noqa: F401
 import research.pack  # noqa: F401
 from fer_train.__main__ import build_parser
