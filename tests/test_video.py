@@ -14,6 +14,7 @@ from fer_core import video as video_module
 from fer_core.plots import timeline_figure
 from fer_core.timeline import BASE_COLUMNS
 from fer_core.video import iter_frames, probe_video
+from tests.support.false_box import FACE_BOX, MIN_FACE_SIZE, RIBBON_BOX, THRESHOLD, busy_photo, near
 from tests.support.video_clips import (
     B_LEAVES_S,
     FPS,
@@ -264,3 +265,26 @@ def test_max_faces_per_frame(recognizer, clip):
     one = recognizer.analyze_video(clip, max_seconds=1, max_faces=1, progress=False)
     assert [n for _, _, n in one.faces_per_frame()] == [1] * 10 and one.faces_dropped == 10
     assert one.to_dict()["faces_dropped"] == 10
+
+
+def test_verification_drops_a_false_box_in_every_frame(recognizer, tmp_path):
+    """A lossless clip of a real photo where MTCNN (threshold 0.5, 12 px faces) also boxes medal
+    ribbons: verification drops that box on every frame and counts it; without it a second track."""
+    image = np.asarray(busy_photo())
+    path = tmp_path / "ribbons.mkv"
+    with av.open(str(path), "w") as container:  # ffv1: lossy H.264 smooths the ribbons' false box away
+        stream = container.add_stream("ffv1", rate=5)
+        stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "bgr0"
+        for _ in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    options = {"threshold": THRESHOLD, "min_face_size": MIN_FACE_SIZE, "progress": False}
+    verified = recognizer.analyze_video(path, **options)
+    assert verified.faces_rejected == 3 and verified.face_ids == [1] and len(verified.rows) == 3
+    assert all(near(r.box, FACE_BOX) for r in verified.rows)
+    assert verified.to_dict()["faces_rejected"] == 3
+    plain = recognizer.analyze_video(path, verify_faces=False, **options)
+    assert plain.faces_rejected == 0 and plain.face_ids == [1, 2] and len(plain.rows) == 6
+    assert sum(near(r.box, RIBBON_BOX) for r in plain.rows) == 3
