@@ -59,6 +59,7 @@ from .service import (
     VideoTooLongError,
     batch_folder,
     faces_dropped_note,
+    faces_rejected_note,
     faces_table,
     frame_html,
     public,
@@ -159,39 +160,47 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
     defaults = service.defaults()
 
     def settings(threshold: float | None, min_face: float | None, align: bool | None,
-                 balanced: bool | None = None) -> PredictOptions:
+                 balanced: bool | None = None, verify: bool | None = None) -> PredictOptions:
         try:
-            return service.settings(threshold, min_face, align, balanced)
+            return service.settings(threshold, min_face, align, balanced, verify)
         except InvalidArgumentError as exc:
             raise gr.Error(str(exc)) from exc
 
-    def predict(image: Any, s: PredictOptions,
-                dropped: list[int] | None = None) -> tuple[Image.Image, list[FaceResult]]:
+    def predict(image: Any, s: PredictOptions, dropped: list[int] | None = None, rejected: list[int] | None = None,
+                photo: bool = True, mesh: bool | None = None) -> tuple[Image.Image, list[FaceResult]]:
         try:
-            return service.predict(image, s, dropped=dropped)
+            return service.predict(image, s, dropped=dropped, rejected=rejected, photo=photo, mesh=mesh)
         except InvalidImageError as exc:  # name the upload, not the server's temp path
             message = f"{Path(image).name}: {exc.reason}" if isinstance(image, str) else str(exc)
             raise gr.Error(message) from exc
         except ServerBusyError as exc:
             raise gr.Error(str(exc)) from exc
 
-    def analyze(image: str | None, threshold: float, min_face: float, align: bool, balanced: bool):
+    def analyze(image: str | None, threshold: float, min_face: float, align: bool, balanced: bool,
+                verify: bool = True, draw_mesh: bool = False):
         if image is None:
             raise gr.Error("Upload, paste or take a photo first.")
         dropped: list[int] = []
-        pil, faces = predict(image, settings(threshold, min_face, align, balanced), dropped)
+        rejected: list[int] = []
+        pil, faces = predict(image, settings(threshold, min_face, align, balanced, verify), dropped, rejected,
+                             mesh=True if draw_mesh else None)
         notice = NO_FACE if not faces else f"**{len(faces)} face{'s' if len(faces) > 1 else ''}** found."
+        if sum(rejected):
+            notice += f" {faces_rejected_note(sum(rejected))}."
         if sum(dropped):
             gr.Warning(faces_dropped_note(sum(dropped)))
             notice += f" {faces_dropped_note(sum(dropped))}."
-        return annotate(pil, faces), probability_figure(faces, labels), faces_table(faces), notice
+        return (annotate(pil, faces, mesh=bool(draw_mesh)), probability_figure(faces, labels), faces_table(faces),
+                notice)
 
-    def live(frame, state: dict | None, threshold: float, min_face: float, align: bool, balanced: bool):
+    def live(frame, state: dict | None, threshold: float, min_face: float, align: bool, balanced: bool,
+             verify: bool = True):
         state = state or new_live_state()
         if frame is None:
             return None, "", "", gr.skip(), state
         start = time.perf_counter()
-        pil, raw = predict(frame, settings(threshold, min_face, align, balanced))
+        # a webcam frame, not a still photo: the adaptive (speed-first) smallest face
+        pil, raw = predict(frame, settings(threshold, min_face, align, balanced, verify), photo=False)
         now = time.monotonic()
         state["t0"] = now if state["t0"] is None else state["t0"]
         faces = state["tracker"].update(raw, now - state["t0"])
@@ -220,10 +229,11 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         return str(path)
 
     def video_tab(video: str | None, sample_fps: float, smoothing: float, threshold: float, min_face: float,
-                  align: bool, balanced: bool, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio API)
+                  align: bool, balanced: bool, verify: bool = True,
+                  progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio API)
         if not video:
             raise gr.Error("Upload a video first.")
-        s = settings(threshold, min_face, align, balanced)
+        s = settings(threshold, min_face, align, balanced, verify)
         notes = []
         try:
             analysis = run_video(video, s, sample_fps, None, smoothing)
@@ -240,6 +250,8 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         if analysis.faces_dropped:
             notes.append(f"{analysis.faces_dropped} faces over the limit per frame were not analysed "
                          "(FER_MAX_FACES).")
+        if analysis.faces_rejected:
+            notes.append(f"{faces_rejected_note(analysis.faces_rejected)}, over all frames.")
         paths = write_video_outputs(analysis, batch_folder(BATCH_ROOT))
         n = len(analysis.face_ids)
         notice = (f"**{n} face{'s' if n != 1 else ''}** tracked over {analysis.duration_s:.1f} s "
@@ -258,12 +270,13 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         except (InvalidArgumentError, ServerBusyError) as exc:
             raise gr.Error(str(exc)) from exc
 
-    def batch(files: list[str] | None, threshold: float, min_face: float, align: bool, balanced: bool):
+    def batch(files: list[str] | None, threshold: float, min_face: float, align: bool, balanced: bool,
+              verify: bool = True):
         if not files:
             raise gr.Error("Choose one or more image files.")
         items = [(Path(f).name, f) for f in files]
-        results = many(items, settings(threshold, min_face, align, balanced), keep_images=True)
-        gallery, problems, notes, n_faces = [], [], [], 0
+        results = many(items, settings(threshold, min_face, align, balanced, verify), keep_images=True)
+        gallery, problems, notes, rejected_notes, n_faces = [], [], [], [], 0
         for r in results:
             if "error" in r:
                 gr.Warning(f"{r['file']}: {r['error']}")
@@ -272,6 +285,8 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
             n_faces += len(r["faces"])
             if r.get("note"):
                 notes.append(f"- `{r['file']}`: {r['note']}")
+            if r.get("faces_rejected"):
+                rejected_notes.append(f"- `{r['file']}`: {faces_rejected_note(r['faces_rejected'])}")
             caption = f"{r['file']}: " + (", ".join(f"{i} {f.label} {f.confidence:.0%}"
                                                      for i, f in enumerate(r["_faces"], 1)) or "no face")
             gallery.append((annotate(r["_image"], r["_faces"]), caption))
@@ -281,6 +296,8 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
             summary += "\n\nNot processed:\n" + "\n".join(problems)
         if notes:
             summary += "\n\nNot every face analysed:\n" + "\n".join(notes)
+        if rejected_notes:
+            summary += "\n\nFace verification:\n" + "\n".join(rejected_notes)
         return gallery, [str(csv_path), str(json_path)], summary
 
     def many(items: list[tuple[str, Any]], s: PredictOptions, keep_images: bool = False) -> list[dict[str, Any]]:
@@ -290,38 +307,45 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
             raise gr.Error(str(exc)) from exc
 
     def api_predict(image: FileData, detection_threshold: float = defaults.threshold, min_face_size: float = 0,
-                    align: bool = defaults.align, balanced: bool = defaults.balanced) -> list[dict[str, Any]]:
-        """Faces in one image: box [x1, y1, x2, y2] pixels, score, label, probs, landmarks. Options
-        default to the model's own (see /labels); min_face_size 0 = adaptive."""
+                    align: bool = defaults.align, balanced: bool = defaults.balanced,
+                    verify_faces: bool = defaults.verify_faces) -> list[dict[str, Any]]:
+        """Faces in one image: box [x1, y1, x2, y2] pixels, score, label, probs, landmarks, and
+        face_prob (FaceMesh face-presence probability, 0..1) when verify_faces. Options default to the
+        model's own (see /labels); min_face_size 0 = adaptive (20 px when verified)."""
         path = uploaded_path(image)
         if not path:
             raise gr.Error("no image given")
         dropped: list[int] = []
-        _, faces = predict(path, settings(detection_threshold, min_face_size, align, balanced), dropped)
+        _, faces = predict(path, settings(detection_threshold, min_face_size, align, balanced, verify_faces),
+                           dropped)
         if sum(dropped):
             gr.Warning(faces_dropped_note(sum(dropped)))
         return [f.to_dict() for f in faces]
 
     def api_predict_batch(images: list[FileData], detection_threshold: float = defaults.threshold,
                           min_face_size: float = 0, align: bool = defaults.align,
-                          balanced: bool = defaults.balanced) -> list[dict[str, Any]]:
-        """One entry per file: {file, faces} or {file, error}; bad files do not stop the others."""
+                          balanced: bool = defaults.balanced,
+                          verify_faces: bool = defaults.verify_faces) -> list[dict[str, Any]]:
+        """One entry per file: {file, faces} or {file, error}; bad files do not stop the others.
+        faces_rejected (int): boxes that face verification (verify_faces) rejected in that file."""
         paths = [p for p in map(uploaded_path, images or []) if p]
         items = [(Path(p).name, p) for p in paths]
-        return public(many(items, settings(detection_threshold, min_face_size, align, balanced)))
+        return public(many(items, settings(detection_threshold, min_face_size, align, balanced, verify_faces)))
 
     def api_predict_video(video: FileData, sample_fps: float = DEFAULT_VIDEO_SAMPLE_FPS, max_seconds: float = 0,
                           smoothing: float = DEFAULT_HALF_LIFE_S, detection_threshold: float = defaults.threshold,
                           min_face_size: float = 0, align: bool = defaults.align,
-                          balanced: bool = defaults.balanced) -> dict[str, Any]:
+                          balanced: bool = defaults.balanced,
+                          verify_faces: bool = defaults.verify_faces) -> dict[str, Any]:
         """Faces tracked through a video: {video, error, truncated (why the analysis stopped early,
-        else null), faces_dropped, labels, frames_analyzed, summary (per face: seconds visible, share
-        of time per label), rows (per face per analysed frame: time_s, face_id, box, label, smoothed
-        probs, raw_probs)}. sample_fps 0 = every frame; max_seconds 0 = all."""
+        else null), faces_dropped, faces_rejected (boxes face verification rejected), labels,
+        frames_analyzed, summary (per face: seconds visible, share of time per label), rows (per face
+        per analysed frame: time_s, face_id, box, label, smoothed probs, raw_probs)}. sample_fps 0 =
+        every frame; max_seconds 0 = all."""
         path = uploaded_path(video)
         if not path:
             raise gr.Error("no video given")
-        s = settings(detection_threshold, min_face_size, align, balanced)
+        s = settings(detection_threshold, min_face_size, align, balanced, verify_faces)
         try:
             analysis = run_video(path, s, sample_fps, max_seconds or None, smoothing)
         except VideoTooLongError as exc:
@@ -355,19 +379,26 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
                                    label="Balanced decisions (correct for rare expressions)", elem_id="balanced",
                                    info="Divide by how common each expression was in training, so fear, "
                                         "disgust and contempt are not out-voted by neutral")
+            verify = gr.Checkbox(value=defaults.verify_faces, label="Verify faces (FaceMesh)", elem_id="verify",
+                                 info="Keep only the boxes MediaPipe FaceMesh confirms as faces (drops patterns, "
+                                      "hands and fabric that the detector took for a face)")
         with gr.Tabs():
             with gr.Tab("Image"):
                 with gr.Row():
                     image_in = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Photo")
                     image_out = gr.Image(label="Faces", elem_id="annotated")
-                run = gr.Button("Analyse", variant="primary")
+                with gr.Row():
+                    run = gr.Button("Analyse", variant="primary")
+                    draw_mesh = gr.Checkbox(value=False, label="Draw face mesh", elem_id="draw-mesh",
+                                            info="FaceMesh's 468 points as dots in each face's colour")
                 notice = gr.Markdown(elem_id="notice")
                 bars = gr.Plot(label="Probabilities per face", elem_id="bars")
                 table = gr.Dataframe(headers=["face", "box (x1, y1, x2, y2)", "top emotion", "confidence %"],
                                      label="Faces", elem_id="faces-table")
                 gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("*.jpg"))], inputs=[image_in])
                 for trigger in (run.click, image_in.upload):
-                    trigger(analyze, [image_in, threshold, min_face, align, balanced], [image_out, bars, table, notice],
+                    trigger(analyze, [image_in, threshold, min_face, align, balanced, verify, draw_mesh],
+                            [image_out, bars, table, notice],
                             api_visibility="private")
             with gr.Tab("Live webcam"):
                 with gr.Row():
@@ -383,7 +414,7 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
                     live_csv_button = gr.Button("Download this session (CSV)")
                     live_csv_file = gr.File(label="Session CSV", elem_id="live-csv")
                 live_state = gr.State(None)
-                cam.stream(live, [cam, live_state, threshold, min_face, align, balanced],
+                cam.stream(live, [cam, live_state, threshold, min_face, align, balanced, verify],
                            [live_out, live_bars, live_status, live_plot, live_state], stream_every=STREAM_EVERY,
                            concurrency_limit=2, time_limit=3600, show_progress="hidden",
                            api_visibility="private")
@@ -405,7 +436,8 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
                 video_table = gr.Dataframe(headers=["face", "seconds visible", "first s", "last s", "dominant",
                                                     "share of time"], label="Faces", elem_id="video-summary")
                 video_files = gr.File(label="Download (CSV, JSON)", file_count="multiple", elem_id="video-downloads")
-                video_go.click(video_tab, [video_in, video_fps, video_smoothing, threshold, min_face, align, balanced],
+                video_go.click(video_tab, [video_in, video_fps, video_smoothing, threshold, min_face, align, balanced,
+                                           verify],
                                [video_out, video_plot, video_table, video_files, video_notice],
                                concurrency_limit=1, api_visibility="private")
             with gr.Tab("Monitoring"):
@@ -417,8 +449,8 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
                 gallery = gr.Gallery(label="Annotated", columns=3, elem_id="gallery")
                 downloads = gr.File(label="Download every face (CSV, JSON)", file_count="multiple",
                                     elem_id="downloads")
-                go.click(batch, [files, threshold, min_face, align, balanced], [gallery, downloads, batch_notice],
-                         api_visibility="private")
+                go.click(batch, [files, threshold, min_face, align, balanced, verify],
+                         [gallery, downloads, batch_notice], api_visibility="private")
         gr.api(api_predict, api_name="predict")
         gr.api(api_predict_batch, api_name="predict_batch")
         gr.api(api_predict_video, api_name="predict_video", concurrency_limit=1)

@@ -113,13 +113,15 @@ class ServicePredictor:
         return self.service.recognizer.revision
 
     def predict(self, image: Any) -> tuple[Image.Image, list[FaceResult]]:
-        """:meth:`FERService.predict` with the model's defaults: the oriented image and its faces.
+        """:meth:`FERService.predict` with the model's defaults (faces verified by FaceMesh) on a
+        webcam frame (``photo=False``: the adaptive, speed-first smallest face): the oriented image
+        and its faces.
 
         Raises:
             fer_core.InvalidImageError: the image is invalid.
             ServerBusyError: no inference slot came free.
         """
-        return self.service.predict(image, self.service.defaults())
+        return self.service.predict(image, self.service.defaults(), photo=False)
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 ``GET /health``, ``GET /api/labels``, ``POST /api/predict`` (multipart ``file``),
 ``POST /api/predict/batch`` (multipart ``files``), ``POST /api/predict/video`` (multipart ``file``),
-each with ``threshold``, ``min_face_size``, ``align`` and ``balanced`` query parameters (omitted:
-the model's own defaults; the video route also ``sample_fps``, ``max_seconds``, ``smoothing``);
-OpenAPI docs at ``/docs``.
+each with ``threshold``, ``min_face_size``, ``align``, ``balanced`` and ``verify_faces`` query
+parameters (omitted: the model's own defaults, verification on; the video route also ``sample_fps``,
+``max_seconds``, ``smoothing``); OpenAPI docs at ``/docs``.
 
 Status codes: 400 an invalid image or video, or a request with both ``Content-Length`` and
 ``Transfer-Encoding``; 408 a body that arrives too slowly; 413 a body (counted as it streams),
@@ -61,6 +61,9 @@ MinFace = Annotated[int, Query(ge=0, description=f"smallest face in pixels (>= {
 Align = Annotated[bool | None, Query(description="level the eyes before classifying; omit for the model's default")]
 Balanced = Annotated[bool | None, Query(description="balanced (prior-corrected) decisions; omit for the "
                                                     "model's default")]
+VerifyFaces = Annotated[bool | None, Query(description="confirm each detected face with MediaPipe FaceMesh and "
+                                                       "drop the boxes it rejects (counted in faces_rejected); "
+                                                       "omit for the default, on")]
 SampleFps = Annotated[float, Query(ge=0, le=MAX_SAMPLE_FPS, description="frames analysed per second; 0 = every frame")]
 Smoothing = Annotated[float, Query(ge=SMOOTHING_RANGE_S[0], le=SMOOTHING_RANGE_S[1],
                                    description="probability smoothing half-life, seconds")]
@@ -132,8 +135,9 @@ def build_router(service: FERService) -> APIRouter:
     """The REST routes bound to ``service``."""
     router = APIRouter(route_class=GuardedRoute)
 
-    async def options(threshold: float | None, min_face_size: int, align: bool | None, balanced: bool | None):
-        return await _run(None, service.settings, threshold, min_face_size, align, balanced)
+    async def options(threshold: float | None, min_face_size: int, align: bool | None, balanced: bool | None,
+                      verify_faces: bool | None):
+        return await _run(None, service.settings, threshold, min_face_size, align, balanced, verify_faces)
 
     @router.api_route("/health", methods=["GET", "HEAD"], tags=["meta"])
     def health() -> dict[str, Any]:
@@ -149,15 +153,20 @@ def build_router(service: FERService) -> APIRouter:
     @router.post("/api/predict", tags=["predict"])
     async def predict(file: Annotated[UploadFile, File(description="an image file")],
                       threshold: Threshold = None, min_face_size: MinFace = 0, align: Align = None,
-                      balanced: Balanced = None) -> dict[str, Any]:
+                      balanced: Balanced = None, verify_faces: VerifyFaces = None) -> dict[str, Any]:
         """Faces in one image: each with ``box`` [x1, y1, x2, y2] pixels, ``score``, ``label``,
-        ``probs`` (label -> probability) and ``landmarks``; ``faces_dropped`` and ``note`` when
-        more faces were found than the server classifies per image (the highest scores are kept)."""
-        opts = await options(threshold, min_face_size, align, balanced)
+        ``probs`` (label -> probability), ``landmarks`` and, when verified, ``face_prob`` (FaceMesh's
+        face-presence probability, 0..1); ``faces_rejected`` when verification rejected boxes;
+        ``faces_dropped`` and ``note`` when more faces were found than the server classifies per
+        image (the highest scores are kept)."""
+        opts = await options(threshold, min_face_size, align, balanced, verify_faces)
         data = await _read_limited(file)
         dropped: list[int] = []
-        _, faces = await _run(file.filename, service.predict, data, opts, dropped=dropped)
+        rejected: list[int] = []
+        _, faces = await _run(file.filename, service.predict, data, opts, dropped=dropped, rejected=rejected)
         doc: dict[str, Any] = {"file": file.filename, "faces": [f.to_dict() for f in faces]}
+        if sum(rejected):
+            doc["faces_rejected"] = sum(rejected)
         if sum(dropped):
             doc |= {"faces_dropped": sum(dropped), "note": faces_dropped_note(sum(dropped))}
         return doc
@@ -165,13 +174,14 @@ def build_router(service: FERService) -> APIRouter:
     @router.post("/api/predict/batch", tags=["predict"])
     async def predict_batch(files: Annotated[list[UploadFile], File(description=f"image files (at most {MAX_FILES})")],
                             threshold: Threshold = None, min_face_size: MinFace = 0, align: Align = None,
-                            balanced: Balanced = None) -> dict[str, Any]:
+                            balanced: Balanced = None, verify_faces: VerifyFaces = None) -> dict[str, Any]:
         """Several images; a bad file gets an ``error`` entry and the others are still processed
         (also the files not started within the time budget: "not processed: time budget spent");
-        ``faces_dropped`` and ``note`` where faces were over the per-image or per-request caps."""
+        ``faces_dropped`` and ``note`` where faces were over the per-image or per-request caps;
+        ``faces_rejected`` where face verification rejected boxes."""
         if len(files) > MAX_FILES:
             raise HTTPException(413, f"{len(files)} files in one request; at most {MAX_FILES}")
-        opts = await options(threshold, min_face_size, align, balanced)
+        opts = await options(threshold, min_face_size, align, balanced, verify_faces)
         items = [(f.filename or f"file{i}", await _read_limited(f)) for i, f in enumerate(files)]
         results = await _run(None, service.predict_many, items, opts)
         return {"results": public(results)}
@@ -183,14 +193,16 @@ def build_router(service: FERService) -> APIRouter:
         max_seconds: Annotated[float, Query(ge=0, description="analyse only the first seconds; 0 = all")] = 0,
         smoothing: Smoothing = DEFAULT_HALF_LIFE_S,
         threshold: Threshold = None, min_face_size: MinFace = 0, align: Align = None, balanced: Balanced = None,
+        verify_faces: VerifyFaces = None,
     ) -> dict[str, Any]:
         """Faces tracked through a video: ``video`` (size, fps, seconds analysed), ``error`` (damaged
         parts, else null), ``truncated`` (why the analysis stopped before the end, e.g. the server's
         cap on decoded frames, else null), ``faces_dropped`` (faces over the per-frame cap),
+        ``faces_rejected`` (boxes face verification rejected, over all frames),
         ``summary`` (per face id: seconds visible, share of time per label) and ``rows`` (per face
         per analysed frame: ``time_s``, ``face_id``, ``box``, ``label``, smoothed ``probs`` and
         unsmoothed ``raw_probs``)."""
-        opts = await options(threshold, min_face_size, align, balanced)
+        opts = await options(threshold, min_face_size, align, balanced, verify_faces)
         data = await _read_limited(file)
         suffix = Path(file.filename or "").suffix.lower()
         fd, tmp = tempfile.mkstemp(suffix=suffix if suffix in VIDEO_SUFFIXES else ".mp4")

@@ -117,18 +117,20 @@ class FERService:
         return self.recognizer.options()
 
     def settings(self, threshold: float | None = None, min_face_size: float | None = None, align: bool | None = None,
-                 balanced: bool | None = None) -> PredictOptions:
+                 balanced: bool | None = None, verify_faces: bool | None = None) -> PredictOptions:
         """Validated options from UI/API values; ``None`` means the model's default, a
-        ``min_face_size`` of 0 adaptive (:meth:`fer_core.recognizer.EmotionRecognizer.options`).
+        ``min_face_size`` of 0 adaptive, and ``verify_faces`` (confirm each box with FaceMesh) the
+        detector's, on (:meth:`fer_core.recognizer.EmotionRecognizer.options`).
 
         Raises:
             fer_core.InvalidArgumentError: a value is out of range, or ``balanced`` is asked of a
                 model without a class prior in its ``config.json``.
         """
-        return self.recognizer.options(threshold, min_face_size, align, balanced)
+        return self.recognizer.options(threshold, min_face_size, align, balanced, verify_faces)
 
-    def predict(self, image: Any, options: PredictOptions, *,
-                dropped: list[int] | None = None) -> tuple[Image.Image, list[FaceResult]]:
+    def predict(self, image: Any, options: PredictOptions, *, dropped: list[int] | None = None,
+                rejected: list[int] | None = None, photo: bool = True,
+                mesh: bool | None = None) -> tuple[Image.Image, list[FaceResult]]:
         """Load one image and find and classify its faces, at most :data:`~fer_app.limits.MAX_FACES`
         of them (the highest detection scores).
 
@@ -136,6 +138,13 @@ class FERService:
             image: path, bytes, PIL image or array (see :func:`fer_core.load_image`).
             options: detection and decision options.
             dropped: if given, the number of faces found over the cap (0 if none) is appended to it.
+            rejected: if given, the number of boxes face verification rejected (0 if none) is
+                appended to it.
+            photo: ``True`` for a still photo (small faces searched for when verified); ``False``
+                for a live or monitoring frame (the adaptive, speed-first smallest face). See
+                :meth:`fer_core.recognizer.EmotionRecognizer.predict`.
+            mesh: as in :meth:`~fer_core.recognizer.EmotionRecognizer.predict` (``True``: FaceMesh's
+                468 points even without verification, for drawing).
 
         Returns:
             The oriented RGB image and its faces (reading order).
@@ -147,7 +156,8 @@ class FERService:
         image_size(image)  # a bad header fails before waiting for a slot
         with self.limiter.slot():  # decoding counts: a 50 MP image is 150 MB of pixels
             pil = load_image(image)
-            return pil, self.recognizer.predict(pil, **options.as_kwargs(), max_faces=MAX_FACES, dropped=dropped)
+            return pil, self.recognizer.predict(pil, **options.as_kwargs(), max_faces=MAX_FACES, dropped=dropped,
+                                                rejected=rejected, photo=photo, mesh=mesh)
 
     def predict_many(self, items: list[tuple[str, Any]], options: PredictOptions, *,
                      keep_images: bool = False, budget_s: float | None = None) -> list[dict[str, Any]]:
@@ -159,7 +169,8 @@ class FERService:
         memory holds one chunk, not the whole request. At most :data:`~fer_app.limits.MAX_FACES`
         faces per image and :data:`~fer_app.limits.MAX_REQUEST_FACES` per request are classified
         (the highest detection scores within a chunk; earlier chunks first); a file with faces over
-        the caps says how many in ``faces_dropped`` and ``note``. Before each chunk the time since
+        the caps says how many in ``faces_dropped`` and ``note``, and a file where face verification
+        rejected boxes says how many in ``faces_rejected``. Before each chunk the time since
         the inference slot was taken is checked against ``budget_s``: once it is spent, every file
         not yet started gets the error :data:`BUDGET_SPENT` (a partial result, not a timeout).
 
@@ -173,7 +184,8 @@ class FERService:
 
         Returns:
             One dict per item, in order: ``{"file", "faces": [...]}`` (plus ``"faces_dropped"``,
-            an int, and ``"note"`` when faces were over the caps) or ``{"file", "error"}``.
+            an int, and ``"note"`` when faces were over the caps; ``"faces_rejected"``, an int, when
+            verification rejected boxes) or ``{"file", "error"}``.
 
         Raises:
             RequestTooLargeError: too many files or pixels.
@@ -210,12 +222,16 @@ class FERService:
                     except InvalidImageError as exc:
                         results[i]["error"] = exc.reason
                 dropped: list[int] = []
+                rejected: list[int] = []
                 batches = self.recognizer.predict_batch([img for _, img in loaded], **options.as_kwargs(),
                                                         max_faces=MAX_FACES, max_total_faces=faces_left,
-                                                        dropped=dropped)
-                for (i, img), faces, lost in zip(loaded, batches, dropped):
+                                                        dropped=dropped, rejected=rejected)
+                rejected = rejected or [0] * len(loaded)
+                for (i, img), faces, lost, not_faces in zip(loaded, batches, dropped, rejected):
                     faces_left -= len(faces)
                     results[i]["faces"] = [f.to_dict() for f in faces]
+                    if not_faces:
+                        results[i]["faces_rejected"] = not_faces
                     if lost:
                         results[i]["faces_dropped"] = lost
                         results[i]["note"] = faces_dropped_note(lost)
@@ -312,6 +328,12 @@ def faces_dropped_note(dropped: int) -> str:
     return (f"{dropped} more face{'s' if dropped != 1 else ''} found than analysed: at most {MAX_FACES} per image "
             f"and {MAX_REQUEST_FACES} per request (FER_MAX_FACES, FER_MAX_REQUEST_FACES), the highest detection "
             "scores first")
+
+
+def faces_rejected_note(rejected: int) -> str:
+    """What a result says about ``rejected`` boxes that face verification (FaceMesh) did not confirm."""
+    return (f"{rejected} box{'es' if rejected != 1 else ''} not confirmed as a face by FaceMesh "
+            f"(left out; turn face verification off to keep {'them' if rejected != 1 else 'it'})")
 
 
 def public(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

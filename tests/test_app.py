@@ -14,6 +14,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from tests.conftest import ROOT
+from tests.support.false_box import FACE_BOX, MIN_FACE_SIZE, RIBBON_BOX, THRESHOLD, busy_photo, near
 from tests.support.launch import app_server
 from tests.support.video_clips import dense_clip, write_two_face_clip
 
@@ -55,10 +56,10 @@ def test_client_api_lists_named_endpoints(client):
     named = api["named_endpoints"]
     assert {"/predict", "/predict_batch", "/predict_video", "/labels"} <= set(named)
     assert [p["parameter_name"] for p in named["/predict"]["parameters"]] == [
-        "image", "detection_threshold", "min_face_size", "align", "balanced"]
+        "image", "detection_threshold", "min_face_size", "align", "balanced", "verify_faces"]
     assert [p["parameter_name"] for p in named["/predict_video"]["parameters"]] == [
         "video", "sample_fps", "max_seconds", "smoothing", "detection_threshold", "min_face_size", "align",
-        "balanced"]
+        "balanced", "verify_faces"]
 
 
 def test_predict_astronaut_and_canvas(client, canvas_file):
@@ -112,6 +113,35 @@ def test_rest_routes(server, canvas_file):
     spec = httpx.get(f"{server}/openapi.json").json()
     assert {"/health", "/api/labels", "/api/predict", "/api/predict/batch"} <= set(spec["paths"])
     assert httpx.get(f"{server}/docs").status_code == 200
+
+
+def test_face_verification_in_both_apis(client, server, tmp_path):
+    """A real false MTCNN box (Grace Hopper 2x, threshold 0.5, 12 px faces: the medal ribbons) is
+    dropped and counted with verification (the default) and returned without it, in both APIs."""
+    path = tmp_path / "hopper2x.png"
+    busy_photo().save(path)
+    detection = {"threshold": THRESHOLD, "min_face_size": MIN_FACE_SIZE}
+    upload = {"file": ("hopper2x.png", path.read_bytes(), "image/png")}
+    verified = httpx.post(f"{server}/api/predict", params=detection, files=upload, timeout=120).json()
+    assert verified["faces_rejected"] == 1 and len(verified["faces"]) == 1
+    face = verified["faces"][0]
+    assert near(face["box"], FACE_BOX) and face["face_prob"] > 0.99
+    plain = httpx.post(f"{server}/api/predict", params=detection | {"verify_faces": "false"}, files=upload,
+                       timeout=120).json()
+    assert "faces_rejected" not in plain and len(plain["faces"]) == 2
+    assert plain["faces"][0]["box"] == face["box"] and near(plain["faces"][1]["box"], RIBBON_BOX)
+    r = httpx.post(f"{server}/api/predict", params={"verify_faces": "maybe"}, files=upload)
+    assert r.status_code == 422 and "verify_faces" in r.text
+    astro = ("astro.jpg", ASTRONAUT.read_bytes(), "image/jpeg")
+    batch = httpx.post(f"{server}/api/predict/batch", params=detection,
+                       files=[("files", upload["file"]), ("files", astro)], timeout=120).json()["results"]
+    assert [r.get("faces_rejected", 0) for r in batch] == [1, 0] and [len(r["faces"]) for r in batch] == [1, 1]
+
+    on = client.predict(handle_file(str(path)), THRESHOLD, MIN_FACE_SIZE, api_name="/predict")
+    off = client.predict(handle_file(str(path)), THRESHOLD, MIN_FACE_SIZE, verify_faces=False, api_name="/predict")
+    assert [f["box"] for f in on] == [face["box"]] and len(off) == 2 and "face_prob" not in off[1]
+    per_file = client.predict([handle_file(str(path))], THRESHOLD, MIN_FACE_SIZE, api_name="/predict_batch")
+    assert per_file[0]["faces_rejected"] == 1 and len(per_file[0]["faces"]) == 1
 
 
 def test_balanced_switch_in_both_apis(client, server, model_dir):
@@ -194,6 +224,7 @@ def test_predict_video_client(client, clip, tmp_path):
     doc = client.predict(handle_file(str(clip)), 5, 2, 0.25, api_name="/predict_video")
     assert doc["video"]["file"] == "two_faces.mp4"
     check_video_doc(doc, faces=2, seconds=2.0, sample_fps=5)
+    assert doc["faces_rejected"] == 0  # real faces only: verification keeps them all
     with pytest.raises(Exception, match=f"at most {VIDEO_LIMIT_S:.0f} s"):  # 3 s clip, 2.5 s limit
         client.predict(handle_file(str(clip)), api_name="/predict_video")
     bad = tmp_path / "broken.mp4"

@@ -13,6 +13,7 @@ import pytest
 from fer_app import service as service_module
 from fer_app.service import BUDGET_SPENT, FERService, batch_folder, prune_folders, results_csv
 from fer_core import LABELS
+from tests.support.false_box import FACE_BOX, MIN_FACE_SIZE, RIBBON_BOX, THRESHOLD, busy_photo, near
 
 
 def test_results_csv_has_a_row_per_face_and_per_error():
@@ -127,3 +128,22 @@ def test_faces_over_the_caps_are_reported_per_file(service, canvas, astronaut, m
     dropped: list[int] = []
     _, faces = service.predict(image, service.defaults(), dropped=dropped)
     assert len(faces) == 4 and dropped == [2]
+
+
+def test_verification_rejects_a_false_box_per_file(service):
+    """Grace Hopper 2x at threshold 0.5 and 12 px faces: MTCNN also boxes her medal ribbons; the
+    verified batch answer drops that box and says so, the unverified one keeps it."""
+    photo = busy_photo()
+    verified_opts = service.settings(THRESHOLD, MIN_FACE_SIZE, verify_faces=True)
+    plain_opts = service.settings(THRESHOLD, MIN_FACE_SIZE, verify_faces=False)
+    assert service.settings().verify_faces is True  # on by default
+    verified = service.predict_many([("hopper.png", photo)], verified_opts)[0]
+    plain = service.predict_many([("hopper.png", photo)], plain_opts)[0]
+    assert verified["faces_rejected"] == 1 and len(verified["faces"]) == 1
+    assert verified["faces"][0]["face_prob"] > 0.99 and near(verified["faces"][0]["box"], FACE_BOX)
+    assert "faces_rejected" not in plain and len(plain["faces"]) == 2
+    assert plain["faces"][0] == {k: v for k, v in verified["faces"][0].items() if k != "face_prob"}
+    assert near(plain["faces"][1]["box"], RIBBON_BOX)
+    rejected: list[int] = []
+    _, faces = service.predict(photo, verified_opts, rejected=rejected)
+    assert rejected == [1] and len(faces) == 1
