@@ -1,6 +1,8 @@
 """Eye-levelling from FaceMesh's eyes vs MTCNN's eye landmarks: pipeline accuracy on FER+ Valid (issue 29, part 4).
 
 ``python research/mesh_alignment.py [--limit N] [--per-canvas 16] [--rotate DEG] [--json PATH]``
+``python research/mesh_alignment.py --small-faces 12,16,20,24,32,48 [--limit N]``: classifier accuracy on faces that
+small instead (below).
 
 FER+ Valid faces (48x48, those with a majority label) are upscaled to 160 px tiles and placed in a grid on grey
 canvases as ``tests/conftest.py``'s ``compose_canvas`` does (40 px gaps, ``--per-canvas`` faces each;
@@ -19,6 +21,11 @@ out). Every face is then cropped with :func:`fer_core.align.crop_face` (same box
 and classified by the bundled model (:meth:`EmotionRecognizer.classify_crops`, its default decisions). Accuracy is
 against the FER+ majority label (:func:`fer_train.labels.majority_label`); ``mesh`` vs ``mtcnn`` is compared with
 an exact McNemar test (two-sided binomial test on the discordant pairs).
+
+``--small-faces``: how well the classifier does on faces as small as the detector's smallest: every FER+ face
+(48x48) is shrunk to each height (Lanczos, as a camera would record a small face), then classified
+(:meth:`EmotionRecognizer.classify_crops` scales it up to the network's input as a small crop would be); exact
+McNemar of each height against the 48 px original.
 """
 
 from __future__ import annotations
@@ -91,6 +98,18 @@ def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> dict:
     return {"only_first_right": only_a, "only_second_right": only_b, "p": float(p)}
 
 
+def small_faces(rec: EmotionRecognizer, faces: list[tuple[str, int]], heights: list[int]) -> dict:
+    """Accuracy of the bundled classifier on FER+ faces shrunk to each of ``heights`` pixels."""
+    y = np.asarray([label for _, label in faces])
+    tiles = [Image.open(VALID / name).convert("RGB") for name, _ in faces]
+    right = {}
+    for h in [48, *[h for h in heights if h != 48]]:
+        crops = [t if h == 48 else t.resize((h, h), Image.Resampling.LANCZOS) for t in tiles]
+        right[h] = rec.classify_crops(crops).argmax(1) == y
+    return {"faces": len(faces), "accuracy": {str(h): float(v.mean()) for h, v in sorted(right.items())},
+            "vs_48px": {str(h): mcnemar(right[48], v) for h, v in sorted(right.items()) if h != 48}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="first N labelled Valid faces (default: all)")
@@ -98,11 +117,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rotate", type=float, default=0.0, help="turn each tile by U(-DEG, DEG) degrees")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    parser.add_argument("--small-faces", default="", help="comma-separated face heights: classifier accuracy instead")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rec = EmotionRecognizer.from_pretrained()
     margin = rec.config.crop_margin
     faces = load_valid(args.limit)
+    if args.small_faces:
+        result = small_faces(rec, faces, [int(h) for h in args.small_faces.split(",")])
+        print(json.dumps(result, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+        return result
     rng = np.random.default_rng(args.seed)
     angles = rng.uniform(-args.rotate, args.rotate, len(faces)) if args.rotate else np.zeros(len(faces))
     columns = math.ceil(math.sqrt(args.per_canvas))
