@@ -11,6 +11,14 @@ face-recognition ResNet at 112 px): the BatchNorm-folded forward pass, channels-
 and 8, on the same real face crops, with each network built from its config (the time does not
 depend on the weights' values).
 
+Then FaceMesh verification (issue 29), each set timed interleaved (round-robin over its configurations, so load
+from other processes spreads over all of them): the FaceMesh network on ONNX Runtime in ms/face at batch 1 and
+8 with 1 and 2 threads (real face crops, ``benchmarks/bench_facemesh.py``'s), and ``predict`` end to end on the
+640x480 frame, the six-face photo and a 640x480 group canvas of 24 faces of 20-40 px (``tests/support/group_canvas.py``,
+the canvas of ``tests/test_group_recall.py``): the adaptive smallest face without and with verification
+(video/live frames, ``photo=False``), and the still-photo default (20 px, verified); ratios are medians of the
+per-round ratios.
+
 The figures go to ``benchmarks/results/inference.json`` (``--results``), which
 ``benchmarks/render_readme.py`` renders into the README.
 """
@@ -19,7 +27,10 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,18 +54,81 @@ from fer_core.model import EmotionNet, fuse_batchnorm  # noqa: E402
 from fer_core.preprocess import crops_to_batch  # noqa: E402
 
 
+def interleaved_ms(configs: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall times (ms) of each configuration, one call of each per round, round after round."""
+    for fn in configs.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {key: [] for key in configs}
+    for _ in range(rounds):
+        for key, fn in configs.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def median_ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of ``times[num][i] / times[den][i]``."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
+def verification_figures(rec: EmotionRecognizer, frame, photo, rounds: int) -> tuple[list[tuple], dict]:  # noqa: ANN001
+    """FaceMesh ms/face (ONNX Runtime) and end-to-end ``predict`` with/without verification and at the photo
+    default vs adaptive, interleaved; returns printable rows and the JSON keys."""
+    from benchmarks.bench_facemesh import face_crops, ms_per_face
+    from fer_core.mesh.runner import FaceMesh
+    from tests.support.group_canvas import face_sources, group_canvas
+
+    crops, _ = face_crops()
+    meshes = {t: FaceMesh("onnx", threads=t) for t in (1, 2)}
+    mesh_configs = [(b, t) for t in (1, 2) for b in (1, 8)]
+    for b, t in mesh_configs:  # warm-up
+        ms_per_face(meshes[t], crops, b, faces=8)
+    mesh_values: dict[str, list[float]] = {f"facemesh_batch{b}_threads{t}_ms_per_face": [] for b, t in mesh_configs}
+    for _ in range(rounds):  # interleaved: one measurement (16 faces) of each configuration per round
+        for b, t in mesh_configs:
+            mesh_values[f"facemesh_batch{b}_threads{t}_ms_per_face"].append(ms_per_face(meshes[t], crops, b))
+    mesh = {key: statistics.median(values) for key, values in mesh_values.items()}
+    crowd = group_canvas((640, 480), 24, (20, 40), "gravel.jpg", seed=0, sources=face_sources(ferplus=0)).image
+    images = {"640x480_1face": frame, "1200x630_6faces": photo, "crowd_640x480_24faces": crowd}
+    configs = {}
+    for name, image in images.items():
+        configs[f"{name}_adaptive"] = lambda image=image: rec.predict(image, photo=False, verify_faces=False)
+        configs[f"{name}_adaptive_verified"] = lambda image=image: rec.predict(image, photo=False, verify_faces=True)
+        configs[f"{name}_photo20_verified"] = lambda image=image: rec.predict(image, photo=True, verify_faces=True)
+    faces = {key: len(fn()) for key, fn in configs.items()}
+    times = interleaved_ms(configs, rounds)
+    out: dict = dict(mesh)
+    rows = [(key, f"FaceMesh ORT, batch {key.split('batch')[1][0]}, {key.split('threads')[1][0]} thread(s)",
+             value, "ms/face") for key, value in mesh.items()]
+    for key, values in times.items():
+        out[f"predict_{key}_ms"] = statistics.median(values)
+        out[f"predict_{key}_faces"] = faces[key]
+        rows.append((f"predict_{key}_ms", f"predict {key} ({faces[key]} faces)", statistics.median(values), "ms"))
+    for name in images:
+        for label, num, den in (("verify_cost_ratio", "adaptive_verified", "adaptive"),
+                                ("photo20_vs_adaptive_ratio", "photo20_verified", "adaptive_verified")):
+            value = median_ratio(times, f"{name}_{num}", f"{name}_{den}")
+            out[f"{label}_{name}"] = value
+            rows.append((f"{label}_{name}", f"  ratio {num} / {den}, {name}", value, "x"))
+    return rows, out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default=None, help="model folder or Hub id (default: bundled)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds of the verification figures")
     p.add_argument("--backbones", default="mobilenet_v2:96,dlib_resnet:112",
                    help="BACKBONE:SIZE,... compared side by side (folded forward pass)")
     add_results_option(p)
     args = p.parse_args()
     info = run_info()
     torch.set_num_threads(args.threads)
-    rec = EmotionRecognizer.from_pretrained(args.model)
+    # the figures above the verification ones are of the torch classifier (folded BatchNorm, backbones), as before
+    rec = EmotionRecognizer.from_pretrained(args.model, backend="torch")
     frame, photo = frame_640x480(), photo_1200x630()
     n = args.repeats
 
@@ -92,6 +166,14 @@ def main() -> None:
     results = {"model": rec.source, "backbone": rec.config.backbone, "input_size": rec.config.input_size,
                "threads": torch.get_num_threads(), "repeats": n, **{key: value for key, _, value, _ in rows},
                "peak_rss_mb": peak_mb, "backbones": []}
+
+    print(f"\nFaceMesh verification and the photo default (interleaved, median of {args.rounds} rounds)")
+    default = EmotionRecognizer.from_pretrained(args.model)  # the default backend (ONNX Runtime when installed)
+    print(f"backend: {default.backend}")
+    verify_rows, verify_results = verification_figures(default, frame, photo, args.rounds)
+    for _, name, value, unit in verify_rows:
+        print(f"{name:60s} {value:8.2f} {unit}")
+    results.update(verify_results, verification_rounds=args.rounds, verification_backend=default.backend)
 
     print("\nbackbones side by side: folded forward pass, ms/face (same crops, channels-last)")
     print(f"{'backbone':16s} {'input':>6s} {'params':>8s} {'batch 1':>8s} {'batch 8':>8s}")
