@@ -10,24 +10,22 @@ random per-process secret for local use; otherwise its routes answer 503 and the
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from typing import TYPE_CHECKING
 
-import gradio as gr
-from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-
-from fer_app import gradio_fixes
-from fer_app.blocks import build_blocks
-from fer_app.guard import RequestGuard, validation_error
-from fer_app.headers import SecurityHeaders
 from fer_app.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES
-from fer_app.monitoring.db import make_engine, session_factory, upgrade
-from fer_app.monitoring.live import LiveRegistry
-from fer_app.monitoring.routes import build_monitoring_router
-from fer_app.monitoring.settings import MonitoringConfigError, MonitoringSettings
-from fer_app.monitoring_tab import MonitoringContext, ServicePredictor
-from fer_app.rest import build_router
-from fer_app.service import FERService
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from fer_app.service import FERService
+
+#: Top-level modules of the ``app`` extra (``pip install 'fer-core[app]'``) that the server imports. This
+#: module imports them only in :func:`create_app` and :func:`main`, so that ``fer-app`` without the extra
+#: can say what to install (:func:`missing_app_modules`) instead of failing on an import.
+APP_MODULES: tuple[str, ...] = ("gradio", "gradio_client", "fastapi", "uvicorn", "httpx", "pydantic", "sqlalchemy",
+                                "alembic", "jwt", "argon2", "limits", "zxcvbn")
 
 #: Largest body per route, bytes, as ``(path regex, bytes)`` (first match wins; form overhead on top
 #: of a file: 64 KiB). Every other route gets :data:`fer_app.guard.DEFAULT_BODY_BYTES` (1 MB).
@@ -53,6 +51,22 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
         service: the loaded model service (default: :meth:`FERService.from_env`).
         dev: allow monitoring on a random per-process secret when ``FER_JWT_SECRET`` is unset.
     """
+    import gradio as gr
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+
+    from fer_app import gradio_fixes
+    from fer_app.blocks import build_blocks
+    from fer_app.guard import RequestGuard, validation_error
+    from fer_app.headers import SecurityHeaders
+    from fer_app.monitoring.db import make_engine, session_factory, upgrade
+    from fer_app.monitoring.live import LiveRegistry
+    from fer_app.monitoring.routes import build_monitoring_router
+    from fer_app.monitoring.settings import MonitoringConfigError, MonitoringSettings
+    from fer_app.monitoring_tab import MonitoringContext, ServicePredictor
+    from fer_app.rest import build_router
+    from fer_app.service import FERService
+
     gradio_fixes.apply()
     service = service or FERService.from_env()
     api = FastAPI(title="Facial expression recognition", docs_url="/docs",
@@ -81,6 +95,11 @@ def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:
     return mounted
 
 
+def missing_app_modules() -> list[str]:
+    """The modules of :data:`APP_MODULES` that are not installed (found without importing them)."""
+    return [name for name in APP_MODULES if importlib.util.find_spec(name) is None]
+
+
 def serve_host(dev: bool, environ: dict[str, str] | None = None) -> str:
     """The address to bind: ``GRADIO_SERVER_NAME`` when set; otherwise 0.0.0.0 (a Space, a
     container), except with ``--dev``, which binds 127.0.0.1 only (a development server is not
@@ -91,10 +110,14 @@ def serve_host(dev: bool, environ: dict[str, str] | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """``fer-app [--dev]``: serve the app with uvicorn on ``serve_host(dev)``:``GRADIO_SERVER_PORT``
-    (default 7860), at most ``FER_MAX_CONNECTIONS`` (1000) connections at once."""
+    (default 7860), at most ``FER_MAX_CONNECTIONS`` (1000) connections at once. Without the ``app`` extra it
+    exits with status 1, naming the missing modules and ``pip install 'fer-core[app]'``."""
     import argparse
     import sys
 
+    if missing := missing_app_modules():
+        sys.exit(f"fer-app needs the app extra, which is not installed (missing: {', '.join(missing)}): "
+                 "pip install 'fer-core[app]'")
     import uvicorn
 
     parser = argparse.ArgumentParser(prog="fer-app", description=__doc__,

@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidImageError": "errors",
     "InvalidVideoError": "errors",
     "ModelConfig": "config",
+    "MissingDependencyError": "errors",
     "ModelLoadError": "errors",
     "PredictOptions": "options",
     "load_image": "io",

@@ -26,6 +26,7 @@ from .calibration import probabilities as calibrated
 from .config import ModelConfig
 from .errors import InvalidArgumentError, ModelLoadError
 from .hub import CARD_NAME, CONFIG_NAME, DEFAULT_MODEL_DIR, ONNX_NAME, resolve_model_folder
+from .options import require_torch
 from .preprocess import crops_to_array
 
 if TYPE_CHECKING:
@@ -215,6 +216,7 @@ def load_classifier(source: str | os.PathLike | None = None, revision: str | Non
         InvalidArgumentError: unknown ``backend``, or a device other than the CPU for ``"onnx"``.
         ModelLoadError: the folder or repo is missing or unreachable, ``config.json`` is missing or
             invalid, or the backend's network file is missing, corrupt or does not match the config.
+        MissingDependencyError: ``"torch"`` without the torch extra (``pip install 'fer-core[torch]'``).
     """
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -224,6 +226,7 @@ def load_classifier(source: str | os.PathLike | None = None, revision: str | Non
         source, name = DEFAULT_MODEL_DIR, name or "bundled default"
     name = name or str(source)
     if backend == "torch":
+        require_torch()
         from .model import load_model
 
         model = load_model(source, revision, device=device, cache_dir=cache_dir, local_files_only=local_files_only,

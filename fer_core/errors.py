@@ -62,6 +62,12 @@ class InvalidVideoError(InputError):
 
 
 
+class MissingDependencyError(FERError, ImportError):
+    """An optional part of the install is missing for what was asked: ``backend="torch"`` without the
+    ``torch`` extra (torch, torchvision, facenet-pytorch, safetensors). The message names the missing
+    modules and the ``pip install`` line that adds them, e.g. ``pip install 'fer-core[torch]'``."""
+
+
 class InvalidArgumentError(FERError, ValueError):
     """An option or parameter is out of range or of the wrong kind: a detection threshold outside
     0..1, a minimum face size under 12 pixels, a negative smoothing half-life, balanced decisions

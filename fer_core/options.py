@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, MissingDependencyError
 
 #: Default detection-probability threshold: MTCNN's final-stage score a face must reach. 0.9 removes
 #: the spurious low-score boxes MTCNN finds in busy scenes while keeping real faces (typically > 0.99).
@@ -57,12 +57,35 @@ def resolve_backend(value: str | None = None) -> str:
 
     Raises:
         InvalidArgumentError: not one of :data:`BACKENDS`.
+        MissingDependencyError: ``"torch"`` without the torch extra (:func:`require_torch`).
     """
     if value is None:
-        return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+        value = "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
     if value not in BACKENDS:
         raise InvalidArgumentError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {value!r}")
+    if value == "torch":
+        require_torch()
     return value
+
+
+#: The modules of the ``torch`` extra (``pip install 'fer-core[torch]'``) that ``backend="torch"`` imports.
+TORCH_MODULES: tuple[str, ...] = ("torch", "torchvision", "facenet_pytorch", "safetensors")
+
+
+def require_torch(what: str = "backend='torch'") -> None:
+    """Check that the ``torch`` extra is installed, without importing it.
+
+    Raises:
+        MissingDependencyError: a module of :data:`TORCH_MODULES` is missing; the message names it
+            and ``pip install 'fer-core[torch]'`` (and, when onnxruntime is installed, ``backend='onnx'``).
+    """
+    missing = [name for name in TORCH_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        other = (", or use backend='onnx' (the default)" if importlib.util.find_spec("onnxruntime") is not None
+                 else "; or install onnxruntime for the default backend='onnx'")
+        raise MissingDependencyError(f"{what} needs the torch extra, which is not installed (missing: "
+                                     f"{', '.join(missing)}): pip install 'fer-core[torch]'{other}",
+                                     name=missing[0])
 
 
 def _number(name: str, value: Any) -> float:

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # The one install script (Makefile and Dockerfile): the pinned requirements.
-# Usage: [TORCH_INDEX_URL=URL] scripts/install.sh [--dev]   (uses the current `python`)
-#   --dev  also the test/lint requirements and, when missing, Debian's chromium for browser tests
+# Usage: [TORCH_INDEX_URL=URL] scripts/install.sh [--dev | --slim]   (uses the current `python`)
+#   --dev   also the test/lint requirements and, when missing, Debian's chromium for browser tests
+#   --slim  the Space's shape (the Dockerfile): inference on ONNX Runtime + the app, no torch: requirements.txt
+#           without the pins only the `torch`/`train` extras need (scripts/slim_requirements.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --upgrade pip
+if [ "${1:-}" = "--slim" ]; then
+  slim=$(mktemp)
+  python scripts/slim_requirements.py >"$slim"
+  python -m pip install --quiet -r "$slim"
+  rm -f "$slim"
+  exit 0
+fi
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
   # e.g. https://download.pytorch.org/whl/cpu (the Dockerfile): CPU-only torch and torchvision of the
   # pinned versions (about 0.2 GB instead of PyPI's ~3 GB CUDA build); `torch==X` below then matches `X+cpu`
