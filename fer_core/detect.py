@@ -20,6 +20,7 @@ from .errors import InvalidArgumentError
 from .options import (
     DEFAULT_FACE_PROB_THRESHOLD,
     DEFAULT_THRESHOLD,
+    DEFAULT_TRUSTED_SCORE,
     MIN_FACE_SIZE_FLOOR,
     check_face_prob_threshold,
     check_max_faces,
@@ -80,9 +81,11 @@ class FaceDetector:
     by MediaPipe FaceMesh (:mod:`fer_core.mesh`) unless ``verify=False``.
 
     Verification runs FaceMesh on every MTCNN box (its region 1.35x the box, rotated by the eye line)
-    and keeps the faces whose face-presence probability reaches ``face_prob_threshold``: a hand, a
-    fabric pattern or a card table that MTCNN scores above its threshold is dropped, and each kept
-    face carries FaceMesh's 468 landmarks (:attr:`Detection.mesh`) and ``face_prob``. It costs about
+    and drops the boxes that MTCNN scored under ``trusted_score`` (0.95) and FaceMesh under
+    ``face_prob_threshold`` (0.5): a hand, a fabric pattern or a card table that MTCNN scores above
+    its threshold is dropped, while a face FaceMesh does not recognise (a laughing half-profile,
+    a blurred face) but MTCNN is sure of stays. Each face carries FaceMesh's 468 landmarks
+    (:attr:`Detection.mesh`) and ``face_prob``. It costs about
     5-10 ms per face on a 2-core CPU (``benchmarks/bench_inference.py``).
 
     Thread-safe: concurrent :meth:`detect` calls are serialised.
@@ -102,6 +105,8 @@ class FaceDetector:
         verify: confirm every detection with FaceMesh (default ``True``).
         face_prob_threshold: the FaceMesh face-presence probability (0..1) a verified face needs
             (:data:`~fer_core.options.DEFAULT_FACE_PROB_THRESHOLD`).
+        trusted_score: MTCNN probability (0..1) from which a face is kept whatever FaceMesh says
+            (:data:`~fer_core.options.DEFAULT_TRUSTED_SCORE`); 1.0 makes FaceMesh decide alone.
 
     Raises:
         InvalidArgumentError: a parameter is out of range, or an unknown backend.
@@ -117,10 +122,12 @@ class FaceDetector:
         threads: int | None = None,
         verify: bool = True,
         face_prob_threshold: float = DEFAULT_FACE_PROB_THRESHOLD,
+        trusted_score: float = DEFAULT_TRUSTED_SCORE,
     ) -> None:
         threshold, min_face_size = check_threshold(threshold), check_min_face_size(min_face_size)
         self.verify = bool(verify)
         self.face_prob_threshold = check_face_prob_threshold(face_prob_threshold)
+        self.trusted_score = check_threshold(trusted_score)
         if max_side < 64:
             raise InvalidArgumentError(f"max_side must be >= 64 pixels, got {max_side}")
         self.threshold = float(threshold)
@@ -226,7 +233,7 @@ class FaceDetector:
     def verify_faces(self, images: Sequence[Image.Image], detections: Sequence[Sequence[Detection]],
                      drop: bool = True) -> tuple[list[list[Detection]], list[int]]:
         """Run FaceMesh on detected faces: fill in ``face_prob`` and ``mesh``, and drop the faces
-        under ``face_prob_threshold``.
+        under both ``trusted_score`` (MTCNN) and ``face_prob_threshold`` (FaceMesh).
 
         Args:
             images: RGB ``PIL.Image`` s.
@@ -241,7 +248,8 @@ class FaceDetector:
         kept, lost = [], []
         for dets, output in zip(detections, outputs):
             faces = [replace(d, face_prob=float(p), mesh=m) for d, p, m in zip(dets, output.face_prob, output.mesh)]
-            good = [f for f in faces if not drop or f.face_prob >= self.face_prob_threshold]
+            good = [f for f in faces
+                    if not drop or f.face_prob >= self.face_prob_threshold or f.score >= self.trusted_score]
             kept.append(good)
             lost.append(len(faces) - len(good))
         return kept, lost

@@ -20,11 +20,20 @@ from .errors import InvalidArgumentError, MissingDependencyError
 #: the spurious low-score boxes MTCNN finds in busy scenes while keeping real faces (typically > 0.99).
 DEFAULT_THRESHOLD: float = 0.9
 #: Default face-verification threshold: a detection is kept only if FaceMesh's face-presence
-#: probability (:attr:`fer_core.detect.Detection.face_prob`) on its region reaches this. Measured: >= 0.99
-#: on every real face tried (astronaut, 40 faces of five photos, FER+ faces), 0.0003 on a hand MTCNN
-#: boxed at p = 0.92, under 0.01 on noise and flat colour; round patterns (a mission patch) can reach 0.9,
-#: so verification removes most of MTCNN's false boxes, not all (docs/experiments.md).
+#: probability (:attr:`fer_core.detect.Detection.face_prob`) on its region reaches this, or MTCNN is sure
+#: (:data:`DEFAULT_TRUSTED_SCORE`). Measured: >= 0.99 on sharp frontal faces (the astronaut, FER+ faces,
+#: a team photo's), 0.0003 on a hand MTCNN boxed at p = 0.92, under 0.01 on noise and flat colour; but
+#: round patterns (a mission patch) can reach 0.9 and turned or blurred real faces score under 0.01
+#: (docs/experiments.md).
 DEFAULT_FACE_PROB_THRESHOLD: float = 0.5
+#: MTCNN probability from which a detection is kept without FaceMesh's confirmation (its ``face_prob``
+#: is still computed and reported). FaceMesh's presence flag is trained on frontal-to-three-quarter,
+#: sharp faces: on real group photos it gave 0.0004 to a laughing half-profile face (MTCNN 0.995) and
+#: 0.001-0.002 to blurred faces behind glass (MTCNN 1.0 and 0.952), while every false box seen scored
+#: under 0.93 with MTCNN (a hand 0.92, a motorcycle part 0.929, medal ribbons 0.78, helmet rivets 0.81).
+#: So only boxes under this need FaceMesh to say "face"; the margin is thin on both sides, measured on
+#: few photos (docs/experiments.md).
+DEFAULT_TRUSTED_SCORE: float = 0.95
 #: Smallest face searched for in still photos when faces are verified and no ``min_face_size`` is
 #: given: small faces of group photos are found, and FaceMesh removes the false boxes that the deeper
 #: pyramid brings. Video and live frames keep the speed-first adaptive size

@@ -52,7 +52,7 @@ def test_mtcnn_weight_files_are_loaded_without_unpickling_code(tmp_path):
     from tests.conftest import ROOT
 
     assert "torch.load(state_dict_path)" in inspect.getsource(mtcnn_module)  # no weights_only=False there
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["torch"]
     floor = next(Requirement(d) for d in deps if d.startswith("torch>"))
     assert all(Version(spec.version) >= Version("2.6") for spec in floor.specifier)
     bad = tmp_path / "pnet.pt"
@@ -186,3 +186,18 @@ def test_limit_faces_keeps_the_highest_scores_in_reading_order():
     assert limit_faces([a, []])[1] == [0, 0]
     with pytest.raises(ValueError, match="max_faces"):
         limit_faces([a], max_faces=-1)
+
+
+def test_verification_keeps_faces_mtcnn_is_sure_of(astronaut):
+    """FaceMesh's presence flag fails on blurred faces: the astronaut blurred (Gaussian radius 5) has
+    MTCNN 0.99 but face_prob ~0.3. With the default trusted score (0.95) the face stays and carries its
+    face_prob; letting FaceMesh decide alone (trusted_score=1.0) rejects it and counts it."""
+    from PIL import ImageFilter
+
+    blurred = Image.fromarray(astronaut).filter(ImageFilter.GaussianBlur(5))
+    rejected: list[int] = []
+    faces = FaceDetector().detect(blurred, rejected=rejected)
+    assert len(faces) == 1 and rejected == [0]
+    assert faces[0].score >= 0.95 and faces[0].face_prob < 0.5 and faces[0].mesh.shape == (468, 3)
+    strict: list[int] = []
+    assert FaceDetector(trusted_score=1.0).detect(blurred, rejected=strict) == [] and strict == [1]
