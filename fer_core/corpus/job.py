@@ -141,10 +141,11 @@ def _counts(records: Sequence[dict[str, Any]]) -> dict[str, int]:
 def _workers(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for r in records:
-        w = out.setdefault(r["worker"], {"node": r.get("node"), "files": 0, "processed": 0, "seconds": 0.0,
-                                         "peak_rss_mb": 0.0})
+        w = out.setdefault(r["worker"], {"node": r.get("node"), "files": 0, "processed": 0, "video_frames": 0,
+                                         "seconds": 0.0, "peak_rss_mb": 0.0})
         w["files"] += 1
         w["processed"] += r["status"] == "processed"
+        w["video_frames"] += int(r["frames"] or 0) if r["media"] == "video" and r["status"] == "processed" else 0
         w["seconds"] = round(w["seconds"] + float(r["seconds"] or 0.0), 3)
         w["peak_rss_mb"] = round(max(w["peak_rss_mb"], float(r["peak_rss_mb"] or 0.0)), 1)
     return out
@@ -174,7 +175,8 @@ def run_job(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, 
         The manifest written to ``out_dir/manifest.json``: ``inputs``, ``out_dir``, ``engine``, ``model``,
         ``options`` (:meth:`JobOptions.to_dict`), ``counts`` (files, images, videos, processed, skipped,
         failed, errors, rows, rows_written, video_frames, video_frames_processed), ``workers`` (per process:
-        node, files, processed, seconds, peak_rss_mb), ``wall_time_s``, ``started``/``finished`` (UTC ISO).
+        node, files, processed, video_frames processed, seconds, peak_rss_mb), ``wall_time_s``,
+        ``started``/``finished`` (UTC ISO).
 
     Raises:
         InvalidArgumentError: bad options, an unreadable manifest, or ``out_dir`` holding another job's results.
