@@ -18,7 +18,8 @@ from ..errors import InvalidArgumentError
 from .work import RECORD_SCHEMA, JobOptions, process_file
 
 #: Files per ``map_batches`` batch: small, so that the pool's actors share a small corpus evenly and a
-#: killed job loses little; each file is one recognizer call anyway.
+#: killed job loses little; each file is one recognizer call anyway. Each actor holds one batch at a time
+#: (``max_tasks_in_flight_per_actor=1``), so a first-ready actor does not queue the work of the others.
 DEFAULT_BATCH_SIZE: int = 8
 #: Object store of a local cluster started by :func:`run_ray` (records only travel through it: small).
 LOCAL_OBJECT_STORE_BYTES: int = 256 * 1024 * 1024
@@ -107,7 +108,7 @@ def run_ray(paths: Sequence[Path], out_dir: Path, job: JobOptions, *, address: s
         blocks = max(1, min(len(items), -(-len(items) // batch_size)))
         dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             CorpusWorker, batch_size=batch_size, batch_format="numpy", num_cpus=cpus_per_worker,
-            compute=ray.data.ActorPoolStrategy(size=workers),
+            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
             fn_constructor_kwargs={"out_dir": str(out_dir), "job": job, "threads": max(1, round(cpus_per_worker))})
         by_path: dict[str, dict[str, Any]] = {}
         for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
