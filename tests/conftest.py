@@ -156,7 +156,7 @@ REAL_PROCESS = re.compile(r"\b(app_server|postgres_server|uvicorn\.Server|subpro
 TRAINING = re.compile(r"\btrain_main\(")
 #: Fixtures that take seconds to make (videos encoded and analysed, every malformed input through the
 #: model, a 3-label model's service): the tests that use them are slow.
-SLOW_FIXTURES = {"clip", "analysis", "dense", "library_outcomes", "three_label_service"}
+SLOW_FIXTURES = {"clip", "analysis", "dense", "library_outcomes", "three_label_service", "twenty_faces"}
 #: Tests measured at over ~1 s on the 2-core machine under load (``pytest --durations=0 -m "not slow and not
 #: browser and not postgres and not train"``), mostly the real detector and model on full images, video,
 #: matplotlib: "path::name", a parametrized test by its name without the brackets.
@@ -188,6 +188,10 @@ SLOW = {
     "tests/test_recognizer.py::test_predict_astronaut",
     "tests/test_recognizer.py::test_predict_batch_matches_predict",
     "tests/test_recognizer.py::test_predict_canvas_six_faces",
+    "tests/test_saliency.py::test_astronaut_map_shapes_ranges_target_and_determinism",
+    "tests/test_saliency.py::test_batched_maps_equal_one_by_one_and_target_changes_the_map",
+    "tests/test_saliency.py::test_every_backbone_has_a_default_layer_that_the_head_reads",
+    "tests/test_saliency.py::test_overlay_and_files",
     "tests/test_service.py::test_faces_over_the_caps_are_reported_per_file",
     "tests/test_video.py::test_bad_files_raise_invalid_video_error",
     "tests/test_video.py::test_no_face_is_an_empty_result",
