@@ -23,7 +23,8 @@ At the bundled model's 96 px input MobileNetV2's last stage is 3x3 cells, so a m
 says which part of the face (eyes, mouth, one side) drove the label, not which pixels.
 
 Needs the torch backend (``EmotionRecognizer.from_pretrained(backend="torch")``) and the ``grad-cam``
-package (``pip install 'fer-core[explain]'``). Importing this module imports neither torch nor grad-cam.
+package (in the ``torch`` extra: ``pip install 'fer-core[torch]'``). Importing this module imports neither
+torch nor grad-cam.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -51,7 +52,7 @@ from .result import FaceResult
 if TYPE_CHECKING:
     import torch
 
-    from .recognizer import EmotionRecognizer
+    from .config import ModelConfig
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "TARGET_LAYERS", "CropTransform", "FaceSaliency", "combined_heatmap",
            "explain", "overlay", "target_layer_name", "write_saliency"]
@@ -75,8 +76,23 @@ TARGET_LAYERS: dict[str, str] = {
     "efficientnet_b1": "net.features.8",
     "convnext_tiny": "net.features.7",
 }
+
+
+class Recognizer(Protocol):
+    """What :func:`explain` uses of an :class:`~fer_core.recognizer.EmotionRecognizer` (a Protocol, so this
+    module does not import the recognizer, which delegates its ``explain`` here)."""
+
+    model: Any
+    config: ModelConfig
+
+    @property
+    def labels(self) -> list[str]: ...  # noqa: D102
+
+    def predict(self, image: Any, **options: Any) -> list[FaceResult]: ...  # noqa: D102
+
+
 #: The install line for the ``grad-cam`` package, in error messages.
-INSTALL_HINT = "pip install 'fer-core[explain]' (or: pip install grad-cam)"
+INSTALL_HINT = "pip install 'fer-core[torch]' (the torch extra includes grad-cam), or: pip install grad-cam"
 
 
 @dataclass(frozen=True)
@@ -384,7 +400,7 @@ def _cams(model: torch.nn.Module, layer: str, cam_class: Any, batch: np.ndarray,
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def explain(recognizer: EmotionRecognizer, image: ImageInput, *, target: str | None = None,
+def explain(recognizer: Recognizer, image: ImageInput, *, target: str | None = None,
             method: str = DEFAULT_METHOD, batch_size: int = 8, faces: Sequence[FaceResult] | None = None,
             layer: str | None = None, align: bool | None = None, **predict_options: Any) -> list[FaceSaliency]:
     """A saliency map for every face of an image: where the network found the evidence for a label.
