@@ -39,6 +39,7 @@ from .result import FaceResult
 
 if TYPE_CHECKING:
     from .model import EmotionNet
+    from .saliency import FaceSaliency
     from .video_analysis import VideoAnalysis
 
 __all__ = ["CLASSIFY_BATCH", "DEFAULT_MODEL_DIR", "EmotionRecognizer"]
@@ -339,6 +340,30 @@ class EmotionRecognizer:
                                         face_prob=d.face_prob, mesh=d.mesh))
             results.append(faces)
         return results
+
+    def explain(self, image: ImageInput, *, target: str | None = None, method: str = "gradcam", batch_size: int = 8,
+                faces: Sequence[FaceResult] | None = None, layer: str | None = None, align: bool | None = None,
+                **predict_options: Any) -> list[FaceSaliency]:
+        """Saliency per face: where the network looked for a label (Grad-CAM: Selvaraju et al., ICCV
+        2017, through the ``grad-cam`` package), on the unfused network; torch backend only.
+
+        See :func:`fer_core.saliency.explain` for every argument: ``target`` a label name (``None``:
+        each face's predicted label), ``method`` ``"gradcam"``, ``"gradcam++"`` or ``"layercam"``,
+        ``faces`` from an earlier :meth:`predict` to skip detection, ``layer`` a module path.
+
+        Returns:
+            One :class:`~fer_core.saliency.FaceSaliency` per face: ``heatmap`` float32 ``(S, S)`` in
+            [0, 1] over the face crop, ``image_heatmap`` float32 ``(H, W)`` in [0, 1] in image pixels.
+
+        Raises:
+            InvalidArgumentError: the ONNX backend (use ``backend="torch"``), an unknown target,
+                method or layer, or ``batch_size`` < 1.
+            MissingDependencyError: grad-cam is not installed (``pip install 'fer-core[torch]'``).
+        """
+        from .saliency import explain
+
+        return explain(self, image, target=target, method=method, batch_size=batch_size, faces=faces, layer=layer,
+                       align=align, **predict_options)
 
     def analyze_video(self, source: str | os.PathLike, *, sample_fps: float | None = None,
                       max_seconds: float | None = None, smoothing: float | None = None, progress: bool = True,
