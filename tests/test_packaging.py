@@ -91,7 +91,8 @@ def test_declared_ranges_admit_the_pinned_versions():
 
 
 #: Distributions of the torch and train extras: hidden from the fresh venv of the install test.
-TORCH_STACK = ("torch", "torchvision", "facenet-pytorch", "safetensors", "scikit-learn")
+TORCH_STACK = ("torch", "torchvision", "facenet-pytorch", "safetensors", "scikit-learn", "grad-cam", "ttach",
+               "opencv-python-headless")
 
 
 def site_without_torch(folder: Path) -> Path:
