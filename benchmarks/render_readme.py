@@ -176,6 +176,30 @@ def render_inference() -> str:
     ]) + "\n"
 
 
+def render_backends() -> str:
+    doc = result("backends")
+    r = doc["results"]
+    rows = [
+        ("`predict`, 640x480 frame, 1 face", r["frame_640x480"], "ms"),
+        ("`predict`, 1200x630 photo, 6 faces", r["photo_1200x630"], "ms"),
+        ("classifier, batch 1", r["classifier_batch1_per_face"], "ms/face"),
+        ("classifier, batch 8", r["classifier_batch8_per_face"], "ms/face"),
+    ]
+    rss = r["peak_rss"]
+    lines = [f"| {name} | {x['torch_ms']:.1f} {unit} | {x['onnx_ms']:.1f} {unit} | {x['ratio']:.2f} |"
+             for name, x, unit in rows]
+    lines.append(f"| peak RSS of a fresh process | {rss['torch_mb']:.0f} MB | {rss['onnx_mb']:.0f} MB "
+                 f"(torch {'imported' if rss['onnx_torch_imported'] else 'never imported'}) | {rss['ratio']:.2f} |")
+    return "\n".join([
+        f"Both backends interleaved in one run, median of {r['repeats']}, {r['threads']} threads each: "
+        f"{source_line(doc)}.",
+        "",
+        "| what | torch | ONNX Runtime (default) | ONNX / torch |",
+        "|---|---|---|---|",
+        *lines,
+    ]) + "\n"
+
+
 def render_app() -> str:
     doc = result("app")
     load_test, live = doc["results"]["load_test"], doc["results"]["live_tab"]
@@ -195,6 +219,11 @@ def render_video() -> str:
     text = (f"`analyze_video` end to end (decode, detect, classify, track), frames analysed per second on "
             f"{r['clip_seconds']:g} s {r['size'][0]}x{r['size'][1]} clips at {r['fps']} frames/s (median of "
             f"{r['repeats']} run(s)): {runs}. {source_line(doc)}.")
+    if r.get("backends"):
+        text += (f" Runs above on the {r.get('backend', 'default')} backend; both backends on the same clips: "
+                 + "; ".join(
+            f"{name}: ONNX Runtime {x['onnx_frames_per_s']:.1f}, torch {x['torch_frames_per_s']:.1f} "
+            f"({x['ratio_onnx_to_torch']:.1f}x)" for name, x in r["backends"].items()) + ".")
     if r["peak_rss"]:
         text += " Peak RSS of a fresh process, 2-face clip at `sample_fps=5`: " + ", ".join(
             f"{x['minutes']:g} min ({x['frames']:,} frames) {x['peak_rss_mb']:.0f} MB" for x in r["peak_rss"]) + "."
@@ -282,6 +311,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "model": render_model,
     "classes": render_classes,
     "inference": render_inference,
+    "backends": render_backends,
     "app": render_app,
     "video": render_video,
     "limits": lambda: limits_table({name: LIMITS[name] for name in MAIN_LIMITS}),
