@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     "Detection": "detect",
     "EmotionNet": "model",
     "EmotionRecognizer": "recognizer",
+    "ExportCheckError": "errors",
+    "FaceMesh": "mesh",
     "FERError": "errors",
     "FaceDetector": "detect",
     "FaceResult": "result",
@@ -32,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "MissingDependencyError": "errors",
     "ModelLoadError": "errors",
     "PredictOptions": "options",
+    "load_classifier": "classifier",
     "load_image": "io",
     "load_model": "model",
     "register_backbone": "backbones",
@@ -39,7 +42,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name: str) -> Any:
