@@ -1,6 +1,7 @@
-"""``python -m fer_core IMAGE_VIDEO_OR_DIR... [--json] [--model ID_OR_DIR] [--crops] [--annotate OUT_DIR]
+"""``python -m fer_core IMAGE_VIDEO_OR_DIR... [--json] [--model ID_OR_DIR] [--backend onnx|torch] [--crops]
+[--annotate OUT_DIR] [--saliency OUT_DIR [--saliency-target LABEL] [--saliency-method METHOD]]
 [--timeline OUT_DIR] [--sample-fps N] [--max-seconds S] [--smoothing S] [--balanced | --no-balanced]
-[--verify | --no-verify] [--mesh]``.
+[--verify | --no-verify] [--mesh]``, and ``python -m fer_core corpus INPUT... --out OUT_DIR [...]``.
 
 Images: one line per face, plus a line saying how many MTCNN boxes face verification (MediaPipe
 FaceMesh, on by default) rejected when it rejected any; ``--json`` gives each face's ``face_prob``
@@ -12,6 +13,21 @@ frame), ``<name>.json`` (summary + rows) and ``<name>_timeline.png``; ``--annota
 annotated images and ``<name>_annotated.mp4``. ``--json`` prints one JSON document (a list with one
 entry per file). A bad file is reported on stderr with the reason and the rest are still
 processed; the exit status is 1 if any file failed (or the model could not be loaded), else 0.
+
+``--saliency OUT_DIR`` (images, not ``--crops``): after predicting, writes each image's Grad-CAM maps
+(:mod:`fer_core.saliency`) as ``<name>_saliency.png`` (the image with every face's heatmap blended in)
+and ``<name>_saliency.json`` (one entry per face: face, target, method, layer, crop transform, 32x32
+heatmap in [0, 1]); ``--saliency-target LABEL`` explains that label for every face (default: each face's
+predicted label), ``--saliency-method`` picks gradcam (default), gradcam++ or layercam. The faces are
+those of the prediction; the maps need the torch backend, so with the ONNX one (the default) a torch
+copy of the same model is loaded once, on the first image with a face. Without the ``torch`` extra
+(torch, grad-cam) the predictions are still printed, the reason and the ``pip install`` line are
+printed on stderr once, and the exit status is 1. ``--backend`` picks the recognizer's backend
+(default: ONNX when the model has ``model.onnx``).
+
+``python -m fer_core corpus ...`` runs the corpus job instead (every argument after ``corpus`` goes to
+:func:`fer_core.corpus.__main__.main`: ``python -m fer_core corpus --help``); an input file actually
+named ``corpus`` can be given as ``./corpus``.
 """
 
 from __future__ import annotations
@@ -21,10 +37,14 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import FERError
+from .errors import FERError, MissingDependencyError
 from .io import load_image
 from .video import VIDEO_SUFFIXES
+
+if TYPE_CHECKING:
+    from .recognizer import EmotionRecognizer
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -47,8 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per face")
     p.add_argument("--model", default=None, help="Hub repo id or local folder (default: bundled model)")
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    p.add_argument("--backend", choices=("onnx", "torch"), default=None,
+                   help="onnx (ONNX Runtime) or torch (default: onnx when the model has model.onnx)")
     p.add_argument("--crops", action="store_true", help="treat each file as an already-cropped face")
     p.add_argument("--annotate", metavar="OUT_DIR", default=None, help="write annotated images and videos here")
+    p.add_argument("--saliency", metavar="OUT_DIR", default=None,
+                   help="images: write <name>_saliency.png and <name>_saliency.json (Grad-CAM map per face) "
+                        "here; needs the torch extra")
+    p.add_argument("--saliency-target", metavar="LABEL", default=None,
+                   help="--saliency: the label to explain for every face (default: each face's predicted label)")
+    p.add_argument("--saliency-method", choices=("gradcam", "gradcam++", "layercam"), default="gradcam",
+                   help="--saliency: the CAM method (default gradcam)")
     p.add_argument("--timeline", metavar="OUT_DIR", default=None,
                    help="videos: write <name>.csv, <name>.json and <name>_timeline.png here")
     p.add_argument("--sample-fps", type=float, default=None,
@@ -76,13 +105,64 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Explainer:
+    """The torch recognizer of ``--saliency``: the CLI's own when it is torch-backed, else a torch copy of
+    the same model (same folder or Hub repo at the same revision, sharing the CLI's detector) loaded on
+    first use. When that fails for want of the torch extra, :attr:`missing` holds the reason and no
+    later image tries again."""
+
+    def __init__(self, rec: EmotionRecognizer) -> None:
+        self.rec = rec
+        self.torch_rec: EmotionRecognizer | None = rec if rec.backend == "torch" else None
+        self.missing: str | None = None
+
+    def explain(self, image, faces, args: argparse.Namespace, folder: Path, stem: str) -> list[Path] | None:
+        """Write ``stem``'s saliency files into ``folder`` (:func:`fer_core.saliency.write_saliency`) and
+        return their paths; ``None`` when the torch extra is missing (the reason, printed once, is in
+        :attr:`missing`).
+
+        Raises:
+            FERError: an invalid image or argument; OSError: a file cannot be written.
+        """
+        from .saliency import write_saliency
+
+        if self.missing:
+            return None
+        if not faces:  # nothing to explain: the image itself and an empty list, without loading torch
+            return write_saliency(folder, stem, image, [])
+        try:
+            if self.torch_rec is None:
+                from .classifier import load_classifier
+                from .recognizer import EmotionRecognizer
+
+                source = None if self.rec.source == "bundled default" else self.rec.source
+                classifier = load_classifier(source, self.rec.revision, backend="torch", name=self.rec.source)
+                self.torch_rec = EmotionRecognizer(classifier, detector=self.rec.detector, source=self.rec.source,
+                                                   revision=self.rec.revision)
+            maps = self.torch_rec.explain(image, target=args.saliency_target, method=args.saliency_method,
+                                          faces=faces, align=args.align)
+        except MissingDependencyError as exc:
+            self.missing = str(exc)
+            print(f"error: --saliency: {exc}", file=sys.stderr)
+            return None
+        return write_saliency(folder, stem, image, maps)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Run the CLI (or, when the first argument is ``corpus``, the corpus job); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["corpus"]:
+        from .corpus.__main__ import main as corpus_main
+
+        return corpus_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.saliency and args.crops:
+        parser.error("--saliency needs whole images (the faces' positions), not --crops")
     from .recognizer import EmotionRecognizer
 
     try:
-        rec = EmotionRecognizer.from_pretrained(args.model, revision=args.revision)
+        rec = EmotionRecognizer.from_pretrained(args.model, revision=args.revision, backend=args.backend)
     except FERError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -91,9 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     except FERError as exc:
         print(f"error: --balanced: {exc}", file=sys.stderr)
         return 1
+    if args.saliency_target is not None and args.saliency_target not in rec.labels:
+        print(f"error: --saliency-target must be one of the model's labels ({', '.join(rec.labels)}), got "
+              f"{args.saliency_target!r}", file=sys.stderr)
+        return 1
     out_dir = Path(args.annotate) if args.annotate else None
     timeline_dir = Path(args.timeline) if args.timeline else None
-    for folder in (out_dir, timeline_dir):
+    saliency_dir = Path(args.saliency) if args.saliency else None
+    explainer = _Explainer(rec) if saliency_dir else None
+    for folder in (out_dir, timeline_dir, saliency_dir):
         if folder:
             folder.mkdir(parents=True, exist_ok=True)
     failed, documents = 0, []
@@ -131,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                     from .draw import annotate
 
                     annotate(image, faces, mesh=args.mesh).save(out_dir / f"{path.stem}_annotated.png")
+                if explainer and (written := explainer.explain(image, faces, args, saliency_dir, path.stem)):
+                    doc["saliency"] = [str(p) for p in written]
+                    lines.append(f"{path}\tsaliency\t{written[0]}")
         except (FERError, OSError) as exc:  # OSError: an output file cannot be written
             failed += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
@@ -141,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(lines), flush=True)
     if args.json:
         print(json.dumps(documents, indent=2))
-    return 1 if failed else 0
+    return 1 if failed or (explainer and explainer.missing) else 0
 
 
 def _video(rec, path: Path, args: argparse.Namespace, out_dir: Path | None,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -130,3 +132,78 @@ def test_cli_tiny_images_and_video_are_no_face(tmp_path, model_dir):
     docs = json.loads(proc.stdout)
     assert len(docs) == len(sizes) + 1
     assert all(d["faces"] == [] for d in docs[:-1]) and docs[-1]["summary"] == [] and docs[-1]["error"] is None
+
+
+def test_cli_saliency_files_target_and_backend(tmp_path, astronaut, canvas, model_dir):
+    """--saliency writes an overlay PNG and one JSON entry per face with a 32x32 heatmap in [0, 1]; on the
+    ONNX backend (the default) a torch copy explains the ONNX faces; --saliency-target sets every target."""
+    Image.fromarray(astronaut).save(tmp_path / "astronaut.jpg")
+    canvas[0].save(tmp_path / "six.png")
+    out = tmp_path / "maps"
+    proc = run_cli(tmp_path / "astronaut.jpg", tmp_path / "six.png", "--model", model_dir, "--json",
+                   "--saliency", out)
+    assert proc.returncode == 0, proc.stderr
+    docs = json.loads(proc.stdout)
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut_saliency.json", "astronaut_saliency.png",
+                                                     "six_saliency.json", "six_saliency.png"]
+    assert docs[0]["saliency"] == [str(out / "astronaut_saliency.png"), str(out / "astronaut_saliency.json")]
+    for doc, stem, size in zip(docs, ("astronaut", "six"), ((512, 512), canvas[0].size)):
+        maps = json.loads((out / f"{stem}_saliency.json").read_text())
+        assert len(maps) == len(doc["faces"]) == (1 if stem == "astronaut" else 6)
+        for entry, face in zip(maps, doc["faces"]):
+            heat = np.asarray(entry["heatmap"])
+            assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1 and heat.max() > 0.5
+            assert entry["target"] == face["label"] and entry["method"] == "gradcam"
+            assert entry["face"]["box"] == face["box"]  # the prediction's faces, not a second detection
+        with Image.open(out / f"{stem}_saliency.png") as png:
+            assert png.size == size and png.mode == "RGB"
+    with Image.open(out / "astronaut_saliency.png") as png:  # heat blended inside the face box, not outside
+        diff = np.abs(np.asarray(png, np.int16) - np.asarray(Image.open(tmp_path / "astronaut.jpg"), np.int16))
+    x1, y1, x2, y2 = (int(v) for v in docs[0]["faces"][0]["box"])
+    assert diff[y1:y2, x1:x2].mean() > 10 and diff[:40, :].mean() < 3
+
+    proc = run_cli(tmp_path / "astronaut.jpg", "--model", model_dir, "--backend", "torch", "--saliency", out,
+                   "--saliency-target", "surprise", "--saliency-method", "layercam")
+    assert proc.returncode == 0, proc.stderr
+    assert f"astronaut.jpg\tsaliency\t{out / 'astronaut_saliency.png'}" in proc.stdout
+    (entry,) = json.loads((out / "astronaut_saliency.json").read_text())
+    assert entry["target"] == "surprise" and entry["method"] == "layercam"
+
+    proc = run_cli(tmp_path / "astronaut.jpg", "--model", model_dir, "--saliency", out, "--saliency-target", "joy")
+    assert proc.returncode == 1 and "--saliency-target must be one of" in proc.stderr
+
+
+def test_cli_corpus_subcommand(tmp_path, ferplus):
+    """``python -m fer_core corpus`` is the corpus job: two images -> faces/ Parquet and a manifest."""
+    import pandas as pd
+
+    for i, name in enumerate(("fer0028642.png", "fer0028652.png")):
+        face = Image.open(ferplus / "FER2013Valid" / name).convert("RGB").resize((160, 160))
+        canvas = Image.new("RGB", (240, 240), (128, 128, 128))
+        canvas.paste(face, (40, 40))
+        canvas.save(tmp_path / f"img{i}.png")
+    out = tmp_path / "out"
+    proc = run_cli("corpus", tmp_path / "img0.png", tmp_path / "img1.png", "--out", out, "--engine", "local",
+                   "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["engine"] == "local"
+    faces = pd.read_parquet(out / "faces")
+    assert sorted(Path(p).name for p in faces["path"]) == ["img0.png", "img1.png"]
+    assert (out / "manifest.json").exists()
+
+
+def test_cli_saliency_without_torch_names_the_extra_and_still_predicts(tmp_path, astronaut, model_dir):
+    """Without torch (tests/support/no_torch) --saliency says what to install, once, on stderr; the
+    predictions are still printed and the exit status is 1."""
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    Image.fromarray(astronaut).save(tmp_path / "b.jpg")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'support' / 'no_torch'}{os.pathsep}{ROOT}"}
+    proc = subprocess.run([sys.executable, "-m", "fer_core", tmp_path / "a.jpg", tmp_path / "b.jpg", "--model",
+                           model_dir, "--saliency", tmp_path / "maps"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.count("error: --saliency:") == 1 and "pip install 'fer-core[torch]'" in proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [ln.split("\t")[1:3] for ln in lines] == [["face 1", "happiness"], ["face 1", "happiness"]]
+    assert not list((tmp_path / "maps").iterdir())
