@@ -3,7 +3,14 @@
 Endpoints (``client.view_api()``, declared with ``gr.api``): ``/predict`` (one image -> JSON list of
 faces), ``/predict_batch`` (several files -> JSON per file, errors included), ``/predict_video`` (a
 video file -> per-face summary and rows over time), ``/labels`` (labels, model id/revision and the
-model's default options). Options left out take the model's own defaults (``config.json``).
+model's default options), ``/explain`` (one image, ``target``, ``method`` -> ``{"faces": [...]}`` with each
+face's Grad-CAM heatmap, and the overlay image; needs the ``torch`` extra on the server, else an error that
+says so). Options left out take the model's own defaults (``config.json``).
+
+The Image tab's **Explain (Grad-CAM)** switch (shown only when torch and grad-cam are installed) adds a
+second image: the photo with each face's saliency map for the chosen target (``predicted``: each face's
+own label). The faces are still found and classified by the server's recognizer (ONNX by default); a
+torch copy of the same model is loaded on the first explanation, for the maps only.
 
 Every handler is wrapped by :func:`guarded`: a :class:`fer_core.FERError` (and the server's own
 limits: too large, busy, video too long) reaches the user or client as its reason; anything else is
@@ -39,6 +46,7 @@ from fer_core.options import (
     THRESHOLD_RANGE,
 )
 from fer_core.plots import probability_figure, timeline_figure
+from fer_core.saliency import DEFAULT_METHOD, FaceSaliency, overlay
 from fer_core.timeline import Timeline
 from fer_core.track import FaceTracker
 
@@ -55,9 +63,12 @@ from .service import (
     BATCH_ROOT,
     LIVE_PLOT_EVERY_S,
     LIVE_WINDOW_S,
+    PREDICTED,
+    ExplainUnavailableError,
     FERService,
     VideoTooLongError,
     batch_folder,
+    explain_document,
     faces_dropped_note,
     faces_rejected_note,
     faces_table,
@@ -90,7 +101,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     (:class:`fer_core.errors.InputError`) as its reason (the handlers name the upload themselves
     where they know it); any other :class:`fer_core.FERError` and the server's limits
     (:class:`~fer_app.limits.RequestTooLargeError`, :class:`~fer_app.limits.ServerBusyError`,
-    :class:`~fer_app.service.VideoTooLongError`) as their message; anything else is logged with its
+    :class:`~fer_app.service.VideoTooLongError`, :class:`~fer_app.service.ExplainUnavailableError`) as their
+    message; anything else is logged with its
     traceback and shown as :data:`INTERNAL_ERROR` only, so no internal text (a torch message, a path)
     reaches a client. The signature, type hints and docstring stay ``fn``'s (``gr.api`` reads them).
     """
@@ -103,7 +115,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except InputError as exc:
             raise gr.Error(exc.reason) from exc
-        except (FERError, RequestTooLargeError, ServerBusyError, VideoTooLongError) as exc:
+        except (FERError, RequestTooLargeError, ServerBusyError, VideoTooLongError, ExplainUnavailableError) as exc:
             raise gr.Error(str(exc)) from exc
         except Exception as exc:  # a bug: logged here, a fixed message there
             log.error("internal error in %s", fn.__name__, exc_info=exc)
@@ -158,6 +170,7 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
     labels = info["labels"]
     revision = info["revision"] or "n/a (local folder)"
     defaults = service.defaults()
+    explain_off = service.explain_unavailable()  # None: the Explain switch is shown
 
     def settings(threshold: float | None, min_face: float | None, align: bool | None,
                  balanced: bool | None = None, verify: bool | None = None) -> PredictOptions:
@@ -176,14 +189,29 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         except ServerBusyError as exc:
             raise gr.Error(str(exc)) from exc
 
+    def explain(image: Any, s: PredictOptions, target: str | None, method: str | None,
+                dropped: list[int] | None = None, rejected: list[int] | None = None,
+                mesh: bool | None = None) -> tuple[Image.Image, list[FaceResult], list[FaceSaliency]]:
+        try:
+            return service.explain(image, s, target=target, method=method, dropped=dropped, rejected=rejected,
+                                   mesh=mesh)
+        except InvalidImageError as exc:  # name the upload, not the server's temp path
+            message = f"{Path(image).name}: {exc.reason}" if isinstance(image, str) else str(exc)
+            raise gr.Error(message) from exc
+
     def analyze(image: str | None, threshold: float, min_face: float, align: bool, balanced: bool,
-                verify: bool = True, draw_mesh: bool = False):
+                verify: bool = True, draw_mesh: bool = False, explained: bool = False, target: str = PREDICTED):
         if image is None:
             raise gr.Error("Upload, paste or take a photo first.")
         dropped: list[int] = []
         rejected: list[int] = []
-        pil, faces = predict(image, settings(threshold, min_face, align, balanced, verify), dropped, rejected,
-                             mesh=True if draw_mesh else None)
+        s, mesh = settings(threshold, min_face, align, balanced, verify), True if draw_mesh else None
+        saliency = None
+        if explained:
+            pil, faces, maps = explain(image, s, target, DEFAULT_METHOD, dropped, rejected, mesh)
+            saliency = overlay(pil, maps)
+        else:
+            pil, faces = predict(image, s, dropped, rejected, mesh=mesh)
         notice = NO_FACE if not faces else f"**{len(faces)} face{'s' if len(faces) > 1 else ''}** found."
         if sum(rejected):
             notice += f" {faces_rejected_note(sum(rejected))}."
@@ -191,7 +219,7 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
             gr.Warning(faces_dropped_note(sum(dropped)))
             notice += f" {faces_dropped_note(sum(dropped))}."
         return (annotate(pil, faces, mesh=bool(draw_mesh)), probability_figure(faces, labels), faces_table(faces),
-                notice)
+                notice, saliency)
 
     def live(frame, state: dict | None, threshold: float, min_face: float, align: bool, balanced: bool,
              verify: bool = True):
@@ -352,13 +380,33 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
             raise gr.Error(str(exc)) from exc
         return analysis.to_dict()
 
+    def api_explain(image: FileData, target: str = PREDICTED,
+                    method: str = DEFAULT_METHOD) -> tuple[dict[str, Any], FileData]:
+        """Where the network looked, per face (Grad-CAM saliency maps): {faces: [{face (as /predict),
+        target (the label explained), method, layer, transform (the face crop in the image: cx, cy, side
+        in pixels, angle in radians, size), heatmap (32 x 32 rows of floats in [0, 1] over the crop)}]}, and
+        the image with every map blended in (PNG). target: "predicted" (each face's own label) or one of
+        the labels (see /labels); method: gradcam, gradcam++ or layercam. Detection uses the model's
+        default options. Needs the torch extra on the server (else an error saying what to install)."""
+        path = uploaded_path(image)
+        if not path:
+            raise gr.Error("no image given")
+        pil, _, maps = explain(path, defaults, target, method)
+        png = batch_folder(BATCH_ROOT) / "explanation.png"
+        overlay(pil, maps).save(png)
+        return explain_document(maps), FileData(path=str(png))
+
+    # gr.api reads the return annotation unevaluated, a string under `from __future__ import annotations`: the
+    # evaluated tuple makes it two outputs (the JSON and the image file) instead of one holding both
+    api_explain.__annotations__["return"] = tuple[dict[str, Any], FileData]
+
     def api_labels() -> dict[str, Any]:
         """Labels in output order, model id and revision."""
         return service.info()
 
     analyze, live, live_csv, video_tab, batch = map(guarded, (analyze, live, live_csv, video_tab, batch))
-    api_predict, api_predict_batch, api_predict_video, api_labels = map(
-        guarded, (api_predict, api_predict_batch, api_predict_video, api_labels))
+    api_predict, api_predict_batch, api_predict_video, api_explain, api_labels = map(
+        guarded, (api_predict, api_predict_batch, api_predict_video, api_explain, api_labels))
 
     # Uploads and outputs in Gradio's cache are deleted every CACHE_SWEEP_EVERY_S seconds once older
     # than CACHE_MAX_AGE_S (the app's own download folders: service.batch_folder).
@@ -391,15 +439,27 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
                     run = gr.Button("Analyse", variant="primary")
                     draw_mesh = gr.Checkbox(value=False, label="Draw face mesh", elem_id="draw-mesh",
                                             info="FaceMesh's 468 points as dots in each face's colour")
+                    explained = gr.Checkbox(value=False, label="Explain (Grad-CAM)", elem_id="explain",
+                                            visible=explain_off is None,
+                                            info="Where the network looked for the label: a heatmap per face "
+                                                 "(about 10-15 ms a face; the first one loads the model)")
+                    target = gr.Dropdown([PREDICTED, *labels], value=PREDICTED, label="Explain which label",
+                                         elem_id="explain-target", visible=False,
+                                         info="predicted: each face's own label")
+                saliency_out = gr.Image(label="Where the network looked (Grad-CAM)", elem_id="saliency",
+                                        interactive=False, visible=False)
                 notice = gr.Markdown(elem_id="notice")
                 bars = gr.Plot(label="Probabilities per face", elem_id="bars")
                 table = gr.Dataframe(headers=["face", "box (x1, y1, x2, y2)", "top emotion", "confidence %"],
                                      label="Faces", elem_id="faces-table")
                 gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("*.jpg"))], inputs=[image_in])
                 for trigger in (run.click, image_in.upload):
-                    trigger(analyze, [image_in, threshold, min_face, align, balanced, verify, draw_mesh],
-                            [image_out, bars, table, notice],
+                    trigger(analyze, [image_in, threshold, min_face, align, balanced, verify, draw_mesh, explained,
+                                      target],
+                            [image_out, bars, table, notice, saliency_out],
                             api_visibility="private")
+                explained.change(lambda on: (gr.update(visible=on), gr.update(visible=on)), explained,
+                                 [target, saliency_out], api_visibility="private", queue=False)
             with gr.Tab("Live webcam"):
                 with gr.Row():
                     cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam")
@@ -454,6 +514,7 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         gr.api(api_predict, api_name="predict")
         gr.api(api_predict_batch, api_name="predict_batch")
         gr.api(api_predict_video, api_name="predict_video", concurrency_limit=1)
+        gr.api(api_explain, api_name="explain")
         gr.api(api_labels, api_name="labels")
     # Gradio's own line of events is bounded too (a full one tells the client "queue is full" instead of
     # growing); the inference limit itself is the service's limiter, shared with the REST routes.

@@ -4,12 +4,15 @@
 ``POST /api/predict/batch`` (multipart ``files``), ``POST /api/predict/video`` (multipart ``file``),
 each with ``threshold``, ``min_face_size``, ``align``, ``balanced`` and ``verify_faces`` query
 parameters (omitted: the model's own defaults, verification on; the video route also ``sample_fps``,
-``max_seconds``, ``smoothing``); OpenAPI docs at ``/docs``.
+``max_seconds``, ``smoothing``); ``POST /api/explain`` (multipart ``file``; ``target`` and ``method`` as
+query or form fields, and the same detection options): each face's Grad-CAM saliency map and a PNG
+overlay in base64 (needs the ``torch`` extra on the server, else 501). OpenAPI docs at ``/docs``.
 
 Status codes: 400 an invalid image or video, or a request with both ``Content-Length`` and
 ``Transfer-Encoding``; 408 a body that arrives too slowly; 413 a body (counted as it streams),
 file, file count or pixel total over the limits of :mod:`fer_app.limits`; 422 an option out of range,
-a video longer than the limit without ``max_seconds``, or any other :class:`fer_core.FERError`; 503
+a video longer than the limit without ``max_seconds``, an unknown explain ``target`` or ``method``, or
+any other :class:`fer_core.FERError`; 501 an explanation on a server without torch or grad-cam; 503
 with ``Retry-After`` when every inference slot is taken and the line is full. Every ``detail`` is the
 reason a client can act on. Anything else is a bug: it is logged with its traceback (logger
 ``fer_app.rest``) and answered 500 with the fixed detail :data:`INTERNAL_ERROR`, never the exception's
@@ -21,6 +24,7 @@ answers the files not started with an error entry.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import tempfile
@@ -28,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -48,7 +52,16 @@ from fer_core.options import (
 from fer_core.video import VIDEO_SUFFIXES
 
 from .limits import MAX_FILES, MAX_UPLOAD_BYTES, MB, RequestTooLargeError, ServerBusyError
-from .service import FERService, VideoTooLongError, faces_dropped_note, public
+from .service import (
+    PREDICTED,
+    ExplainUnavailableError,
+    FERService,
+    VideoTooLongError,
+    explain_document,
+    faces_dropped_note,
+    png_bytes,
+    public,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,9 @@ VerifyFaces = Annotated[bool | None, Query(description="confirm each detected fa
 SampleFps = Annotated[float, Query(ge=0, le=MAX_SAMPLE_FPS, description="frames analysed per second; 0 = every frame")]
 Smoothing = Annotated[float, Query(ge=SMOOTHING_RANGE_S[0], le=SMOOTHING_RANGE_S[1],
                                    description="probability smoothing half-life, seconds")]
+_TARGET = (f"the label to explain for every face: {PREDICTED!r} (default: each face's predicted label) or one of "
+           "the model's labels (GET /api/labels)")
+_METHOD = "saliency method: gradcam (default), gradcam++ or layercam"
 
 
 async def _read_limited(upload: UploadFile) -> bytes:
@@ -83,7 +99,8 @@ def http_error(exc: Exception, name: str | None = None) -> HTTPException:
     A bad image or video (:class:`fer_core.errors.InputError`) is 400 with its reason; too much
     work (:class:`~fer_app.limits.RequestTooLargeError`) 413; an option out of range, a video over
     the length limit or any other :class:`fer_core.FERError` 422 with its message; a full server
-    (:class:`~fer_app.limits.ServerBusyError`) 503 with ``Retry-After``. Anything else is a bug: it
+    (:class:`~fer_app.limits.ServerBusyError`) 503 with ``Retry-After``; explanations on a server
+    that cannot compute them (:class:`~fer_app.service.ExplainUnavailableError`) 501. Anything else is a bug: it
     is logged here with its traceback and answered 500 :data:`INTERNAL_ERROR`, without its text.
     """
     prefix = f"{name}: " if name else ""
@@ -93,6 +110,8 @@ def http_error(exc: Exception, name: str | None = None) -> HTTPException:
         return HTTPException(400, f"{prefix}{exc.reason}")
     if isinstance(exc, RequestTooLargeError):
         return HTTPException(413, str(exc))
+    if isinstance(exc, ExplainUnavailableError):
+        return HTTPException(501, str(exc))
     if isinstance(exc, ServerBusyError):
         return HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
     if isinstance(exc, (InvalidArgumentError, VideoTooLongError, FERError)):
@@ -165,6 +184,41 @@ def build_router(service: FERService) -> APIRouter:
         rejected: list[int] = []
         _, faces = await _run(file.filename, service.predict, data, opts, dropped=dropped, rejected=rejected)
         doc: dict[str, Any] = {"file": file.filename, "faces": [f.to_dict() for f in faces]}
+        if sum(rejected):
+            doc["faces_rejected"] = sum(rejected)
+        if sum(dropped):
+            doc |= {"faces_dropped": sum(dropped), "note": faces_dropped_note(sum(dropped))}
+        return doc
+
+    @router.post("/api/explain", tags=["explain"])
+    async def explain(file: Annotated[UploadFile, File(description="an image file")],
+                      target: Annotated[str | None, Query(description=_TARGET)] = None,
+                      method: Annotated[str | None, Query(description=_METHOD)] = None,
+                      target_field: Annotated[str | None, Form(alias="target", description=_TARGET)] = None,
+                      method_field: Annotated[str | None, Form(alias="method", description=_METHOD)] = None,
+                      threshold: Threshold = None, min_face_size: MinFace = 0, align: Align = None,
+                      balanced: Balanced = None, verify_faces: VerifyFaces = None) -> dict[str, Any]:
+        """Where the network looked, per face (Grad-CAM): ``faces``, one entry per face with ``face`` (as in
+        /api/predict), ``target`` (the label explained), ``method``, ``layer``, ``transform`` (the face
+        crop in the image: centre ``cx``, ``cy``, ``side`` pixels, ``angle`` radians, ``size``) and
+        ``heatmap`` (32 x 32 rows of floats in [0, 1] over the crop, 1 = strongest evidence);
+        ``overlay_png``, the image with every map blended in, a base64 PNG; ``faces_rejected``,
+        ``faces_dropped`` and ``note`` as in /api/predict. ``target`` and ``method`` may be query or
+        form fields (the query wins). 501 when the server lacks the torch extra."""
+        if reason := service.explain_unavailable():
+            raise HTTPException(501, reason)
+        target, method = await _run(None, service.explain_args, target or target_field, method or method_field)
+        opts = await options(threshold, min_face_size, align, balanced, verify_faces)
+        data = await _read_limited(file)
+        dropped: list[int] = []
+        rejected: list[int] = []
+        pil, _, maps = await _run(file.filename, service.explain, data, opts, target=target, method=method,
+                                  dropped=dropped, rejected=rejected)
+        from fer_core.saliency import overlay
+
+        png = await run_in_threadpool(lambda: png_bytes(overlay(pil, maps)))
+        doc: dict[str, Any] = {"file": file.filename, **explain_document(maps),
+                               "overlay_png": base64.b64encode(png).decode("ascii")}
         if sum(rejected):
             doc["faces_rejected"] = sum(rejected)
         if sum(dropped):

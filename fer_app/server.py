@@ -31,7 +31,7 @@ APP_MODULES: tuple[str, ...] = ("gradio", "gradio_client", "fastapi", "uvicorn",
 #: of a file: 64 KiB). Every other route gets :data:`fer_app.guard.DEFAULT_BODY_BYTES` (1 MB).
 BODY_LIMITS: list[tuple[str, int]] = [
     (r"/api/predict/batch$", MAX_REQUEST_BYTES),
-    (r"/api/predict(/video)?$", MAX_UPLOAD_BYTES + 65536),
+    (r"/api/(predict(/video)?|explain)$", MAX_UPLOAD_BYTES + 65536),
     (r"/gradio_api/upload$", MAX_REQUEST_BYTES),
     (r"/api/sessions/\d+/frames$", MAX_UPLOAD_BYTES + 65536),
     (r"/api/auth/", 16 * 1024),  # a login form
@@ -39,7 +39,8 @@ BODY_LIMITS: list[tuple[str, int]] = [
 ]
 #: The upload routes, whose bodies count against the guard's in-flight byte budget (UI events,
 #: logins and other JSON never do, so uploads cannot starve them).
-BUDGETED_ROUTES: list[str] = [r"/api/predict(/batch|/video)?$", r"/gradio_api/upload$", r"/api/sessions/\d+/frames$"]
+BUDGETED_ROUTES: list[str] = [r"/api/predict(/batch|/video)?$", r"/api/explain$", r"/gradio_api/upload$",
+                               r"/api/sessions/\d+/frames$"]
 
 
 def create_app(service: FERService | None = None, dev: bool = False) -> FastAPI:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import csv
+import importlib.util
 import io
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from PIL import Image
 
 from fer_core import EmotionRecognizer, FaceResult, InvalidImageError, load_image
 from fer_core.detect import MAX_DETECT_BATCH
+from fer_core.errors import FERError, InvalidArgumentError, MissingDependencyError
 from fer_core.io import image_size
 from fer_core.options import (
     DEFAULT_HALF_LIFE_S,
@@ -34,6 +37,7 @@ from fer_core.options import (
     check_smoothing,
 )
 from fer_core.plots import timeline_figure
+from fer_core.saliency import DEFAULT_METHOD, METHODS, FaceSaliency
 from fer_core.video import probe_video
 from fer_core.video_analysis import VideoAnalysis
 
@@ -62,6 +66,12 @@ BUDGET_SPENT = "not processed: time budget spent"
 LIVE_WINDOW_S = 600.0
 #: Seconds between redraws of their timeline plots.
 LIVE_PLOT_EVERY_S = 2.0
+#: The ``target`` value (UI, gradio_client, REST) that explains each face's own predicted label.
+PREDICTED = "predicted"
+#: Side, in cells, of the crop heatmaps in the explain answers (:meth:`FaceSaliency.to_dict`).
+EXPLAIN_HEATMAP_SIZE = 32
+#: Modules an explanation needs in the server's process (the ``torch`` extra).
+EXPLAIN_MODULES: tuple[str, ...] = ("torch", "pytorch_grad_cam")
 
 
 class FERService:
@@ -81,6 +91,10 @@ class FERService:
         self.recognizer = recognizer
         self.model_id = model_id
         self.limiter = limiter or InferenceLimiter()
+        # explanations: a torch recognizer of the same model, loaded on the first one (see explainer())
+        self._explainer: EmotionRecognizer | None = recognizer if recognizer.backend == "torch" else None
+        self._explainer_error: str | None = None
+        self._explainer_lock = threading.Lock()
 
     @classmethod
     def from_env(cls) -> FERService:
@@ -158,6 +172,120 @@ class FERService:
             pil = load_image(image)
             return pil, self.recognizer.predict(pil, **options.as_kwargs(), max_faces=MAX_FACES, dropped=dropped,
                                                 rejected=rejected, photo=photo, mesh=mesh)
+
+    def explain_unavailable(self) -> str | None:
+        """Why this server cannot explain (Grad-CAM saliency maps), or ``None`` when it can.
+
+        Explanations need torch and the ``grad-cam`` package (``pytorch_grad_cam``) importable in this
+        process (checked with :func:`importlib.util.find_spec`, nothing imported), and a model that the
+        torch backend can load: the recognizer itself when it is torch-backed, else the same model
+        (folder or Hub repo, at the revision the ONNX one was loaded from) with ``model.safetensors``.
+        A failed load is remembered: its reason is returned from then on.
+        """
+        missing = [name for name in EXPLAIN_MODULES if not _importable(name)]
+        if missing:
+            return (f"explanations (Grad-CAM) need the torch extra, which is not installed on this server "
+                    f"(missing: {', '.join(missing)}): pip install 'fer-core[torch]' (torch and grad-cam)")
+        if self._explainer_error:
+            return self._explainer_error
+        if self._explainer is None and self.recognizer.source == "<in memory>":
+            return "explanations (Grad-CAM) need a model loaded from a folder or Hub repo, or a torch-backed one"
+        return None
+
+    def explainer(self) -> EmotionRecognizer:
+        """The torch-backed recognizer of explanations, loaded on the first call (once, thread-safe).
+
+        The ONNX recognizer stays the one that finds and classifies faces; this one (the same model's
+        ``model.safetensors`` on the CPU, sharing the ONNX recognizer's detector) only computes the
+        saliency maps of those faces. Call it while holding a slot of :attr:`limiter` (loading is
+        model work, about 1-2 s and the memory of torch plus the network).
+
+        Raises:
+            ExplainUnavailableError: see :meth:`explain_unavailable` (the reason is the message).
+        """
+        if self._explainer is not None:
+            return self._explainer
+        with self._explainer_lock:
+            if reason := self.explain_unavailable():
+                raise ExplainUnavailableError(reason)
+            if self._explainer is None:
+                from fer_core.classifier import load_classifier
+
+                source = None if self.recognizer.source == "bundled default" else self.recognizer.source
+                try:
+                    classifier = load_classifier(source, self.recognizer.revision, backend="torch",
+                                                 name=self.recognizer.source)
+                except MissingDependencyError as exc:
+                    raise ExplainUnavailableError(str(exc)) from exc
+                except FERError as exc:  # e.g. an ONNX-only model: no model.safetensors
+                    self._explainer_error = f"explanations (Grad-CAM) are unavailable: {exc}"
+                    raise ExplainUnavailableError(self._explainer_error) from exc
+                self._explainer = EmotionRecognizer(classifier, detector=self.recognizer.detector,
+                                                    source=self.recognizer.source, revision=self.recognizer.revision)
+            return self._explainer
+
+    def explain_args(self, target: str | None, method: str | None) -> tuple[str | None, str]:
+        """Validated ``(target, method)`` of an explanation: ``target`` ``None``, ``""`` or
+        :data:`PREDICTED` -> ``None`` (each face's predicted label), else one of the model's labels;
+        ``method`` ``None`` or ``""`` -> :data:`~fer_core.saliency.DEFAULT_METHOD`, else a key of
+        :data:`~fer_core.saliency.METHODS`.
+
+        Raises:
+            fer_core.InvalidArgumentError: an unknown target or method (the message lists the choices).
+        """
+        labels = self.recognizer.labels
+        if target in (None, "", PREDICTED):
+            target = None
+        elif target not in labels:
+            raise InvalidArgumentError(f"target must be {PREDICTED!r} or one of the model's labels "
+                                       f"({', '.join(labels)}), got {target!r}")
+        method = method or DEFAULT_METHOD
+        if method not in METHODS:
+            raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        return target, method
+
+    def explain(self, image: Any, options: PredictOptions, *, target: str | None = None,
+                method: str | None = None, dropped: list[int] | None = None, rejected: list[int] | None = None,
+                mesh: bool | None = None) -> tuple[Image.Image, list[FaceResult], list[FaceSaliency]]:
+        """Find and classify the faces of one image (as :meth:`predict`, with the ONNX recognizer and the
+        same caps), then compute each face's Grad-CAM saliency map with the torch recognizer
+        (:meth:`explainer`), reusing those faces (``faces=``: detection runs once).
+
+        Costs about 10-15 ms per face on a 2-core CPU after the first call; the first explanation also
+        loads the torch model and imports grad-cam (a few seconds, once).
+
+        Args:
+            image: path, bytes, PIL image or array (see :func:`fer_core.load_image`).
+            options: detection and decision options.
+            target: the label explained for every face (see :meth:`explain_args`; ``None``: each
+                face's predicted label).
+            method: ``"gradcam"`` (default), ``"gradcam++"`` or ``"layercam"``.
+            dropped, rejected, mesh: as in :meth:`predict`.
+
+        Returns:
+            The oriented RGB image, its faces (reading order) and one
+            :class:`~fer_core.saliency.FaceSaliency` per face, in the same order.
+
+        Raises:
+            ExplainUnavailableError: torch or grad-cam is missing, or the torch model cannot be loaded.
+            fer_core.InvalidArgumentError: an unknown target or method.
+            InvalidImageError: the image is invalid.
+            ServerBusyError: no inference slot came free.
+        """
+        if reason := self.explain_unavailable():
+            raise ExplainUnavailableError(reason)
+        target, method = self.explain_args(target, method)
+        image_size(image)  # a bad header fails before waiting for a slot
+        with self.limiter.slot(), _trimmed():
+            pil = load_image(image)
+            faces = self.recognizer.predict(pil, **options.as_kwargs(), max_faces=MAX_FACES, dropped=dropped,
+                                            rejected=rejected, mesh=mesh)
+            explainer = self.explainer()
+            try:
+                maps = explainer.explain(pil, target=target, method=method, faces=faces, align=options.align)
+            except MissingDependencyError as exc:
+                raise ExplainUnavailableError(str(exc)) from exc
+        return pil, faces, maps
 
     def predict_many(self, items: list[tuple[str, Any]], options: PredictOptions, *,
                      keep_images: bool = False, budget_s: float | None = None) -> list[dict[str, Any]]:
@@ -292,6 +420,34 @@ def _trimmed() -> Iterator[None]:
         yield
     finally:
         trim()
+
+
+def _importable(name: str) -> bool:
+    """Whether the top-level module ``name`` can be found (not imported; a blocked one is not)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module in sys.modules as None or without a spec
+        return False
+
+
+class ExplainUnavailableError(RuntimeError):
+    """This server cannot compute explanations (HTTP 501): torch or grad-cam is not installed, or the
+    model has no torch weights. The message says why and what to install."""
+
+
+def explain_document(maps: list[FaceSaliency]) -> dict[str, Any]:
+    """The JSON answer of an explanation, ``{"faces": [...]}``: one
+    :meth:`~fer_core.saliency.FaceSaliency.to_dict` per face (``face``, ``target``, ``method``,
+    ``layer``, ``transform``, ``heatmap``: :data:`EXPLAIN_HEATMAP_SIZE` x :data:`EXPLAIN_HEATMAP_SIZE`
+    floats in [0, 1] over the face crop)."""
+    return {"faces": [m.to_dict(EXPLAIN_HEATMAP_SIZE) for m in maps]}
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as PNG."""
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
 
 
 class VideoTooLongError(ValueError):

@@ -192,6 +192,7 @@ SLOW = {
     "tests/test_saliency.py::test_batched_maps_equal_one_by_one_and_target_changes_the_map",
     "tests/test_saliency.py::test_every_backbone_has_a_default_layer_that_the_head_reads",
     "tests/test_saliency.py::test_overlay_and_files",
+    "tests/test_service.py::test_explain_loads_one_torch_copy_across_threads_and_explains_the_onnx_faces",
     "tests/test_service.py::test_faces_over_the_caps_are_reported_per_file",
     "tests/test_video.py::test_bad_files_raise_invalid_video_error",
     "tests/test_video.py::test_no_face_is_an_empty_result",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
+import os
 import shutil
 
 import httpx
@@ -164,6 +166,71 @@ def test_balanced_switch_in_both_apis(client, server, model_dir):
         assert r.status_code == 200
         got = r.json()["faces"][0]["probs"]
         assert np.allclose(list(got.values()), list(expected.values()), atol=1e-4)
+
+
+def explain_checkbox(url):
+    """The Image tab's "Explain (Grad-CAM)" checkbox in the app's Gradio config."""
+    config = httpx.get(f"{url}/config", timeout=30).json()
+    (box,) = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "explain"]
+    return box["props"]
+
+
+def check_heatmaps(faces, target=None):
+    for entry in faces:
+        heat = np.asarray(entry["heatmap"])
+        assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1 and heat.max() > 0.5
+        assert entry["target"] == (target or entry["face"]["label"]) and entry["layer"]
+
+
+def test_explain_rest_and_client(server, client):
+    """Grad-CAM through a real server (ONNX faces, a torch copy of the model for the maps): REST answers
+    the maps and a base64 PNG overlay, bad targets and methods 422 with the reason, a non-image 400 like
+    /api/predict; gradio_client /explain gives the same JSON and the overlay file."""
+    assert explain_checkbox(server)["visible"] is True
+    astro = {"file": ("astro.jpg", ASTRONAUT.read_bytes(), "image/jpeg")}
+    r = httpx.post(f"{server}/api/explain", files=astro, timeout=120)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["file"] == "astro.jpg" and len(doc["faces"]) == 1
+    check_heatmaps(doc["faces"])
+    assert doc["faces"][0]["face"]["label"] == "happiness" and doc["faces"][0]["method"] == "gradcam"
+    with Image.open(io.BytesIO(base64.b64decode(doc["overlay_png"]))) as png:
+        assert png.format == "PNG" and png.size == (512, 512)
+    r = httpx.post(f"{server}/api/explain", data={"target": "surprise", "method": "gradcam++"}, files=astro,
+                   timeout=120)
+    assert r.status_code == 200 and r.json()["faces"][0]["method"] == "gradcam++"
+    check_heatmaps(r.json()["faces"], "surprise")
+    for params, reason in (({"target": "joy"}, "target must be 'predicted' or one of the model's labels"),
+                           ({"method": "eigencam"}, "method must be one of gradcam, gradcam++, layercam")):
+        r = httpx.post(f"{server}/api/explain", params=params, files=astro, timeout=60)
+        assert r.status_code == 422 and reason in r.json()["detail"]
+    junk = {"file": ("notes.jpg", b"not an image", "image/jpeg")}
+    bad = httpx.post(f"{server}/api/explain", files=junk, timeout=60)
+    assert bad.status_code == 400 and bad.json() == httpx.post(f"{server}/api/predict", files=junk).json()
+
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert [p["parameter_name"] for p in named["/explain"]["parameters"]] == ["image", "target", "method"]
+    answer, overlay_path = client.predict(handle_file(str(ASTRONAUT)), "predicted", "gradcam", api_name="/explain")
+    assert answer["faces"][0]["heatmap"] == doc["faces"][0]["heatmap"]  # deterministic, same in both APIs
+    with Image.open(overlay_path) as png:
+        assert png.size == (512, 512)
+    with pytest.raises(Exception, match="target must be 'predicted' or one of"):
+        client.predict(handle_file(str(ASTRONAUT)), "joy", api_name="/explain")
+
+
+def test_explain_without_torch_is_501_and_hidden(tmp_path):
+    """A server without torch (tests/support/no_torch) hides the Explain switch and answers /api/explain
+    501 with the install line, and gradio_client /explain an error saying the same."""
+    no_torch = ROOT / "tests" / "support" / "no_torch"
+    with app_server(tmp_path / "app.log", PYTHONPATH=f"{no_torch}{os.pathsep}{ROOT}", FER_MODEL="",
+                    FER_JWT_SECRET="") as url:
+        assert explain_checkbox(url)["visible"] is False
+        r = httpx.post(f"{url}/api/explain", files={"file": ("a.jpg", ASTRONAUT.read_bytes(), "image/jpeg")},
+                       timeout=60)
+        assert r.status_code == 501 and "pip install 'fer-core[torch]'" in r.json()["detail"]
+        assert "(missing: torch)" in r.json()["detail"]
+        with pytest.raises(Exception, match=r"fer-core\[torch\]"):
+            Client(url, verbose=False).predict(handle_file(str(ASTRONAUT)), api_name="/explain")
 
 
 def test_rest_bad_inputs_then_valid_request(server):

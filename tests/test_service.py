@@ -8,6 +8,7 @@ import io
 import os
 import time
 
+import numpy as np
 import pytest
 
 from fer_app import service as service_module
@@ -147,3 +148,42 @@ def test_verification_rejects_a_false_box_per_file(service):
     rejected: list[int] = []
     _, faces = service.predict(photo, verified_opts, rejected=rejected)
     assert rejected == [1] and len(faces) == 1
+
+
+def test_explain_loads_one_torch_copy_across_threads_and_explains_the_onnx_faces(astronaut):
+    """On the ONNX recognizer, four explanations at once load the torch copy of the model once (one
+    object, sharing the ONNX detector); each explains the faces the ONNX recognizer found (same boxes as
+    predict), with the same maps; a bad target fails before any work."""
+    import threading
+
+    from fer_app.limits import InferenceLimiter
+    from fer_core import EmotionRecognizer, InvalidArgumentError
+
+    onnx = EmotionRecognizer.from_pretrained()
+    assert onnx.backend == "onnx" and onnx.model is None
+    service = FERService(onnx, "bundled default", InferenceLimiter(slots=4))
+    assert service.explain_unavailable() is None and service._explainer is None
+    options = service.settings()
+    with pytest.raises(InvalidArgumentError, match="target must be 'predicted' or one of"):
+        service.explain(astronaut, options, target="joy")
+    assert service._explainer is None
+    barrier, results, explainers = threading.Barrier(4), [None] * 4, [None] * 4
+
+    def run(i):
+        barrier.wait()
+        results[i] = service.explain(astronaut, options, target="surprise" if i % 2 else "predicted")
+        explainers[i] = service.explainer()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert all(e is explainers[0] for e in explainers) and explainers[0].backend == "torch"
+    assert explainers[0].detector is onnx.detector
+    _, faces = service.predict(astronaut, options)
+    for i, (_, got_faces, maps) in enumerate(results):
+        assert [f.box for f in got_faces] == [f.box for f in faces] and len(maps) == 1
+        assert maps[0].face is got_faces[0] and maps[0].target == ("surprise" if i % 2 else "happiness")
+        assert np.array_equal(maps[0].heatmap, results[i % 2][2][0].heatmap)  # deterministic across threads
+    assert not np.array_equal(results[0][2][0].heatmap, results[1][2][0].heatmap)  # the target matters
