@@ -254,7 +254,7 @@ def pipeline_eval(model_dir: str | Path, data: str | Path, split: str = "valid",
         raise InvalidArgumentError(f"crop_margin must be from -0.5 to 2, got {crop_margin}")
     rec = EmotionRecognizer.from_pretrained(model_dir)
     if crop_margin is not None:
-        rec.model.config.crop_margin = float(crop_margin)
+        rec.config.crop_margin = float(crop_margin)
     final_fit = final_fit_fraction(rec.config) if split == "valid" else 0.0
     faces = evaluation_faces(data, split, final_fit, limit)
     kept = LabelledFaces(faces, "majority", transform=lambda face: face)  # the faces fer_train.evaluate measures

@@ -322,7 +322,7 @@ def test_a_folder_is_no_file_and_refusals_name_no_path(abuse_server):
     uploaded = httpx.post(f"{abuse_server}/gradio_api/upload", files={"files": ("x.txt", b"x")}).json()[0]
     for path in (str(Path(uploaded).parent), str(abuse_server.temp), "app.py", ""):
         answer = queue_call(abuse_server, "predict_batch", [[{"path": path, "meta": {"_type": "gradio.FileData"}}],
-                                                            0.9, 0, True, False])
+                                                            0.9, 0, True, False, True])
         text = json.dumps(answer)
         assert answer["success"] is False and "/work" not in text and str(abuse_server.temp) not in text, text
 

@@ -126,13 +126,13 @@ def test_max_faces_bounds_classification_and_reports_the_rest(recognizer, canvas
     every = recognizer.predict(image)
     assert len(every) == 6
     classified = []
-    real = recognizer._probabilities
+    real = recognizer.classifier.probabilities
 
     def counting(crops, *args):  # the real classifier, counted
         classified.append(len(crops))
         return real(crops, *args)
 
-    monkeypatch.setattr(recognizer, "_probabilities", counting)
+    monkeypatch.setattr(recognizer.classifier, "probabilities", counting)
     dropped: list[int] = []
     two = recognizer.predict(image, max_faces=2, dropped=dropped)
     assert classified == [2] and dropped == [4]
