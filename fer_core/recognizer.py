@@ -31,6 +31,7 @@ from .options import (
     DEFAULT_THRESHOLD,
     PHOTO_MIN_FACE_SIZE,
     PredictOptions,
+    check_bool,
     check_max_faces,
     check_min_face_size,
     resolve_backend,
@@ -162,15 +163,17 @@ class EmotionRecognizer:
         :meth:`predict`).
 
         Raises:
-            InvalidArgumentError: a value is out of range, or balanced decisions are asked of a model
-                without a class prior.
+            InvalidArgumentError: a value is out of range, an on/off value is not a boolean (or
+                ``"true"``/``"false"``), or balanced decisions are asked of a model without a class prior.
         """
+        align, balanced = check_bool("align", align), check_bool("balanced", balanced)
+        verify_faces = check_bool("verify_faces", verify_faces)
         return PredictOptions(
             threshold=self.detector.threshold if threshold is None else threshold,
             min_face_size=self.detector.min_face_size if min_face_size is None else min_face_size,
-            align=self.config.align if align is None else bool(align),
+            align=self.config.align if align is None else align,
             balanced=self.config.resolve_balanced(balanced),
-            verify_faces=self.detector.verify if verify_faces is None else bool(verify_faces),
+            verify_faces=self.detector.verify if verify_faces is None else verify_faces,
         )
 
     def classify_crops(self, crops: Sequence[ImageInput], *, batch_size: int = CLASSIFY_BATCH,
@@ -217,7 +220,7 @@ class EmotionRecognizer:
             threshold: detection-probability threshold (0..1) for this call.
             min_face_size: smallest face side in pixels for this call (>= 12); ``None`` (or 0): the
                 detector's own, and if that is adaptive, :data:`~fer_core.options.PHOTO_MIN_FACE_SIZE`
-                (20 px) for a verified still photo, else the adaptive size (shorter side / 12).
+                (20 px) for a still photo, else the adaptive size (shorter side / 12).
             align: override the model config's eye-levelling for this call.
             balanced: balanced (prior-corrected) probabilities and labels instead of plain ones;
                 ``None`` for the model's default, ``config.balanced`` (see
@@ -232,6 +235,7 @@ class EmotionRecognizer:
             rejected: if given, the number of boxes FaceMesh rejected (0 if none) is appended to it.
             photo: ``True`` for a still photo (the small-face default above); ``False`` for a video
                 or live frame (the adaptive, speed-first smallest face).
+            (``align``, ``balanced`` and ``verify_faces`` take booleans or ``"true"``/``"false"``.)
             mesh: ``None``: each :class:`FaceResult` carries FaceMesh's 468 points when verification
                 computed them; ``True``: compute them even without verification; ``False``: leave
                 them out.
@@ -293,9 +297,11 @@ class EmotionRecognizer:
         """
         max_faces, max_total_faces = check_max_faces(max_faces), check_max_faces(max_total_faces, "max_total_faces")
         self.config.resolve_balanced(balanced)  # a bad request fails before any detection work
-        verify = self.detector.verify if verify_faces is None else bool(verify_faces)
+        verify_faces, align, balanced = (check_bool(name, value) for name, value in
+                                         (("verify_faces", verify_faces), ("align", align), ("balanced", balanced)))
+        verify = self.detector.verify if verify_faces is None else verify_faces
         min_face = check_min_face_size(min_face_size)
-        if min_face is None and self.detector.min_face_size is None and photo and verify:
+        if min_face is None and self.detector.min_face_size is None and photo:
             min_face = PHOTO_MIN_FACE_SIZE
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
         detections: list[list[Detection]] = self.detector.detect_batch(

@@ -35,6 +35,9 @@ def test_photo_default_finds_the_small_faces_that_adaptive_misses(recognizer, cr
     assert recall_live <= 0.4, f"adaptive found {tp_live}/{len(crowd.faces)}"
     assert fp_photo == 0 and fp_live == 0
     assert all(f.face_prob is not None and f.face_prob >= 0.5 for f in photo)
+    # the 20 px search does not depend on verification: without it every MTCNN box comes back
+    unverified = recognizer.predict(crowd.image, verify_faces=False)
+    assert len(unverified) >= len(photo) and all(f.face_prob is None for f in unverified)
 
 
 def test_no_face_on_the_bare_backgrounds_at_the_photo_default(recognizer):

@@ -73,3 +73,16 @@ def test_library_calls_raise_invalid_argument_errors(recognizer, astronaut):
             recognizer.predict(astronaut, **kwargs)
     with pytest.raises(InvalidArgumentError, match="smoothing"):
         recognizer.analyze_video("missing.mp4", smoothing=-1)
+
+
+def test_on_off_options_are_booleans_not_truthiness(recognizer, astronaut):
+    """A client sending "false" gets False (not Python's bool("false") == True); 2, "no" or a list are
+    refused with the option's name; predict itself checks the same way."""
+    assert recognizer.options(verify_faces="false").verify_faces is False
+    assert recognizer.options(align="TRUE", verify_faces=False).align is True
+    for bad in ("no", 2, 1.5, ["x"], {"a": 1}, ""):
+        with pytest.raises(InvalidArgumentError, match="verify_faces must be true or false"):
+            recognizer.options(verify_faces=bad)
+    with pytest.raises(InvalidArgumentError, match="align must be true or false"):
+        recognizer.predict(astronaut, align="yes")
+    assert len(recognizer.predict(astronaut, verify_faces="false")) == 1
