@@ -22,6 +22,7 @@ seconds (``gr.Blocks(delete_cache=...)``).
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import time
@@ -46,7 +47,7 @@ from fer_core.options import (
     THRESHOLD_RANGE,
 )
 from fer_core.plots import probability_figure, timeline_figure
-from fer_core.saliency import DEFAULT_METHOD, FaceSaliency, overlay
+from fer_core.saliency import DEFAULT_METHOD, FaceSaliency
 from fer_core.timeline import Timeline
 from fer_core.track import FaceTracker
 
@@ -113,10 +114,10 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except InputError as exc:
-            raise gr.Error(exc.reason) from exc
+        except InputError as exc:  # expected errors: told to the client, no traceback in the log
+            raise gr.Error(exc.reason, print_exception=False) from exc
         except (FERError, RequestTooLargeError, ServerBusyError, VideoTooLongError, ExplainUnavailableError) as exc:
-            raise gr.Error(str(exc)) from exc
+            raise gr.Error(str(exc), print_exception=False) from exc
         except Exception as exc:  # a bug: logged here, a fixed message there
             log.error("internal error in %s", fn.__name__, exc_info=exc)
             raise gr.Error(INTERNAL_ERROR, print_exception=False) from None
@@ -191,13 +192,15 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
 
     def explain(image: Any, s: PredictOptions, target: str | None, method: str | None,
                 dropped: list[int] | None = None, rejected: list[int] | None = None,
-                mesh: bool | None = None) -> tuple[Image.Image, list[FaceResult], list[FaceSaliency]]:
+                mesh: bool | None = None) -> tuple[Image.Image, list[FaceResult], list[FaceSaliency], bytes | None]:
+        """:meth:`FERService.explain` with the overlay PNG (downscaled, ``None`` without faces), made
+        inside the inference slot."""
         try:
             return service.explain(image, s, target=target, method=method, dropped=dropped, rejected=rejected,
-                                   mesh=mesh)
+                                   mesh=mesh, overlay_png=True)
         except InvalidImageError as exc:  # name the upload, not the server's temp path
             message = f"{Path(image).name}: {exc.reason}" if isinstance(image, str) else str(exc)
-            raise gr.Error(message) from exc
+            raise gr.Error(message, print_exception=False) from exc
 
     def analyze(image: str | None, threshold: float, min_face: float, align: bool, balanced: bool,
                 verify: bool = True, draw_mesh: bool = False, explained: bool = False, target: str = PREDICTED):
@@ -208,8 +211,8 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         s, mesh = settings(threshold, min_face, align, balanced, verify), True if draw_mesh else None
         saliency = None
         if explained:
-            pil, faces, maps = explain(image, s, target, DEFAULT_METHOD, dropped, rejected, mesh)
-            saliency = overlay(pil, maps)
+            pil, faces, _, png = explain(image, s, target, DEFAULT_METHOD, dropped, rejected, mesh)
+            saliency = Image.open(io.BytesIO(png)) if png else None
         else:
             pil, faces = predict(image, s, dropped, rejected, mesh=mesh)
         notice = NO_FACE if not faces else f"**{len(faces)} face{'s' if len(faces) > 1 else ''}** found."
@@ -381,24 +384,27 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
         return analysis.to_dict()
 
     def api_explain(image: FileData, target: str = PREDICTED,
-                    method: str = DEFAULT_METHOD) -> tuple[dict[str, Any], FileData]:
+                    method: str = DEFAULT_METHOD) -> tuple[dict[str, Any], FileData | None]:
         """Where the network looked, per face (Grad-CAM saliency maps): {faces: [{face (as /predict),
         target (the label explained), method, layer, transform (the face crop in the image: cx, cy, side
         in pixels, angle in radians, size), heatmap (32 x 32 rows of floats in [0, 1] over the crop)}]}, and
-        the image with every map blended in (PNG). target: "predicted" (each face's own label) or one of
+        the image with every map blended in (PNG, at most 1024 px on its longer side; None when no face
+        was found). target: "predicted" (each face's own label) or one of
         the labels (see /labels); method: gradcam, gradcam++ or layercam. Detection uses the model's
         default options. Needs the torch extra on the server (else an error saying what to install)."""
         path = uploaded_path(image)
         if not path:
             raise gr.Error("no image given")
-        pil, _, maps = explain(path, defaults, target, method)
-        png = batch_folder(BATCH_ROOT) / "explanation.png"
-        overlay(pil, maps).save(png)
-        return explain_document(maps), FileData(path=str(png))
+        _, _, maps, png = explain(path, defaults, target, method)
+        if png is None:
+            return explain_document(maps), None
+        out = batch_folder(BATCH_ROOT) / "explanation.png"
+        out.write_bytes(png)
+        return explain_document(maps), FileData(path=str(out))
 
     # gr.api reads the return annotation unevaluated, a string under `from __future__ import annotations`: the
     # evaluated tuple makes it two outputs (the JSON and the image file) instead of one holding both
-    api_explain.__annotations__["return"] = tuple[dict[str, Any], FileData]
+    api_explain.__annotations__["return"] = tuple[dict[str, Any], FileData | None]
 
     def api_labels() -> dict[str, Any]:
         """Labels in output order, model id and revision."""

@@ -6,7 +6,8 @@ each with ``threshold``, ``min_face_size``, ``align``, ``balanced`` and ``verify
 parameters (omitted: the model's own defaults, verification on; the video route also ``sample_fps``,
 ``max_seconds``, ``smoothing``); ``POST /api/explain`` (multipart ``file``; ``target`` and ``method`` as
 query or form fields, and the same detection options): each face's Grad-CAM saliency map and a PNG
-overlay in base64 (needs the ``torch`` extra on the server, else 501). OpenAPI docs at ``/docs``.
+overlay in base64, at most 1024 px on its longer side, null without faces (needs the ``torch`` extra on
+the server, else 501). OpenAPI docs at ``/docs``.
 
 Status codes: 400 an invalid image or video, or a request with both ``Content-Length`` and
 ``Transfer-Encoding``; 408 a body that arrives too slowly; 413 a body (counted as it streams),
@@ -59,7 +60,6 @@ from .service import (
     VideoTooLongError,
     explain_document,
     faces_dropped_note,
-    png_bytes,
     public,
 )
 
@@ -202,23 +202,23 @@ def build_router(service: FERService) -> APIRouter:
         /api/predict), ``target`` (the label explained), ``method``, ``layer``, ``transform`` (the face
         crop in the image: centre ``cx``, ``cy``, ``side`` pixels, ``angle`` radians, ``size``) and
         ``heatmap`` (32 x 32 rows of floats in [0, 1] over the crop, 1 = strongest evidence);
-        ``overlay_png``, the image with every map blended in, a base64 PNG; ``faces_rejected``,
-        ``faces_dropped`` and ``note`` as in /api/predict. ``target`` and ``method`` may be query or
-        form fields (the query wins). 501 when the server lacks the torch extra."""
+        ``overlay_png``, the image with every map blended in, a base64 PNG at most
+        ``EXPLAIN_OVERLAY_MAX_SIDE`` (1024) pixels on its longer side, or null when no face was found;
+        ``faces_rejected``, ``faces_dropped`` and ``note`` as in /api/predict. ``target`` and ``method``
+        may be query or form fields (the query wins, even empty). 501 when the server lacks the torch
+        extra."""
         if reason := service.explain_unavailable():
             raise HTTPException(501, reason)
-        target, method = await _run(None, service.explain_args, target or target_field, method or method_field)
+        target, method = await _run(None, service.explain_args, target if target is not None else target_field,
+                                    method if method is not None else method_field)
         opts = await options(threshold, min_face_size, align, balanced, verify_faces)
         data = await _read_limited(file)
         dropped: list[int] = []
         rejected: list[int] = []
-        pil, _, maps = await _run(file.filename, service.explain, data, opts, target=target, method=method,
-                                  dropped=dropped, rejected=rejected)
-        from fer_core.saliency import overlay
-
-        png = await run_in_threadpool(lambda: png_bytes(overlay(pil, maps)))
+        _, _, maps, png = await _run(file.filename, service.explain, data, opts, target=target, method=method,
+                                     dropped=dropped, rejected=rejected, overlay_png=True)
         doc: dict[str, Any] = {"file": file.filename, **explain_document(maps),
-                               "overlay_png": base64.b64encode(png).decode("ascii")}
+                               "overlay_png": base64.b64encode(png).decode("ascii") if png else None}
         if sum(rejected):
             doc["faces_rejected"] = sum(rejected)
         if sum(dropped):

@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import os
+import reprlib
 import shutil
 import tempfile
 import threading
@@ -37,7 +38,7 @@ from fer_core.options import (
     check_smoothing,
 )
 from fer_core.plots import timeline_figure
-from fer_core.saliency import DEFAULT_METHOD, METHODS, FaceSaliency
+from fer_core.saliency import DEFAULT_METHOD, METHODS, FaceSaliency, overlay
 from fer_core.video import probe_video
 from fer_core.video_analysis import VideoAnalysis
 
@@ -72,6 +73,14 @@ PREDICTED = "predicted"
 EXPLAIN_HEATMAP_SIZE = 32
 #: Modules an explanation needs in the server's process (the ``torch`` extra).
 EXPLAIN_MODULES: tuple[str, ...] = ("torch", "pytorch_grad_cam")
+#: Longest side, in pixels, of the overlay image of an explanation (UI, gradio_client, REST): a larger
+#: photo is downscaled before the maps are blended in, so the overlay's memory, encoding time and answer
+#: size stay bounded (a 1024 px PNG is at most about 3 MB, 4 MB in base64).
+EXPLAIN_OVERLAY_MAX_SIDE = 1024
+#: Shortens a client's value echoed in an error message (a 5 MB ``target`` must not come back, or be logged).
+_ECHO = reprlib.Repr()
+_ECHO.maxstring = _ECHO.maxother = 40
+_ECHO.maxlist = _ECHO.maxdict = 4
 
 
 class FERService:
@@ -197,8 +206,9 @@ class FERService:
 
         The ONNX recognizer stays the one that finds and classifies faces; this one (the same model's
         ``model.safetensors`` on the CPU, sharing the ONNX recognizer's detector) only computes the
-        saliency maps of those faces. Call it while holding a slot of :attr:`limiter` (loading is
-        model work, about 1-2 s and the memory of torch plus the network).
+        saliency maps of those faces. Loading takes about 4-6 s on a 2-core CPU and 0.7-1 GB of memory
+        (torch, the network, grad-cam), once; :meth:`explain` calls this *before* taking an inference
+        slot, so explanations that wait for the load do not hold slots that predictions need.
 
         Raises:
             ExplainUnavailableError: see :meth:`explain_unavailable` (the reason is the message).
@@ -228,31 +238,42 @@ class FERService:
         """Validated ``(target, method)`` of an explanation: ``target`` ``None``, ``""`` or
         :data:`PREDICTED` -> ``None`` (each face's predicted label), else one of the model's labels;
         ``method`` ``None`` or ``""`` -> :data:`~fer_core.saliency.DEFAULT_METHOD`, else a key of
-        :data:`~fer_core.saliency.METHODS`.
+        :data:`~fer_core.saliency.METHODS`. A bad value is echoed in the message shortened to about 40
+        characters (:mod:`reprlib`).
 
         Raises:
-            fer_core.InvalidArgumentError: an unknown target or method (the message lists the choices).
+            fer_core.InvalidArgumentError: a target or method that is not a string (a list, a dict...),
+                or an unknown one (the message lists the choices).
         """
         labels = self.recognizer.labels
+        if target is not None and not isinstance(target, str):
+            raise InvalidArgumentError(f"target must be a string, got {type(target).__name__} {_ECHO.repr(target)}")
+        if method is not None and not isinstance(method, str):
+            raise InvalidArgumentError(f"method must be a string, got {type(method).__name__} {_ECHO.repr(method)}")
         if target in (None, "", PREDICTED):
             target = None
         elif target not in labels:
             raise InvalidArgumentError(f"target must be {PREDICTED!r} or one of the model's labels "
-                                       f"({', '.join(labels)}), got {target!r}")
+                                       f"({', '.join(labels)}), got {_ECHO.repr(target)}")
         method = method or DEFAULT_METHOD
         if method not in METHODS:
-            raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+            raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {_ECHO.repr(method)}")
         return target, method
 
     def explain(self, image: Any, options: PredictOptions, *, target: str | None = None,
                 method: str | None = None, dropped: list[int] | None = None, rejected: list[int] | None = None,
-                mesh: bool | None = None) -> tuple[Image.Image, list[FaceResult], list[FaceSaliency]]:
+                mesh: bool | None = None,
+                overlay_png: bool = False) -> tuple[Image.Image, list[FaceResult], list[FaceSaliency], bytes | None]:
         """Find and classify the faces of one image (as :meth:`predict`, with the ONNX recognizer and the
         same caps), then compute each face's Grad-CAM saliency map with the torch recognizer
-        (:meth:`explainer`), reusing those faces (``faces=``: detection runs once).
+        (:meth:`explainer`), reusing those faces (``faces=``: detection runs once), and, with
+        ``overlay_png``, the PNG of the image with the maps blended in, downscaled to at most
+        :data:`EXPLAIN_OVERLAY_MAX_SIDE` pixels on its longer side (:func:`fer_core.saliency.overlay`).
 
-        Costs about 10-15 ms per face on a 2-core CPU after the first call; the first explanation also
-        loads the torch model and imports grad-cam (a few seconds, once).
+        The torch copy is loaded (:meth:`explainer`, the first call only: about 4-6 s and 0.7-1 GB)
+        before an inference slot is taken; decoding, detection, the maps, the overlay and its encoding
+        all run inside the slot, so their memory counts against ``FER_INFERENCE_SLOTS``. Costs about
+        10-15 ms per face on a 2-core CPU after the first call.
 
         Args:
             image: path, bytes, PIL image or array (see :func:`fer_core.load_image`).
@@ -261,10 +282,12 @@ class FERService:
                 face's predicted label).
             method: ``"gradcam"`` (default), ``"gradcam++"`` or ``"layercam"``.
             dropped, rejected, mesh: as in :meth:`predict`.
+            overlay_png: also make the overlay PNG (``None`` when the image has no face: nothing to show).
 
         Returns:
-            The oriented RGB image, its faces (reading order) and one
-            :class:`~fer_core.saliency.FaceSaliency` per face, in the same order.
+            The oriented RGB image, its faces (reading order), one
+            :class:`~fer_core.saliency.FaceSaliency` per face in the same order, and the overlay PNG's
+            bytes (``None`` without ``overlay_png`` or without faces).
 
         Raises:
             ExplainUnavailableError: torch or grad-cam is missing, or the torch model cannot be loaded.
@@ -275,17 +298,20 @@ class FERService:
         if reason := self.explain_unavailable():
             raise ExplainUnavailableError(reason)
         target, method = self.explain_args(target, method)
-        image_size(image)  # a bad header fails before waiting for a slot
+        image_size(image)  # a bad header fails before the load and the wait for a slot
+        explainer = self.explainer()  # the one-off load waits here, holding no slot
+        png = None
         with self.limiter.slot(), _trimmed():
             pil = load_image(image)
             faces = self.recognizer.predict(pil, **options.as_kwargs(), max_faces=MAX_FACES, dropped=dropped,
                                             rejected=rejected, mesh=mesh)
-            explainer = self.explainer()
             try:
                 maps = explainer.explain(pil, target=target, method=method, faces=faces, align=options.align)
             except MissingDependencyError as exc:
                 raise ExplainUnavailableError(str(exc)) from exc
-        return pil, faces, maps
+            if overlay_png and maps:
+                png = png_bytes(overlay(pil, maps, max_side=EXPLAIN_OVERLAY_MAX_SIDE))
+        return pil, faces, maps, png
 
     def predict_many(self, items: list[tuple[str, Any]], options: PredictOptions, *,
                      keep_images: bool = False, budget_s: float | None = None) -> list[dict[str, Any]]:

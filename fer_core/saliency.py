@@ -502,27 +502,35 @@ def combined_heatmap(saliencies: Sequence[FaceSaliency], image_size: tuple[int, 
 
 
 def overlay(image: ImageInput, saliencies: Sequence[FaceSaliency], *, alpha: float = 0.5,
-            colormap: str = "jet") -> Image.Image:
+            colormap: str = "jet", max_side: int | None = None) -> Image.Image:
     """The image with every face's heatmap blended on top in a colour map.
 
-    Each pixel becomes ``(1 - a) * pixel + a * colour(heat)`` with ``a = alpha * heat``, so pixels
-    without heat (outside the faces) keep their colour.
+    Each pixel becomes ``(1 - a) * pixel + a * colour(heat)`` with ``a = alpha * heat`` and ``heat`` the
+    per-pixel maximum over the faces (:func:`combined_heatmap`), so pixels without heat (outside the
+    faces) keep their colour. Only the faces' rectangles are blended (float work and memory follow the
+    faces, not the frame), with the colour map as a 256-entry lookup table.
 
     Args:
         image: the image the maps were computed on (anything :func:`~fer_core.io.load_image` takes).
         saliencies: its maps (:func:`explain`).
         alpha: opacity of the hottest pixels, 0..1.
         colormap: a matplotlib colour map name.
+        max_side: if given, the image is first downscaled so its longer side is at most this many
+            pixels (aspect kept), and each face's crop map is resampled straight into the smaller image
+            (:func:`crop_heatmap_to_image` with the scaled :class:`CropTransform`).
 
     Returns:
-        RGB ``PIL.Image`` of the image's size.
+        RGB ``PIL.Image``: the image's size, or the downscaled size with ``max_side``.
 
     Raises:
-        InvalidArgumentError: ``alpha`` outside 0..1, an unknown colour map, or maps of another image size.
+        InvalidArgumentError: ``alpha`` outside 0..1, an unknown colour map, ``max_side`` not an integer
+            >= 1, or maps of another image size.
         InvalidImageError: the image is invalid.
     """
     if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
         raise InvalidArgumentError(f"alpha must be a number from 0 to 1, got {alpha!r}")
+    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1):
+        raise InvalidArgumentError(f"max_side must be an integer >= 1 or None, got {max_side!r}")
     import matplotlib
 
     try:
@@ -530,11 +538,40 @@ def overlay(image: ImageInput, saliencies: Sequence[FaceSaliency], *, alpha: flo
     except KeyError:
         raise InvalidArgumentError(f"unknown matplotlib colour map {colormap!r}") from None
     pil = load_image(image)
-    heat = combined_heatmap(saliencies, pil.size)
-    colour = cmap(heat)[..., :3].astype(np.float32) * 255.0
-    a = (alpha * heat)[..., None]
-    rgb = np.asarray(pil, dtype=np.float32) * (1.0 - a) + colour * a
-    return Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+    w, h = pil.size
+    for s in saliencies:
+        if tuple(s.image_size) != (w, h):
+            raise InvalidArgumentError(f"a saliency map of a {s.image_size} image given for a {(w, h)} image")
+    if max_side is not None and max(w, h) > max_side:
+        scale = max_side / max(w, h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        pil = pil.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        regions = []
+        for s in saliencies:
+            t = s.transform
+            scaled = CropTransform(t.cx * scale, t.cy * scale, t.side * scale, t.angle, t.size)
+            region, heat = crop_heatmap_to_image(s.heatmap, scaled, size)
+            regions.append((region, np.clip(heat, 0.0, 1.0)))
+    else:
+        regions = [(s.region, s.region_heatmap) for s in saliencies]
+    src = np.asarray(pil)
+    out = src.copy()
+    # matplotlib maps a float x to entry min(int(x * N), N - 1) of its N-entry table: the same colours
+    lut = cmap(np.arange(cmap.N))[:, :3].astype(np.float32) * 255.0
+    for (x0, y0, x1, y1), _ in regions:
+        if x1 <= x0 or y1 <= y0:
+            continue
+        heat = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+        for (a0, b0, a1, b1), other in regions:  # the maximum over every face reaching this rectangle
+            ix0, iy0, ix1, iy1 = max(x0, a0), max(y0, b0), min(x1, a1), min(y1, b1)
+            if ix1 > ix0 and iy1 > iy0:
+                part = heat[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+                np.maximum(part, other[iy0 - b0:iy1 - b0, ix0 - a0:ix1 - a0], out=part)
+        index = np.minimum((heat * cmap.N).astype(np.int32), cmap.N - 1)
+        a = (alpha * heat)[..., None]
+        rgb = src[y0:y1, x0:x1].astype(np.float32) * (1.0 - a) + lut[index] * a
+        out[y0:y1, x0:x1] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "RGB")
 
 
 def write_saliency(folder: str | Path, stem: str, image: ImageInput, saliencies: Sequence[FaceSaliency], *,

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import time
 
 import httpx
 import numpy as np
@@ -216,6 +217,65 @@ def test_explain_rest_and_client(server, client):
         assert png.size == (512, 512)
     with pytest.raises(Exception, match="target must be 'predicted' or one of"):
         client.predict(handle_file(str(ASTRONAUT)), "joy", api_name="/explain")
+
+
+def rss_mb(pid):
+    """The resident memory of process ``pid`` (VmRSS), MB."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def test_explain_big_photos_keep_the_server_small(server):
+    """The overlay is made inside the inference slot, downscaled to 1024 px before blending, and only when
+    there are faces: a flat 6000x6000 photo answers null without growing the server, and a 4000x3000
+    noisy photo with a face answers a 1024 x 768 overlay in well under 4 MB."""
+    astro = {"file": ("astro.jpg", ASTRONAUT.read_bytes(), "image/jpeg")}
+    assert httpx.post(f"{server}/api/explain", files=astro, timeout=120).status_code == 200  # torch copy loaded
+    flat = io.BytesIO()
+    Image.new("RGB", (6000, 6000), (128, 128, 128)).save(flat, "PNG")
+    before, start = rss_mb(server.process.pid), time.monotonic()
+    r = httpx.post(f"{server}/api/explain", files={"file": ("flat.png", flat.getvalue(), "image/png")}, timeout=120)
+    took, after = time.monotonic() - start, rss_mb(server.process.pid)
+    assert r.status_code == 200 and r.json()["faces"] == [] and r.json()["overlay_png"] is None, r.text[:300]
+    print(f"flat 6000x6000: {took:.1f} s, server RSS {before:.0f} -> {after:.0f} MB")
+    assert after - before < 300 and took < 30
+    rng = np.random.default_rng(0)
+    noisy = Image.fromarray(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)).resize((4000, 3000), Image.NEAREST)
+    with Image.open(ASTRONAUT) as face:
+        noisy.paste(face, (1744, 1244))
+    buf = io.BytesIO()
+    noisy.save(buf, "PNG")
+    r = httpx.post(f"{server}/api/explain", files={"file": ("noisy.png", buf.getvalue(), "image/png")}, timeout=120)
+    assert r.status_code == 200, r.text[:300]
+    print(f"noisy 4000x3000 with a face: answer {len(r.content) / 1e6:.2f} MB, {r.elapsed.total_seconds():.1f} s, "
+          f"server RSS {rss_mb(server.process.pid):.0f} MB")
+    assert len(r.content) < 4_000_000
+    assert any(1744 <= f["face"]["box"][0] and f["face"]["box"][2] <= 2256 for f in r.json()["faces"])
+    with Image.open(io.BytesIO(base64.b64decode(r.json()["overlay_png"]))) as png:
+        assert png.size == (1024, 768)
+
+
+def test_explain_arguments_from_a_hostile_client(server, client):
+    """A huge or non-string target/method is a short error in both APIs (REST 422, gradio_client an error),
+    never an internal error, and the server's log does not echo it; an empty query target wins over the form."""
+    astro = {"file": ("astro.jpg", ASTRONAUT.read_bytes(), "image/jpeg")}
+    r = httpx.post(f"{server}/api/explain", data={"target": "x" * 1_000_000}, files=astro, timeout=60)
+    assert r.status_code == 422 and "target must be 'predicted'" in r.json()["detail"]
+    assert len(r.content) < 400, len(r.content)
+    r = httpx.post(f"{server}/api/explain", params={"target": "", "method": ""},
+                   data={"target": "surprise", "method": "eigencam"}, files=astro, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    assert [(f["target"], f["method"]) for f in r.json()["faces"]] == [("happiness", "gradcam")]
+    log_path = os.readlink(f"/proc/{server.process.pid}/fd/1")
+    logged = os.path.getsize(log_path)
+    for target, method, reason in (("x" * 5_000_000, "gradcam", "target must be 'predicted'"),
+                                   ("predicted", ["gradcam"], "method must be a string, got list"),
+                                   ({"a": 1}, "gradcam", "target must be a string, got dict")):
+        with pytest.raises(Exception) as failed:
+            client.predict(handle_file(str(ASTRONAUT)), target, method, api_name="/explain")
+        assert reason in str(failed.value) and len(str(failed.value)) < 400, str(failed.value)[:400]
+        assert "internal error" not in str(failed.value)
+    assert os.path.getsize(log_path) - logged < 20_000
 
 
 def test_explain_without_torch_is_501_and_hidden(tmp_path):

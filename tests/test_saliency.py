@@ -198,6 +198,20 @@ def test_overlay_and_files(recognizer, canvas, tmp_path):
     assert shown.shape == original.shape
     assert not np.any(shown[heat == 0] != original[heat == 0])
     assert np.abs(shown - original)[heat > 0.5].mean() > 20
+    import matplotlib  # the full-frame float blend overlay() avoids (a 256-entry table, face rectangles only)
+
+    a = 0.5 * heat[..., None]
+    reference = np.rint(original * (1 - a) + matplotlib.colormaps["jet"](heat)[..., :3] * 255 * a)
+    assert np.abs(shown - reference).max() <= 1
+    small = overlay(image, maps, max_side=100)  # downscaled first, each crop map resampled into it
+    w, h = image.size
+    assert max(small.size) == 100 and small.size == (round(w * 100 / max(w, h)), round(h * 100 / max(w, h)))
+    plain = np.asarray(image.resize(small.size, Image.Resampling.BILINEAR, reducing_gap=3.0), dtype=np.int16)
+    tinted = np.abs(np.asarray(small, dtype=np.int16) - plain).sum(axis=2) > 0
+    scaled = np.asarray(Image.fromarray(heat).resize(small.size, Image.Resampling.BILINEAR))
+    assert tinted[scaled > 0.2].mean() > 0.95 and tinted[scaled == 0].mean() < 0.02
+    with pytest.raises(InvalidArgumentError, match="max_side"):
+        overlay(image, maps, max_side=0)
     png, js = write_saliency(tmp_path, "canvas", image, maps)
     assert Image.open(png).size == image.size
     doc = json.loads(js.read_text())

@@ -152,8 +152,9 @@ def test_verification_rejects_a_false_box_per_file(service):
 
 def test_explain_loads_one_torch_copy_across_threads_and_explains_the_onnx_faces(astronaut):
     """On the ONNX recognizer, four explanations at once load the torch copy of the model once (one
-    object, sharing the ONNX detector); each explains the faces the ONNX recognizer found (same boxes as
-    predict), with the same maps; a bad target fails before any work."""
+    object, sharing the ONNX detector), holding no inference slot while it loads (a predict on the one
+    slot runs meanwhile); each explains the faces the ONNX recognizer found (same boxes as predict), with
+    the same maps; a bad target fails before any work."""
     import threading
 
     from fer_app.limits import InferenceLimiter
@@ -161,7 +162,7 @@ def test_explain_loads_one_torch_copy_across_threads_and_explains_the_onnx_faces
 
     onnx = EmotionRecognizer.from_pretrained()
     assert onnx.backend == "onnx" and onnx.model is None
-    service = FERService(onnx, "bundled default", InferenceLimiter(slots=4))
+    service = FERService(onnx, "bundled default", InferenceLimiter(slots=1, max_queue=8))
     assert service.explain_unavailable() is None and service._explainer is None
     options = service.settings()
     with pytest.raises(InvalidArgumentError, match="target must be 'predicted' or one of"):
@@ -177,13 +178,25 @@ def test_explain_loads_one_torch_copy_across_threads_and_explains_the_onnx_faces
     threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
+    slots_during_load, predicted_during_load = [], None
+    while service._explainer is None and any(t.is_alive() for t in threads):
+        locked, running = service._explainer_lock.locked(), service.limiter.running
+        if locked and service._explainer is None:  # the load was under way when `running` was read
+            slots_during_load.append(running)
+            if predicted_during_load is None:
+                start = time.monotonic()
+                service.predict(astronaut, options)  # the only slot: free while the copy loads
+                predicted_during_load = (time.monotonic() - start, service._explainer is None)
+        time.sleep(0.002)
     for t in threads:
         t.join(timeout=300)
+    assert slots_during_load and set(slots_during_load) <= {0}, slots_during_load
+    assert predicted_during_load[1], f"the predict waited for the load ({predicted_during_load[0]:.2f} s)"
     assert all(e is explainers[0] for e in explainers) and explainers[0].backend == "torch"
     assert explainers[0].detector is onnx.detector
     _, faces = service.predict(astronaut, options)
-    for i, (_, got_faces, maps) in enumerate(results):
-        assert [f.box for f in got_faces] == [f.box for f in faces] and len(maps) == 1
+    for i, (_, got_faces, maps, png) in enumerate(results):
+        assert [f.box for f in got_faces] == [f.box for f in faces] and len(maps) == 1 and png is None
         assert maps[0].face is got_faces[0] and maps[0].target == ("surprise" if i % 2 else "happiness")
         assert np.array_equal(maps[0].heatmap, results[i % 2][2][0].heatmap)  # deterministic across threads
     assert not np.array_equal(results[0][2][0].heatmap, results[1][2][0].heatmap)  # the target matters
