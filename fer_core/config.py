@@ -154,9 +154,13 @@ class ModelConfig:
         """The operating point a call asks for: ``balanced``, or this model's default when ``None``.
 
         Raises:
-            InvalidArgumentError: balanced decisions asked of a model without ``prior``.
+            InvalidArgumentError: balanced decisions asked of a model without ``prior``, or ``balanced`` is
+                neither a boolean nor ``"true"``/``"false"`` (:func:`fer_core.options.check_bool`).
         """
-        wanted = self.balanced if balanced is None else bool(balanced)
+        from .options import check_bool
+
+        balanced = check_bool("balanced", balanced)
+        wanted = self.balanced if balanced is None else balanced
         if wanted and self.prior is None:
             raise InvalidArgumentError("balanced decisions need the class prior, and this model's config.json has none")
         return wanted

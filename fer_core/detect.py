@@ -22,6 +22,7 @@ from .options import (
     DEFAULT_THRESHOLD,
     DEFAULT_TRUSTED_SCORE,
     MIN_FACE_SIZE_FLOOR,
+    check_bool,
     check_face_prob_threshold,
     check_max_faces,
     check_min_face_size,
@@ -143,9 +144,11 @@ class FaceDetector:
     def face_mesh(self) -> Any:
         """The :class:`fer_core.mesh.FaceMesh` verification runs (same backend), loaded on first use."""
         if self._mesh is None:
-            from .mesh import FaceMesh
+            with self._lock:  # one FaceMesh, even when two threads verify first at once
+                if self._mesh is None:
+                    from .mesh import FaceMesh
 
-            self._mesh = FaceMesh(backend=self.backend, threads=self._threads)
+                    self._mesh = FaceMesh(backend=self.backend, threads=self._threads)
         return self._mesh
 
     def detect(
@@ -224,6 +227,7 @@ class FaceDetector:
                 if boxes is not None:
                     out[i] = self._keep(boxes, probs, points, scale, width, height, threshold, wanted)
         lost = [0] * len(images)
+        verify = check_bool("verify", verify)
         if self.verify if verify is None else verify:
             out, lost = self.verify_faces(images, out)
         if rejected is not None:

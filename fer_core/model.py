@@ -22,7 +22,7 @@ from . import calibration
 from .backbones import get_backbone
 from .config import ModelConfig
 from .errors import InvalidArgumentError, ModelLoadError
-from .hub import CONFIG_NAME, WEIGHTS_NAME, resolve_model_folder
+from .hub import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, resolve_model_folder
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "EmotionNet", "build_backbone", "fuse_batchnorm", "load_model",
            "load_weights", "resolve_model_folder"]  # the last re-exported from the torch-free fer_core.hub
@@ -128,6 +128,9 @@ class EmotionNet(
         # safetensors needs contiguous tensors; channels-last conv weights are not, so copy them
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(Path(save_directory) / WEIGHTS_NAME), metadata={"format": "pt"})
+        # a model.onnx left from earlier weights would make the ONNX backend (the default) run the old network:
+        # remove it; fer_core.export_onnx writes a new one (fer_train.export does, after saving)
+        (Path(save_directory) / ONNX_NAME).unlink(missing_ok=True)
 
     @classmethod
     def from_pretrained(  # type: ignore[override]

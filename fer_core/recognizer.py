@@ -10,6 +10,7 @@ With ``backend="onnx"`` (the default when onnxruntime is installed) nothing here
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -43,7 +44,11 @@ if TYPE_CHECKING:
     from .saliency import FaceSaliency
     from .video_analysis import VideoAnalysis
 
-__all__ = ["CLASSIFY_BATCH", "DEFAULT_MODEL_DIR", "EmotionRecognizer"]
+__all__ = ["CLASSIFY_BATCH", "DEFAULT_MODEL_DIR", "VERIFY_HEADROOM", "EmotionRecognizer"]
+
+#: With ``max_faces`` / ``max_total_faces`` set, at most this many times the cap go through FaceMesh
+#: verification (the highest MTCNN scores; the rest count as dropped), so the caps bound its work too.
+VERIFY_HEADROOM: int = 2
 
 
 class EmotionRecognizer:
@@ -136,7 +141,10 @@ class EmotionRecognizer:
         hub = dict(cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         if backend is None:
             backend = resolve_backend(None)
-            if backend == "onnx" and (str(device) != "cpu" or not _has_onnx(model_id, revision, hub)):
+            # torch only where it is installed: otherwise a wrong path or an unreachable Hub must give the
+            # ONNX loader's real ModelLoadError, not "install torch"
+            if (backend == "onnx" and importlib.util.find_spec("torch") is not None
+                    and (str(device) != "cpu" or not _has_onnx(model_id, revision, hub))):
                 backend = "torch"
         backend = resolve_backend(backend)
         classifier = load_classifier(model_id, revision, backend=backend, device=device, name=source, threads=threads,
@@ -296,21 +304,33 @@ class EmotionRecognizer:
                 out of range, or ``balanced=True`` for a model without a class prior.
         """
         max_faces, max_total_faces = check_max_faces(max_faces), check_max_faces(max_total_faces, "max_total_faces")
-        self.config.resolve_balanced(balanced)  # a bad request fails before any detection work
         verify_faces, align, balanced = (check_bool(name, value) for name, value in
                                          (("verify_faces", verify_faces), ("align", align), ("balanced", balanced)))
+        self.config.resolve_balanced(balanced)  # a bad request fails before any detection work
         verify = self.detector.verify if verify_faces is None else verify_faces
         min_face = check_min_face_size(min_face_size)
         if min_face is None and self.detector.min_face_size is None and photo:
             min_face = PHOTO_MIN_FACE_SIZE
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
         detections: list[list[Detection]] = self.detector.detect_batch(
-            pil_images, threshold=threshold, min_face_size=min_face, verify=verify, rejected=rejected)
-        detections, lost = limit_faces(detections, max_faces, max_total_faces)
+            pil_images, threshold=threshold, min_face_size=min_face, verify=False)
+        lost = [0] * len(pil_images)
+        if verify:
+            # the caps bound FaceMesh's work too: at most VERIFY_HEADROOM x the cap go through it (the highest
+            # MTCNN scores), so a crowd of a thousand boxes costs what the cap allows, not a thousand FaceMesh runs
+            pre_faces, pre_total = (None if c is None else VERIFY_HEADROOM * c for c in (max_faces, max_total_faces))
+            detections, lost = limit_faces(detections, pre_faces, pre_total)
+            detections, refused = self.detector.verify_faces(pil_images, detections)
+            if rejected is not None:
+                rejected.extend(refused)
+        elif rejected is not None:
+            rejected.extend([0] * len(pil_images))
+        detections, capped = limit_faces(detections, max_faces, max_total_faces)
         if dropped is not None:
-            dropped.extend(lost)
+            dropped.extend(a + b for a, b in zip(lost, capped))
         if mesh and not verify:
-            detections = self.detector.verify_faces(pil_images, detections, drop=False)[0]
+            detections = [[replace(d, face_prob=None) for d in dets]  # computed, but these faces were not verified
+                          for dets in self.detector.verify_faces(pil_images, detections, drop=False)[0]]
         elif mesh is False:
             detections = [[replace(d, mesh=None) for d in dets] for dets in detections]
         return self.classify_detections(pil_images, detections, align=align, balanced=balanced)

@@ -131,6 +131,12 @@ def test_run_batch_equals_run_one_image_at_a_time(faces, onnx_mesh):
         np.testing.assert_allclose(alone.presence_logit, joint.presence_logit, atol=1e-4)
     empty = onnx_mesh.run(images[0], [])
     assert empty.mesh.shape == (0, 468, 3) and empty.face_prob.shape == (0,)
+    # more faces than one network chunk (64), spread over images and across a chunk border: same answers
+    many = onnx_mesh.run_batch([images[2], images[1], images[2]], [dets[2] * 4, dets[1], dets[2] * 3])
+    assert [len(o.mesh) for o in many] == [48, 6, 36]
+    np.testing.assert_allclose(many[0].mesh, np.concatenate([together[2].mesh] * 4), atol=1e-3)
+    np.testing.assert_allclose(many[1].mesh, together[1].mesh, atol=1e-3)
+    np.testing.assert_allclose(many[2].mesh, np.concatenate([together[2].mesh] * 3), atol=1e-3)
 
 
 def test_shipped_weights_equal_a_fresh_conversion(tmp_path):

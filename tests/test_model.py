@@ -175,3 +175,13 @@ def test_fused_batchnorm_gives_the_same_logits(backbone):
 def test_fuse_batchnorm_refuses_training_mode():
     with pytest.raises(ValueError, match="eval mode"):
         fuse_batchnorm(EmotionNet(ModelConfig(input_size=32)).train())
+
+
+def test_saving_new_weights_removes_a_stale_model_onnx(random_model_dir, tmp_path):
+    """A model.onnx beside earlier weights would make the ONNX backend (the default) run the old network:
+    save_pretrained removes it, so loading the folder picks torch or says to export, never the stale file."""
+    folder = tmp_path / "model"
+    shutil.copytree(random_model_dir, folder)
+    (folder / "model.onnx").write_bytes(b"an export of other weights")
+    load_model(folder).save_pretrained(folder)
+    assert not (folder / "model.onnx").exists() and (folder / "model.safetensors").is_file()

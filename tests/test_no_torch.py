@@ -138,3 +138,15 @@ def test_torch_backend_without_torch_names_the_extra(call):
                          "except MissingDependencyError as exc:\n    print(exc)\n"], timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pip install 'fer-core[torch]'" in proc.stdout and "missing: torch" in proc.stdout, proc.stdout
+
+
+def test_a_wrong_model_without_torch_is_a_load_error_not_install_torch(tmp_path):
+    """Without torch, a model that cannot be found is reported as such (ModelLoadError), not as
+    "install the torch extra": the default backend falls back to torch only where torch is installed."""
+    code = ("from fer_core import EmotionRecognizer\nfrom fer_core.errors import ModelLoadError\n"
+            f"for source in ({str(tmp_path / 'missing')!r}, {str(tmp_path)!r}):\n"
+            "    try:\n        EmotionRecognizer.from_pretrained(source)\n"
+            "    except ModelLoadError as exc:\n        print('ModelLoadError', exc)\n")
+    proc = run_no_torch(["-c", code], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("ModelLoadError") == 2 and "fer-core[torch]" not in proc.stdout, proc.stdout

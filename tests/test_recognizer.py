@@ -146,3 +146,27 @@ def test_max_faces_bounds_classification_and_reports_the_rest(recognizer, canvas
     assert recognizer.predict(astronaut, max_faces=1, dropped=dropped) and dropped == [0]
     with pytest.raises(ValueError, match="max_faces"):
         recognizer.predict(image, max_faces=1.5)
+
+
+def test_the_face_caps_bound_facemesh_work_too(recognizer, monkeypatch):
+    """With max_faces, FaceMesh verifies at most VERIFY_HEADROOM x the cap (the highest MTCNN scores), so a
+    crowd of boxes costs what the cap allows; the others count as dropped."""
+    from fer_core.recognizer import VERIFY_HEADROOM
+    from tests.support.group_canvas import face_sources, group_canvas
+
+    crowd = group_canvas((640, 480), 24, (24, 40), "gravel.jpg", seed=0, sources=face_sources(ferplus=0))
+    mesh = recognizer.detector.face_mesh
+    verified: list[int] = []
+    real = mesh.run_batch
+
+    def counting(images, detections):
+        verified.append(sum(map(len, detections)))
+        return real(images, detections)
+
+    monkeypatch.setattr(mesh, "run_batch", counting)
+    everything = recognizer.predict(crowd.image)
+    assert len(everything) >= 20 and verified == [len(everything)]
+    verified.clear()
+    dropped: list[int] = []
+    three = recognizer.predict(crowd.image, max_faces=3, dropped=dropped)
+    assert len(three) == 3 and verified == [3 * VERIFY_HEADROOM] and dropped == [len(everything) - 3]

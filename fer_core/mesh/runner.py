@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InvalidArgumentError
-from .crop import CROP_SIZE, FaceBox, crop_rois, face_rois, to_image
+from .crop import FaceBox, crop_rois, face_rois, to_image
 
 #: The shipped ONNX export of FaceMeshNet (``python -m fer_core.mesh.export``).
 ONNX_PATH: Path = Path(__file__).with_name("face_mesh.onnx")
@@ -159,21 +159,32 @@ class FaceMesh:
         """
         if len(images) != len(detections_per_image):
             raise InvalidArgumentError(f"got {len(images)} images but {len(detections_per_image)} detection lists")
-        crops, transforms, counts = [], [], []
+        rois, counts = [], []
         for image, detections in zip(images, detections_per_image):
             if not isinstance(image, Image.Image) or image.mode != "RGB":
                 raise InvalidArgumentError(f"images must be RGB PIL images, got {image!r}")
-            c, t = crop_rois(image, face_rois(list(detections)))
-            crops.append(c)
-            transforms.append(t)
-            counts.append(len(c))
-        all_crops = np.concatenate(crops) if crops else np.zeros((0, CROP_SIZE, CROP_SIZE, 3), np.float32)
-        parts = [self.infer(all_crops[i:i + CHUNK]) for i in range(0, len(all_crops), CHUNK)]
-        landmarks = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, NUM_LANDMARKS, 3), np.float32)
-        logits = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0,), np.float32)
+            r = face_rois(list(detections))
+            rois.append(r)
+            counts.append(len(r))
+        # crops are cut CHUNK faces at a time (442 kB each as float32), so memory does not grow with the faces
+        jobs = [(i, j) for i, r in enumerate(rois) for j in range(len(r))]
+        landmarks = np.zeros((len(jobs), NUM_LANDMARKS, 3), np.float32)
+        logits = np.zeros((len(jobs),), np.float32)
+        t_all = np.zeros((len(jobs), 2, 3), np.float32)
+        for start in range(0, len(jobs), CHUNK):
+            part = jobs[start:start + CHUNK]
+            crops = []
+            for i in sorted({i for i, _ in part}):
+                wanted = [j for k, j in part if k == i]
+                c, t = crop_rois(images[i], rois[i][wanted])
+                crops.append(c)
+                where = [start + n for n, (k, _) in enumerate(part) if k == i]
+                t_all[where] = t
+            lm, lg = self.infer(np.concatenate(crops))
+            landmarks[start:start + len(part)], logits[start:start + len(part)] = lm, lg
         outputs, start = [], 0
-        for count, t in zip(counts, transforms):
-            lm, lg = landmarks[start:start + count], logits[start:start + count]
+        for count in counts:
+            lm, lg, t = landmarks[start:start + count], logits[start:start + count], t_all[start:start + count]
             outputs.append(MeshOutput(to_image(lm, t), _sigmoid(lg), lg.astype(np.float32)))
             start += count
         return outputs

@@ -239,6 +239,7 @@ class OnnxMTCNN:
         if len(boxes) > 0:
             crops, ok = _crops(integral, boxes, image_inds, w, h, 24)
             boxes, image_inds = boxes[ok], image_inds[ok]
+        if len(boxes) > 0:  # (every crop can be empty: boxes wholly outside the image)
             reg, prob = _run_batched(self.rnet, crops)
             score = prob[:, 1]
             ipass = score > threshold[1]
@@ -253,6 +254,7 @@ class OnnxMTCNN:
         if len(boxes) > 0:
             crops, ok = _crops(integral, boxes, image_inds, w, h, 48)
             boxes, image_inds = boxes[ok], image_inds[ok]
+        if len(boxes) > 0:
             reg, marks, prob = _run_batched(self.onet, crops)
             score = prob[:, 1]
             ipass = score > threshold[2]
