@@ -39,6 +39,8 @@ DEFAULT_TRUSTED_SCORE: float = 0.95
 #: group photos are found (group canvases: recall 0.26 -> 0.93), and verification removes the false
 #: boxes the deeper pyramid brings. Video and live frames keep the speed-first adaptive size
 #: (:func:`fer_core.detect.adaptive_min_face_size`). 16 px was measured and not taken (docs/experiments.md).
+#: Images over :data:`~fer_core.detect.DEFAULT_MAX_SIDE` (1280 px) are searched on a downscaled copy, at
+#: least 12 px there: 20 px up to a longer side of 2,133 px, 37 px in a 4000x3000 photo.
 PHOTO_MIN_FACE_SIZE: int = 20
 #: Valid detection thresholds (inclusive).
 THRESHOLD_RANGE: tuple[float, float] = (0.0, 1.0)
