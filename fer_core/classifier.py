@@ -26,7 +26,7 @@ from .calibration import probabilities as calibrated
 from .config import ModelConfig
 from .errors import InvalidArgumentError, ModelLoadError
 from .hub import CARD_NAME, CONFIG_NAME, DEFAULT_MODEL_DIR, ONNX_NAME, resolve_model_folder
-from .options import require_torch
+from .options import BACKENDS, require_torch
 from .preprocess import crops_to_array
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 #: Faces per network run: a group photo with hundreds of faces runs in chunks of this many, so
 #: memory does not grow with the number of faces.
 CLASSIFY_BATCH: int = 64
-BACKENDS: tuple[str, ...] = ("onnx", "torch")
 
 
 class Classifier(Protocol):

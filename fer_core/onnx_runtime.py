@@ -13,10 +13,13 @@ Environment:
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import onnxruntime
@@ -44,18 +47,31 @@ def default_threads() -> int:
     ``min(os.cpu_count(), DEFAULT_MAX_THREADS)`` (at least 1).
 
     Raises:
-        ValueError: ``FER_THREADS`` is set but not a whole number >= 1.
+        InvalidArgumentError (a ``ValueError``): ``FER_THREADS`` is set but not a whole number >= 1.
     """
     raw = os.environ.get(THREADS_ENV, "").strip()
     if raw:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(f"{THREADS_ENV} must be a whole number >= 1, got {raw!r}")
-        return value
-    return max(1, min(os.cpu_count() or 1, DEFAULT_MAX_THREADS))
+        return resolve_threads(raw, THREADS_ENV)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, DEFAULT_MAX_THREADS))
+
+
+def resolve_threads(threads: Any = None, name: str = "threads") -> int:
+    """``threads`` as an intra-op thread count, or :func:`default_threads` for ``None``: the one check of a
+    thread setting for every network of the library (MTCNN, FaceMesh, the classifier).
+
+    Raises:
+        InvalidArgumentError (a ``ValueError``): not a whole number >= 1 (``2.5``, ``"two"``, ``0``).
+    """
+    if threads is None:
+        return default_threads()
+    try:
+        number = float(threads)
+    except (TypeError, ValueError):
+        number = 0.0
+    if isinstance(threads, bool) or not math.isfinite(number) or number != int(number) or number < 1:
+        raise InvalidArgumentError(f"{name} must be a whole number >= 1, got {threads!r}")
+    return int(number)
 
 
 def session(path: str | os.PathLike, threads: int | None = None) -> onnxruntime.InferenceSession:
@@ -74,13 +90,11 @@ def session(path: str | os.PathLike, threads: int | None = None) -> onnxruntime.
         goes back after a large image) and all graph optimisations.
 
     Raises:
-        ValueError: ``threads`` < 1, or ``FER_THREADS`` invalid.
+        InvalidArgumentError (a ``ValueError``): ``threads`` or ``FER_THREADS`` is not a whole number >= 1.
         FileNotFoundError: ``path`` does not exist.
         ImportError: onnxruntime is not installed.
     """
-    threads = default_threads() if threads is None else int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    threads = resolve_threads(threads)
     resolved = Path(path).resolve()
     if not resolved.is_file():
         raise FileNotFoundError(f"ONNX model not found: {resolved}")

@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InvalidArgumentError
+from ..onnx_runtime import resolve_threads
+from ..options import BACKENDS
 from .crop import FaceBox, crop_rois, face_rois, to_image
 
 #: The shipped ONNX export of FaceMeshNet (``python -m fer_core.mesh.export``).
@@ -50,25 +52,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.float32)
 
 
-def resolve_threads(threads: int | None) -> int:
-    """``threads``, else :func:`fer_core.onnx_runtime.default_threads` (``FER_THREADS``, else
-    ``min(cpu_count, 4)``): one thread setting for every network of the library.
-
-    Raises:
-        InvalidArgumentError: the value is not a whole number >= 1.
-    """
-    from ..onnx_runtime import default_threads
-
-    try:
-        value: Any = threads if threads is not None else default_threads()
-        count = int(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"threads must be a whole number >= 1, got {threads!r}: {exc}") from exc
-    if count < 1 or (isinstance(value, float) and value != count):
-        raise InvalidArgumentError(f"threads must be a whole number >= 1, got {value!r}")
-    return count
-
-
 def _ort_session(path: Path, threads: int) -> Any:
     """The library's shared ONNX Runtime session settings (:func:`fer_core.onnx_runtime.session`)."""
     from ..onnx_runtime import session
@@ -92,10 +75,10 @@ class FaceMesh:
     """
 
     def __init__(self, backend: str = "torch", threads: int | None = None) -> None:
-        if backend not in ("torch", "onnx"):
+        if backend not in BACKENDS:
             raise InvalidArgumentError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self.backend = backend
-        self.threads = resolve_threads(threads)
+        self.threads = resolve_threads(threads)  # the library's one thread check
         self._lock = threading.Lock()
         if backend == "onnx":
             self._session = _ort_session(ONNX_PATH, self.threads)
