@@ -280,6 +280,40 @@ def test_ray_on_two_nodes_equals_the_local_engine_face_for_face(corpus: Corpus, 
     assert table.schema.remove_metadata().equals(faces_schema(labels))
 
 
+def test_other_detection_settings_into_the_same_out_dir_are_refused(recognizer, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from fer_core import EmotionRecognizer, __version__
+    from fer_core.errors import InvalidArgumentError
+
+    Image.new("RGB", (48, 48), "grey").save(tmp_path / "blank.png")
+    out = tmp_path / "out"
+    manifest = run_job([tmp_path / "blank.png"], out, engine="local", recognizer=recognizer, progress=False)
+    options = manifest["options"]
+    assert options["detection"]["verify"] is True and options["version"] == __version__
+    assert options["detection"]["photo_min_face_size"] == 20 and options["detection"]["backend"] == "onnx"
+    unverified = EmotionRecognizer.from_pretrained(threads=1, verify_faces=False)
+    with pytest.raises(InvalidArgumentError, match="other options"):
+        run_job([tmp_path / "blank.png"], out, engine="local", recognizer=unverified, progress=False)
+    manifest = run_job([tmp_path / "blank.png"], tmp_path / "out2", engine="local", recognizer=unverified,
+                       progress=False)
+    assert manifest["options"]["options_hash"] != options["options_hash"]
+
+
+def test_without_pyarrow_both_entry_points_name_the_scale_extra(tmp_path: Path) -> None:
+    """pyarrow blocked (tests/support/no_torch with ``FER_BLOCK_MODULES=pyarrow``): exit status 2 and the
+    ``pip install`` line, no traceback, for ``python -m fer_core.corpus`` and ``python -m fer_core corpus``."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'support' / 'no_torch'}{os.pathsep}{ROOT}",
+           "FER_BLOCK_MODULES": "pyarrow"}
+    for module in (["fer_core.corpus"], ["fer_core", "corpus"]):
+        proc = subprocess.run([sys.executable, "-m", *module, str(tmp_path), "--out", str(tmp_path / "out")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (module, proc.stderr)
+        assert "pip install 'fer-core[scale]'" in proc.stderr and "pyarrow" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert not (tmp_path / "out").exists()
+
+
 def test_schema_is_documented() -> None:
     doc = (ROOT / "docs" / "corpus.md").read_text()
     for name in [n for n, _ in (*BASE_FIELDS, *MODEL_FIELDS)] + ERRORS_SCHEMA.names + ["raw_<label>"]:

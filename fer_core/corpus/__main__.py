@@ -3,7 +3,8 @@
 
 Prints the manifest's counts and wall time; exit status 0 when every file was done (bad images and videos
 are listed in ``OUT_DIR/errors.parquet`` and do not change it), 1 when some files could not be read or
-failed unexpectedly (a rerun tries them again), 2 for bad arguments or a model that cannot be loaded.
+failed unexpectedly (a rerun tries them again), 2 for bad arguments, a model that cannot be loaded, or
+pyarrow missing (the message names ``pip install 'fer-core[scale]'``; checked before anything else).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import json
 import sys
 
 from ..errors import FERError
-from .job import AUTO_RAY_FILES, ENGINES, run_job
-from .ray_engine import DEFAULT_BATCH_SIZE
+from . import require_pyarrow
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The corpus CLI's argument parser."""
+    """The corpus CLI's argument parser (imports :mod:`fer_core.corpus.job`, hence pyarrow)."""
+    from .job import AUTO_RAY_FILES, ENGINES
+    from .ray_engine import DEFAULT_BATCH_SIZE
+
     p = argparse.ArgumentParser(
         prog="python -m fer_core.corpus",
         description="Run the recognizer over a corpus of images and videos into a Parquet dataset "
@@ -50,7 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the corpus CLI; returns the exit status (see the module docstring)."""
+    try:
+        require_pyarrow()
+    except FERError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
+    from .job import run_job
+
     try:
         manifest = run_job(args.inputs, args.out, engine=args.engine, address=args.address, workers=args.workers,
                            batch_size=args.batch_size, cpus_per_worker=args.cpus_per_worker,

@@ -46,6 +46,20 @@ def model_identity(recognizer: Any, model_id: str | os.PathLike | None) -> tuple
     return recognizer.source, f"sha256:{digest.hexdigest()[:16]}"
 
 
+def detection_options(recognizer: Any) -> dict[str, Any]:
+    """The settings besides the model that decide which faces a recognizer finds, for :class:`JobOptions`:
+    its backend, its detector's threshold, min_face_size (``None``: adaptive), verify, face_prob_threshold,
+    trusted_score, max_side and backend, and :data:`fer_core.options.PHOTO_MIN_FACE_SIZE` (the still-photo
+    size used when min_face_size is adaptive)."""
+    from ..options import PHOTO_MIN_FACE_SIZE
+
+    det = recognizer.detector
+    return {"backend": recognizer.backend, "detector_backend": det.backend, "threshold": float(det.threshold),
+            "min_face_size": det.min_face_size, "verify": bool(det.verify),
+            "face_prob_threshold": float(det.face_prob_threshold), "trusted_score": float(det.trusted_score),
+            "max_side": int(det.max_side), "photo_min_face_size": int(PHOTO_MIN_FACE_SIZE)}
+
+
 def _ray_available() -> bool:
     try:
         import ray  # noqa: F401
@@ -76,7 +90,7 @@ def prepare_out_dir(out_dir: Path, job: JobOptions) -> None:
 
     Raises:
         InvalidArgumentError: ``out_dir/manifest.json`` has another options hash (model, revision, video
-            options or schema version), or is not a corpus manifest.
+            options, detection settings, fer_core version or schema version), or is not a corpus manifest.
     """
     manifest = out_dir / MANIFEST_NAME
     if manifest.exists():
@@ -86,8 +100,8 @@ def prepare_out_dir(out_dir: Path, job: JobOptions) -> None:
             raise InvalidArgumentError(f"{manifest} is not a corpus manifest ({exc}); use another --out") from exc
         if previous != job.options_hash:
             raise InvalidArgumentError(f"{out_dir} holds results for other options (options hash {previous}, now "
-                                       f"{job.options_hash}: model, revision, --sample-fps or --detect-every "
-                                       "differ); use another --out")
+                                       f"{job.options_hash}: model, revision, --sample-fps, --detect-every, "
+                                       "detection settings or fer_core version differ); use another --out")
     for sub in (FACES_DIR, DONE_DIR):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
         for tmp in (out_dir / sub).glob(".*.tmp"):
@@ -195,9 +209,12 @@ def run_job(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, 
         from ..recognizer import EmotionRecognizer
 
         recognizer = EmotionRecognizer.from_pretrained(model_id, revision=revision, threads=threads)
+    from .. import __version__
+
     model, model_revision = model_identity(recognizer, model_id)
     job = JobOptions(model_id=None if model_id is None else str(model_id), model=model, revision=model_revision,
-                     labels=tuple(recognizer.labels), sample_fps=sample_fps, detect_every=detect_every)
+                     labels=tuple(recognizer.labels), sample_fps=sample_fps, detect_every=detect_every,
+                     detection=detection_options(recognizer), version=__version__)
     prepare_out_dir(out, job)
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "status": "running", "inputs": [str(i) for i in inputs],

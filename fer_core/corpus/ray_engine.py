@@ -33,11 +33,18 @@ class CorpusWorker:
     """
 
     def __init__(self, out_dir: str, job: JobOptions, threads: int) -> None:
+        from .. import __version__
         from ..recognizer import EmotionRecognizer
+        from .job import detection_options
         from .local import _hub_revision
 
         self.out_dir, self.job = Path(out_dir), job
         self.recognizer = EmotionRecognizer.from_pretrained(job.model_id, revision=_hub_revision(job), threads=threads)
+        # a node with another fer_core must not add results under this job's options hash
+        found = (detection_options(self.recognizer), __version__)
+        if job.detection and found != (job.detection, job.version):
+            raise InvalidArgumentError(f"this Ray worker's detection settings and fer_core version {found} are not "
+                                       f"the job's {(job.detection, job.version)}")
         try:
             import ray
 

@@ -21,7 +21,7 @@ import resource
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,10 @@ class JobOptions:
         labels: the model's labels, in output order.
         sample_fps: videos: frames analysed per second (``None``: every frame).
         detect_every: videos: run the detector on every n-th analysed frame (1: every one).
+        detection: the recognizer's backend and its detector's settings (threshold, min_face_size, verify,
+            face_prob_threshold, trusted_score, max_side, detector backend) and
+            :data:`fer_core.options.PHOTO_MIN_FACE_SIZE` (:func:`fer_core.corpus.job.detection_options`).
+        version: ``fer_core.__version__`` (the detection and verification rules change between releases).
     """
 
     model_id: str | None
@@ -61,13 +65,17 @@ class JobOptions:
     labels: tuple[str, ...]
     sample_fps: float | None = None
     detect_every: int = 1
+    detection: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
 
     @property
     def options_hash(self) -> str:
-        """12 hex chars of SHA-256 over the schema version, model, revision, labels and video options."""
+        """12 hex chars of SHA-256 over the schema version, model, revision, labels, video options, detection
+        settings and library version: results made with other values never share a key or an OUT_DIR."""
         blob = json.dumps({"schema": SCHEMA_VERSION, "model": self.model, "revision": self.revision,
                            "labels": list(self.labels), "sample_fps": self.sample_fps,
-                           "detect_every": self.detect_every}, sort_keys=True)
+                           "detect_every": self.detect_every, "detection": self.detection,
+                           "version": self.version}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
