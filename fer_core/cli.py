@@ -22,12 +22,15 @@ predicted label), ``--saliency-method`` picks gradcam (default), gradcam++ or la
 those of the prediction; the maps need the torch backend, so with the ONNX one (the default) a torch
 copy of the same model is loaded once, on the first image with a face. Without the ``torch`` extra
 (torch, grad-cam) the predictions are still printed, the reason and the ``pip install`` line are
-printed on stderr once, and the exit status is 1. ``--backend`` picks the recognizer's backend
+printed on stderr once, and the exit status is 1; so too when the torch copy cannot be loaded (e.g. a
+model folder with ``model.onnx`` but no ``model.safetensors``): the load error is printed once, not
+retried for every image, and every file is still predicted. ``--backend`` picks the recognizer's backend
 (default: ONNX when the model has ``model.onnx``).
 
 ``python -m fer_core corpus ...`` runs the corpus job instead (every argument after ``corpus`` goes to
 :func:`fer_core.corpus.__main__.main`: ``python -m fer_core corpus --help``); an input file actually
-named ``corpus`` can be given as ``./corpus``.
+named ``corpus`` can be given as ``./corpus``. Without pyarrow it prints ``pip install 'fer-core[scale]'``
+and exits with status 2 (:func:`fer_core.corpus.require_pyarrow`, checked before anything is imported).
 """
 
 from __future__ import annotations
@@ -108,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 class _Explainer:
     """The torch recognizer of ``--saliency``: the CLI's own when it is torch-backed, else a torch copy of
     the same model (same folder or Hub repo at the same revision, sharing the CLI's detector) loaded on
-    first use. When that fails for want of the torch extra, :attr:`missing` holds the reason and no
-    later image tries again."""
+    first use. When that load fails (no torch extra, or a model folder without ``model.safetensors``) or
+    grad-cam is missing, :attr:`missing` holds the reason, printed once, and no later image tries again."""
 
     def __init__(self, rec: EmotionRecognizer) -> None:
         self.rec = rec
@@ -118,8 +121,8 @@ class _Explainer:
 
     def explain(self, image, faces, args: argparse.Namespace, folder: Path, stem: str) -> list[Path] | None:
         """Write ``stem``'s saliency files into ``folder`` (:func:`fer_core.saliency.write_saliency`) and
-        return their paths; ``None`` when the torch extra is missing (the reason, printed once, is in
-        :attr:`missing`).
+        return their paths; ``None`` when saliency maps cannot be made in this install or for this model
+        (the reason, printed once, is in :attr:`missing`).
 
         Raises:
             FERError: an invalid image or argument; OSError: a file cannot be written.
@@ -130,22 +133,27 @@ class _Explainer:
             return None
         if not faces:  # nothing to explain: the image itself and an empty list, without loading torch
             return write_saliency(folder, stem, image, [])
-        try:
-            if self.torch_rec is None:
-                from .classifier import load_classifier
-                from .recognizer import EmotionRecognizer
+        if self.torch_rec is None:
+            from .classifier import load_classifier
+            from .recognizer import EmotionRecognizer
 
-                source = None if self.rec.source == "bundled default" else self.rec.source
+            source = None if self.rec.source == "bundled default" else self.rec.source
+            try:
                 classifier = load_classifier(source, self.rec.revision, backend="torch", name=self.rec.source)
-                self.torch_rec = EmotionRecognizer(classifier, detector=self.rec.detector, source=self.rec.source,
-                                                   revision=self.rec.revision)
+            except FERError as exc:  # the torch extra missing, or e.g. an ONNX-only folder: not an image's fault
+                return self._unavailable(exc)
+            self.torch_rec = EmotionRecognizer(classifier, detector=self.rec.detector, source=self.rec.source,
+                                               revision=self.rec.revision)
+        try:
             maps = self.torch_rec.explain(image, target=args.saliency_target, method=args.saliency_method,
                                           faces=faces, align=args.align)
-        except MissingDependencyError as exc:
-            self.missing = str(exc)
-            print(f"error: --saliency: {exc}", file=sys.stderr)
-            return None
+        except MissingDependencyError as exc:  # grad-cam missing
+            return self._unavailable(exc)
         return write_saliency(folder, stem, image, maps)
+
+    def _unavailable(self, exc: FERError) -> None:
+        self.missing = str(exc)
+        print(f"error: --saliency: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -207,3 +207,20 @@ def test_cli_saliency_without_torch_names_the_extra_and_still_predicts(tmp_path,
     lines = proc.stdout.strip().splitlines()
     assert [ln.split("\t")[1:3] for ln in lines] == [["face 1", "happiness"], ["face 1", "happiness"]]
     assert not list((tmp_path / "maps").iterdir())
+
+
+def test_cli_saliency_torch_copy_load_error_is_reported_once(tmp_path, astronaut, model_dir):
+    """An ONNX-only model folder (no model.safetensors): the torch copy's load error is printed once, not
+    as every image's failure; every file is still predicted and the exit status is 1."""
+    onnx_only = tmp_path / "onnx_only"
+    onnx_only.mkdir()
+    for name in ("config.json", "model.onnx"):
+        (onnx_only / name).write_bytes((Path(model_dir) / name).read_bytes())
+    for name in ("a.jpg", "b.jpg"):
+        Image.fromarray(astronaut).save(tmp_path / name)
+    proc = run_cli(tmp_path / "a.jpg", tmp_path / "b.jpg", "--model", onnx_only, "--saliency", tmp_path / "maps")
+    assert proc.returncode == 1
+    assert proc.stderr.count("error: --saliency:") == 1 and "model.safetensors" in proc.stderr, proc.stderr
+    assert "a.jpg:" not in proc.stderr and "b.jpg:" not in proc.stderr, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [ln.split("\t")[1:3] for ln in lines] == [["face 1", "happiness"], ["face 1", "happiness"]]
