@@ -342,7 +342,8 @@ def build_blocks(service: FERService, monitoring: MonitoringContext | None = Non
                     verify_faces: bool = defaults.verify_faces) -> list[dict[str, Any]]:
         """Faces in one image: box [x1, y1, x2, y2] pixels, score, label, probs, landmarks, and
         face_prob (FaceMesh face-presence probability, 0..1) when verify_faces. Options default to the
-        model's own (see /labels); min_face_size 0 = adaptive (20 px when verified)."""
+        model's own (see /labels); min_face_size 0 = the default: faces down to 20 px in a still
+        photo, with or without verify_faces."""
         path = uploaded_path(image)
         if not path:
             raise gr.Error("no image given")

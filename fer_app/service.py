@@ -142,7 +142,8 @@ class FERService:
     def settings(self, threshold: float | None = None, min_face_size: float | None = None, align: bool | None = None,
                  balanced: bool | None = None, verify_faces: bool | None = None) -> PredictOptions:
         """Validated options from UI/API values; ``None`` means the model's default, a
-        ``min_face_size`` of 0 adaptive, and ``verify_faces`` (confirm each box with FaceMesh) the
+        ``min_face_size`` of 0 the input's default (still photos: 20 px, verified or not; live and
+        monitoring frames: adaptive), and ``verify_faces`` (confirm each box with FaceMesh) the
         detector's, on (:meth:`fer_core.recognizer.EmotionRecognizer.options`).
 
         Raises:
@@ -163,8 +164,9 @@ class FERService:
             dropped: if given, the number of faces found over the cap (0 if none) is appended to it.
             rejected: if given, the number of boxes face verification rejected (0 if none) is
                 appended to it.
-            photo: ``True`` for a still photo (small faces searched for when verified); ``False``
-                for a live or monitoring frame (the adaptive, speed-first smallest face). See
+            photo: ``True`` for a still photo (with ``min_face_size`` 0, faces searched for down to
+                :data:`~fer_core.options.PHOTO_MIN_FACE_SIZE`, 20 px, verified or not); ``False`` for
+                a live or monitoring frame (the adaptive, speed-first smallest face). See
                 :meth:`fer_core.recognizer.EmotionRecognizer.predict`.
             mesh: as in :meth:`~fer_core.recognizer.EmotionRecognizer.predict` (``True``: FaceMesh's
                 468 points even without verification, for drawing).
