@@ -18,7 +18,7 @@ import pyarrow as pa
 from ..errors import InvalidArgumentError
 from .inputs import expand_inputs
 from .schema import ERRORS_SCHEMA, SCHEMA_VERSION
-from .work import DONE_DIR, FACES_DIR, JobOptions, atomic_write_bytes, write_part
+from .work import DONE_DIR, FACES_DIR, JobOptions, atomic_write_bytes, detection_options, write_part
 
 ENGINES = ("auto", "local", "ray")
 #: ``engine="auto"`` uses Ray from this many files on (when Ray is installed), or when a cluster address
@@ -44,20 +44,6 @@ def model_identity(recognizer: Any, model_id: str | os.PathLike | None) -> tuple
                 while chunk := fh.read(1 << 20):
                     digest.update(chunk)
     return recognizer.source, f"sha256:{digest.hexdigest()[:16]}"
-
-
-def detection_options(recognizer: Any) -> dict[str, Any]:
-    """The settings besides the model that decide which faces a recognizer finds, for :class:`JobOptions`:
-    its backend, its detector's threshold, min_face_size (``None``: adaptive), verify, face_prob_threshold,
-    trusted_score, max_side and backend, and :data:`fer_core.options.PHOTO_MIN_FACE_SIZE` (the still-photo
-    size used when min_face_size is adaptive)."""
-    from ..options import PHOTO_MIN_FACE_SIZE
-
-    det = recognizer.detector
-    return {"backend": recognizer.backend, "detector_backend": det.backend, "threshold": float(det.threshold),
-            "min_face_size": det.min_face_size, "verify": bool(det.verify),
-            "face_prob_threshold": float(det.face_prob_threshold), "trusted_score": float(det.trusted_score),
-            "max_side": int(det.max_side), "photo_min_face_size": int(PHOTO_MIN_FACE_SIZE)}
 
 
 def _ray_available() -> bool:

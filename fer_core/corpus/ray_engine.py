@@ -35,8 +35,8 @@ class CorpusWorker:
     def __init__(self, out_dir: str, job: JobOptions, threads: int) -> None:
         from .. import __version__
         from ..recognizer import EmotionRecognizer
-        from .job import detection_options
         from .local import _hub_revision
+        from .work import detection_options
 
         self.out_dir, self.job = Path(out_dir), job
         self.recognizer = EmotionRecognizer.from_pretrained(job.model_id, revision=_hub_revision(job), threads=threads)

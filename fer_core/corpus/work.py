@@ -42,6 +42,21 @@ RECORD_SCHEMA: pa.Schema = pa.schema([
 ])
 
 
+
+def detection_options(recognizer: Any) -> dict[str, Any]:
+    """The settings besides the model that decide which faces a recognizer finds, for :class:`JobOptions`:
+    its backend, its detector's threshold, min_face_size (``None``: adaptive), verify, face_prob_threshold,
+    trusted_score, max_side and backend, and :data:`fer_core.options.PHOTO_MIN_FACE_SIZE` (the still-photo
+    size used when min_face_size is adaptive)."""
+    from ..options import PHOTO_MIN_FACE_SIZE
+
+    det = recognizer.detector
+    return {"backend": recognizer.backend, "detector_backend": det.backend, "threshold": float(det.threshold),
+            "min_face_size": det.min_face_size, "verify": bool(det.verify),
+            "face_prob_threshold": float(det.face_prob_threshold), "trusted_score": float(det.trusted_score),
+            "max_side": int(det.max_side), "photo_min_face_size": int(PHOTO_MIN_FACE_SIZE)}
+
+
 @dataclass(frozen=True)
 class JobOptions:
     """What a file's result depends on, besides its content.
