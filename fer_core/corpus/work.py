@@ -70,7 +70,7 @@ class JobOptions:
         detect_every: videos: run the detector on every n-th analysed frame (1: every one).
         detection: the recognizer's backend and its detector's settings (threshold, min_face_size, verify,
             face_prob_threshold, trusted_score, max_side, detector backend) and
-            :data:`fer_core.options.PHOTO_MIN_FACE_SIZE` (:func:`fer_core.corpus.job.detection_options`).
+            :data:`fer_core.options.PHOTO_MIN_FACE_SIZE` (:func:`detection_options`).
         version: ``fer_core.__version__`` (the detection and verification rules change between releases).
     """
 
