@@ -161,6 +161,7 @@ SLOW_FIXTURES = {"clip", "analysis", "dense", "library_outcomes", "three_label_s
 #: browser and not postgres and not train"``), mostly the real detector and model on full images, video,
 #: matplotlib: "path::name", a parametrized test by its name without the brackets.
 SLOW = {
+    "tests/test_cli.py::test_cli_saliency_torch_copy_load_error_is_reported_once",
     "tests/test_align.py::test_aligned_crop_has_level_eyes",
     "tests/test_balanced.py::test_recognizer_switch_and_model_without_prior",
     "tests/test_detect.py::test_detect_batch_matches_one_by_one_across_sizes_and_chunks",
