@@ -181,8 +181,10 @@ def render_backends() -> str:
     doc = result("backends")
     r = doc["results"]
     rows = [
-        ("`predict`, 640x480 frame, 1 face", r["frame_640x480"], "ms"),
-        ("`predict`, 1200x630 photo, 6 faces", r["photo_1200x630"], "ms"),
+        ("640x480 video or live frame, 1 face (`predict(photo=False)`)", r["frame_640x480"], "ms"),
+        *([("640x480 image, 1 face, still-photo defaults (20 px faces)", r["frame_640x480_photo"], "ms")]
+          if "frame_640x480_photo" in r else []),
+        ("1200x630 photo, 6 faces, still-photo defaults", r["photo_1200x630"], "ms"),
         ("classifier, batch 1", r["classifier_batch1_per_face"], "ms/face"),
         ("classifier, batch 8", r["classifier_batch8_per_face"], "ms/face"),
     ]
