@@ -203,6 +203,22 @@ def render_backends() -> str:
     ]) + "\n"
 
 
+def render_corpus() -> str:
+    doc = result("corpus")
+    r = doc["results"] if "results" in doc else doc
+    c, local, one, two, proj = r["corpus"], r["local"], r["ray_1_workers"], r["ray_2_workers"], r["projection"]
+    return (f"{c['images']} images ({c['faces_pasted']} faces) and {c['clips']} clips ({c['clip']}): local engine "
+            f"{local['images']['images_per_s_per_worker_steady'][0]:.1f} images/s and "
+            f"{local['video']['frames_per_s_per_worker_steady'][0]:.1f} video frames/s; Ray, steady rate per worker: "
+            f"1 worker {one['images']['images_per_s_per_worker_steady'][0]:.1f} images/s, 2 workers "
+            + " and ".join(f"{x:.1f}" for x in two["images"]["images_per_s_per_worker_steady"])
+            + f" images/s (peak RSS per worker about {max(two['images']['peak_rss_mb_per_worker']):.0f} MB; "
+            f"cluster start {one['cluster_start_s']:.0f} s). Projected from the 1-worker rate: "
+            f"{proj['images']:,} images on {proj['nodes']} nodes x {proj['cores_per_node']} cores in about "
+            f"{proj['wall_time_min']:.1f} min plus start-up, if storage keeps up (assumptions: docs/corpus.md). "
+            f"{source_line(doc)}.\n")
+
+
 def render_app() -> str:
     doc = result("app")
     load_test, live = doc["results"]["load_test"], doc["results"]["live_tab"]
@@ -315,6 +331,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "classes": render_classes,
     "inference": render_inference,
     "backends": render_backends,
+    "corpus": render_corpus,
     "app": render_app,
     "video": render_video,
     "limits": lambda: limits_table({name: LIMITS[name] for name in MAIN_LIMITS}),
