@@ -43,13 +43,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import FERError, MissingDependencyError
-from .io import load_image
+from .io import IMAGE_SUFFIXES, load_image
 from .video import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
     from .recognizer import EmotionRecognizer
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def iter_files(paths: list[str]) -> Iterator[Path]:

@@ -15,6 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidImageError
 
+#: File suffixes read as still images (the CLI's folders, corpus jobs).
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 #: Largest image accepted, in pixels (width x height), checked from the header before decoding, so
 #: a decompression bomb is refused without allocating it. 50 MP covers every common camera.
 MAX_IMAGE_PIXELS: int = 50_000_000

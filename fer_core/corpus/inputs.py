@@ -10,11 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import InvalidArgumentError
+from ..io import IMAGE_SUFFIXES
 from ..video import VIDEO_SUFFIXES
 
-#: Still-image suffixes (the CLI's, fer_core.cli.IMAGE_SUFFIXES; repeated here so the corpus job does not
-#: import the CLI).
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 #: Suffixes read as a manifest: one path per line (``.txt``, ``.lst``), or a CSV whose ``path`` column (else
 #: its first column) holds the paths (``.csv``).
 MANIFEST_SUFFIXES: frozenset[str] = frozenset({".txt", ".lst", ".csv"})
