@@ -21,34 +21,24 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import add_results_option, frame_640x480, photo_1200x630, run_info, save_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_results_option,
+    frame_640x480,
+    interleaved_ms,
+    photo_1200x630,
+    run_info,
+    save_results,
+)
 
 BACKENDS = ("torch", "onnx")
 RSS_TARGET_MB = 250
 TIME_TARGET = 0.6
-
-
-def interleaved_ms(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median milliseconds of each ``runs[name]()``, the runs alternating within each round."""
-    for _ in range(warmup):
-        for fn in runs.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t) * 1000)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def peak_rss_mb() -> float:

@@ -14,10 +14,7 @@ The figures go to ``benchmarks/results/classifier_onnx.json`` (``--results``).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,14 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import SHARED, SIX_FACES, add_results_option, run_info, save_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    SHARED,
+    SIX_FACES,
+    add_results_option,
+    interleaved_ms,
+    run_info,
+    save_results,
+)
 from fer_core.classifier import OnnxClassifier, TorchClassifier  # noqa: E402
 from fer_core.export_onnx import CHECK_FACES  # noqa: E402
 from fer_core.hub import DEFAULT_MODEL_DIR  # noqa: E402
@@ -39,20 +43,6 @@ def faces() -> list[Image.Image]:
     folder = SHARED / "data" / "ferplus" / "FER2013Valid"
     fer = [Image.open(folder / n).convert("RGB").resize((160, 160), Image.Resampling.BICUBIC) for n in SIX_FACES]
     return [astronaut, *fer, ImageOps.mirror(astronaut)]
-
-
-def interleaved_ms(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, float]:
-    """Median milliseconds of each ``runs[name]()``, the runs alternating within each round."""
-    for _ in range(warmup):
-        for fn in runs.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t) * 1000)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def main() -> None:

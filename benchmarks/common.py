@@ -44,6 +44,21 @@ def photo_1200x630() -> Image.Image:
     return canvas
 
 
+def interleaved_ms(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median milliseconds of each ``runs[name]()``, the runs alternating within each round (torch, ONNX,
+    torch, ...), so a change of the machine's load hits every run alike: the way to time a ratio here."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 def median_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3) -> float:
     """Median wall time of ``fn()`` in milliseconds over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
