@@ -209,6 +209,14 @@ def test_hostile_values_are_422_never_500(make_api):
         api.post(f"/api/sessions/{sid}/frames", params={"time_s": "1e300"}, content=b"\xff\xd8\xff",
                  headers={**headers, "Content-Type": "image/jpeg"}),
         api.get(f"/api/audit?limit={huge}", headers=token_of(api, "ward-a-admin")),
+        # coerced types and one face twice in a frame (it would count as two frames of one person)
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 1, "faces": [
+            {"face_id": 1, "probs": {**EVEN, "neutral": "0.5"}}]}]}, headers=headers),
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 1, "faces": [
+            {"face_id": 1, "probs": {**EVEN, "neutral": True}}]}]}, headers=headers),
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": "1", "faces": []}]}, headers=headers),
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 1, "faces": [
+            {"face_id": 1, "probs": EVEN}, {"face_id": 1, "probs": EVEN}]}]}, headers=headers),
     ]
     cases.append(api.post("/gradio_api/queue/join", content='{"data": "\\ud800", "fn_index": "x"}',
                           headers={"Content-Type": "application/json"}))  # Gradio's own routes too

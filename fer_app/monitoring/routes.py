@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, Form, Header, HTTPException, Path, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -92,7 +92,8 @@ class SessionIn(BaseModel):
     subject_id: Id
 
 
-Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+#: A probability as a JSON number (strict: the string "0.5" or ``true`` is refused, not coerced).
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
 
 
 class FaceIn(BaseModel):
@@ -106,8 +107,17 @@ class FaceIn(BaseModel):
 class FrameIn(BaseModel):
     """One frame's results: seconds since the session started and its faces."""
 
-    time_s: Annotated[float, Field(ge=0, le=MAX_SESSION_S, allow_inf_nan=False)]
+    time_s: Annotated[float, Field(ge=0, le=MAX_SESSION_S, allow_inf_nan=False, strict=True)]
     faces: list[FaceIn] = Field(max_length=64)
+
+    @model_validator(mode="after")
+    def _one_row_per_face(self) -> "FrameIn":
+        """A tracked face appears once per frame: two rows with one ``face_id`` would be averaged into
+        one person's second as if they were two frames."""
+        ids = [f.face_id for f in self.faces]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each face_id may appear once per frame")
+        return self
 
 
 class FramesIn(BaseModel):
