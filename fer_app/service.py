@@ -221,19 +221,14 @@ class FERService:
             if reason := self.explain_unavailable():
                 raise ExplainUnavailableError(reason)
             if self._explainer is None:
-                from fer_core.classifier import load_classifier
-
-                source = None if self.recognizer.source == "bundled default" else self.recognizer.source
                 try:
-                    classifier = load_classifier(source, self.recognizer.revision, backend="torch",
-                                                 name=self.recognizer.source)
+                    explainer = self.recognizer.torch_copy()
                 except MissingDependencyError as exc:
                     raise ExplainUnavailableError(str(exc)) from exc
                 except FERError as exc:  # e.g. an ONNX-only model: no model.safetensors
                     self._explainer_error = f"explanations (Grad-CAM) are unavailable: {exc}"
                     raise ExplainUnavailableError(self._explainer_error) from exc
-                self._explainer = EmotionRecognizer(classifier, detector=self.recognizer.detector,
-                                                    source=self.recognizer.source, revision=self.recognizer.revision)
+                self._explainer = explainer
             return self._explainer
 
     def explain_args(self, target: str | None, method: str | None) -> tuple[str | None, str]:

@@ -133,16 +133,10 @@ class _Explainer:
         if not faces:  # nothing to explain: the image itself and an empty list, without loading torch
             return write_saliency(folder, stem, image, [])
         if self.torch_rec is None:
-            from .classifier import load_classifier
-            from .recognizer import EmotionRecognizer
-
-            source = None if self.rec.source == "bundled default" else self.rec.source
             try:
-                classifier = load_classifier(source, self.rec.revision, backend="torch", name=self.rec.source)
+                self.torch_rec = self.rec.torch_copy()
             except FERError as exc:  # the torch extra missing, or e.g. an ONNX-only folder: not an image's fault
                 return self._unavailable(exc)
-            self.torch_rec = EmotionRecognizer(classifier, detector=self.rec.detector, source=self.rec.source,
-                                               revision=self.rec.revision)
         try:
             maps = self.torch_rec.explain(image, target=args.saliency_target, method=args.saliency_method,
                                           faces=faces, align=args.align)

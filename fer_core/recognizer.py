@@ -44,7 +44,10 @@ if TYPE_CHECKING:
     from .saliency import FaceSaliency
     from .video_analysis import VideoAnalysis
 
-__all__ = ["CLASSIFY_BATCH", "DEFAULT_MODEL_DIR", "VERIFY_HEADROOM", "EmotionRecognizer"]
+__all__ = ["BUNDLED_SOURCE", "CLASSIFY_BATCH", "DEFAULT_MODEL_DIR", "VERIFY_HEADROOM", "EmotionRecognizer"]
+
+#: :attr:`EmotionRecognizer.source` of the bundled default model.
+BUNDLED_SOURCE: str = "bundled default"
 
 #: With ``max_faces`` / ``max_total_faces`` set, at most this many times the cap go through FaceMesh
 #: verification (the highest MTCNN scores; the rest count as dropped), so the caps bound its work too.
@@ -139,7 +142,7 @@ class EmotionRecognizer:
                 writes one).
             InvalidArgumentError: an unknown backend, or a non-CPU device for ``"onnx"``.
         """
-        source = "bundled default" if model_id is None else str(model_id)
+        source = BUNDLED_SOURCE if model_id is None else str(model_id)
         hub = dict(cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         if backend is None:
             backend = resolve_backend(None)
@@ -368,6 +371,23 @@ class EmotionRecognizer:
                                         face_prob=d.face_prob, mesh=d.mesh))
             results.append(faces)
         return results
+
+    def torch_copy(self) -> EmotionRecognizer:
+        """This recognizer on the torch backend, for what only torch can do (:meth:`explain`): the same
+        model (bundled, folder, or Hub repo at the same :attr:`revision`) loaded from ``model.safetensors``,
+        sharing this recognizer's detector; ``self`` when it is torch-backed already. Loading takes a few
+        seconds and 0.7-1 GB (torch and the network); callers keep the copy.
+
+        Raises:
+            MissingDependencyError: torch is not installed (``pip install 'fer-core[torch]'``).
+            ModelLoadError: the model has no ``model.safetensors`` (an ONNX-only folder), or its source
+                cannot be reached again.
+        """
+        if self.backend == "torch":
+            return self
+        source = None if self.source == BUNDLED_SOURCE else self.source
+        classifier = load_classifier(source, self.revision, backend="torch", name=self.source)
+        return EmotionRecognizer(classifier, detector=self.detector, source=self.source, revision=self.revision)
 
     def explain(self, image: ImageInput, *, target: str | None = None, method: str = "gradcam", batch_size: int = 8,
                 faces: Sequence[FaceResult] | None = None, layer: str | None = None, align: bool | None = None,

@@ -170,3 +170,17 @@ def test_the_face_caps_bound_facemesh_work_too(recognizer, monkeypatch):
     dropped: list[int] = []
     three = recognizer.predict(crowd.image, max_faces=3, dropped=dropped)
     assert len(three) == 3 and verified == [3 * VERIFY_HEADROOM] and dropped == [len(everything) - 3]
+
+
+def test_torch_copy_is_the_same_model_on_torch(astronaut):
+    """An ONNX recognizer's torch copy loads the same model with torch and shares the detector (what
+    explanations run on); a torch recognizer is its own copy."""
+    from fer_core import EmotionRecognizer
+
+    onnx = EmotionRecognizer.from_pretrained(backend="onnx")
+    copy = onnx.torch_copy()
+    assert copy.backend == "torch" and copy.detector is onnx.detector and copy.source == onnx.source
+    faces, image = onnx.predict(astronaut), Image.fromarray(astronaut)
+    again = copy.classify_detections([image], [copy.detector.detect(image)])
+    assert np.allclose(list(faces[0].probs.values()), list(again[0][0].probs.values()), atol=5e-3)
+    assert copy.torch_copy() is copy

@@ -174,7 +174,7 @@ def test_explain_loads_one_torch_copy_across_threads_and_explains_the_onnx_faces
 
     from fer_app.limits import InferenceLimiter
     from fer_core import EmotionRecognizer, InvalidArgumentError
-    from fer_core import classifier as classifier_module
+    from fer_core import recognizer as recognizer_module
 
     onnx = EmotionRecognizer.from_pretrained()
     assert onnx.backend == "onnx" and onnx.model is None
@@ -185,7 +185,7 @@ def test_explain_loads_one_torch_copy_across_threads_and_explains_the_onnx_faces
         service.explain(astronaut, options, target="joy")
     assert service._explainer is None
     # the torch copy's load, held until released: the checks below run while it is under way, every time
-    real_load, loading, release, loads = classifier_module.load_classifier, threading.Event(), threading.Event(), []
+    real_load, loading, release, loads = recognizer_module.load_classifier, threading.Event(), threading.Event(), []
 
     def held_load(*args, **kwargs):
         loads.append(args)
@@ -193,7 +193,7 @@ def test_explain_loads_one_torch_copy_across_threads_and_explains_the_onnx_faces
         release.wait(timeout=60)  # never released: the load goes on after 60 s and the checks below fail
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(classifier_module, "load_classifier", held_load)
+    monkeypatch.setattr(recognizer_module, "load_classifier", held_load)  # what EmotionRecognizer.torch_copy calls
     barrier, results, explainers = threading.Barrier(4), [None] * 4, [None] * 4
 
     def run(i):
