@@ -63,7 +63,7 @@ def main() -> None:
             n = 1 if batch == 1 else 8
             ms = interleaved_ms({"torch": lambda n=n: torch_clf.probabilities(crops[:n], None, batch_size=n),
                                  "onnx": lambda n=n, c=onnx_clf: c.probabilities(crops[:n], None, batch_size=n)},
-                                args.repeats)
+                                args.repeats, warmup=3)
             per_face = {k: round(v / n, 3) for k, v in ms.items()}
             results[f"threads{threads}_batch{batch}_ms_per_face"] = per_face
             print(f"{threads} thread(s), batch {batch}: torch folded {per_face['torch']:.2f} ms/face, "

@@ -29,8 +29,6 @@ import argparse
 import resource
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -41,6 +39,7 @@ import research.dlib_resnet  # noqa: E402,F401  (registers the dlib_resnet backb
 from benchmarks.common import (  # noqa: E402
     add_results_option,
     frame_640x480,
+    interleaved_times,
     median_ms,
     photo_1200x630,
     run_info,
@@ -52,20 +51,6 @@ from fer_core.backbones import backbone_normalization  # noqa: E402
 from fer_core.config import ModelConfig  # noqa: E402
 from fer_core.model import EmotionNet, fuse_batchnorm  # noqa: E402
 from fer_core.preprocess import crops_to_batch  # noqa: E402
-
-
-def interleaved_ms(configs: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Wall times (ms) of each configuration, one call of each per round, round after round."""
-    for fn in configs.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {key: [] for key in configs}
-    for _ in range(rounds):
-        for key, fn in configs.items():
-            start = time.perf_counter()
-            fn()
-            times[key].append((time.perf_counter() - start) * 1000)
-    return times
 
 
 def median_ratio(times: dict[str, list[float]], num: str, den: str) -> float:
@@ -98,7 +83,7 @@ def verification_figures(rec: EmotionRecognizer, frame, photo, rounds: int) -> t
         configs[f"{name}_adaptive_verified"] = lambda image=image: rec.predict(image, photo=False, verify_faces=True)
         configs[f"{name}_photo20_verified"] = lambda image=image: rec.predict(image, photo=True, verify_faces=True)
     faces = {key: len(fn()) for key, fn in configs.items()}
-    times = interleaved_ms(configs, rounds)
+    times = interleaved_times(configs, rounds, warmup=1)
     out: dict = dict(mesh)
     rows = [(key, f"FaceMesh ORT, batch {key.split('batch')[1][0]}, {key.split('threads')[1][0]} thread(s)",
              value, "ms/face") for key, value in mesh.items()]

@@ -44,9 +44,10 @@ def photo_1200x630() -> Image.Image:
     return canvas
 
 
-def interleaved_ms(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median milliseconds of each ``runs[name]()``, the runs alternating within each round (torch, ONNX,
-    torch, ...), so a change of the machine's load hits every run alike: the way to time a ratio here."""
+def interleaved_times(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Wall times (ms) of each ``runs[name]()``, one call of each per round, the runs alternating within each
+    round (torch, ONNX, torch, ...), so a change of the machine's load hits every run alike: the way to time a
+    ratio here. ``warmup`` untimed rounds first."""
     for _ in range(warmup):
         for fn in runs.values():
             fn()
@@ -56,7 +57,12 @@ def interleaved_ms(runs: dict[str, Callable[[], object]], repeats: int, warmup: 
             t = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t) * 1000)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return times
+
+
+def interleaved_ms(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median milliseconds of each run of :func:`interleaved_times`."""
+    return {name: statistics.median(v) for name, v in interleaved_times(runs, repeats, warmup).items()}
 
 
 def median_ms(fn: Callable[[], object], repeats: int = 30, warmup: int = 3) -> float:
