@@ -43,6 +43,11 @@ MIN_FACE_FLOOR: int = 20
 #: At most this many same-size images go through MTCNN as one batch (bounds its memory).
 MAX_DETECT_BATCH: int = 8
 
+#: With ``max_faces`` / ``max_total`` set, at most this many times the cap go through FaceMesh verification
+#: (the highest MTCNN scores; the rest count as dropped), so the caps bound its work too: a crowd of a
+#: thousand boxes costs what the cap allows, not a thousand FaceMesh runs.
+VERIFY_HEADROOM: int = 2
+
 #: MTCNN's first stage (P-Net) looks at 12x12 windows of its scale pyramid.
 P_NET_WINDOW: float = 12.0
 
@@ -86,8 +91,8 @@ class FaceDetector:
     ``face_prob_threshold`` (0.5): a hand, a fabric pattern or a card table that MTCNN scores above
     its threshold is dropped, while a face FaceMesh does not recognise (a laughing half-profile,
     a blurred face) but MTCNN is sure of stays. Each face carries FaceMesh's 468 landmarks
-    (:attr:`Detection.mesh`) and ``face_prob``. It costs about
-    5-10 ms per face on a 2-core CPU (``benchmarks/bench_inference.py``).
+    (:attr:`Detection.mesh`) and ``face_prob``. It costs about 2-3 ms per face with ONNX Runtime on
+    a 2-core CPU, plus about 1 ms to cut the face's region (``benchmarks/bench_inference.py``).
 
     Thread-safe: concurrent :meth:`detect` calls are serialised.
 
@@ -126,7 +131,7 @@ class FaceDetector:
         trusted_score: float = DEFAULT_TRUSTED_SCORE,
     ) -> None:
         threshold, min_face_size = check_threshold(threshold), check_min_face_size(min_face_size)
-        self.verify = bool(verify)
+        self.verify = bool(check_bool("verify", verify))
         self.face_prob_threshold = check_face_prob_threshold(face_prob_threshold)
         self.trusted_score = check_threshold(trusted_score)
         if max_side < 64:
@@ -187,6 +192,9 @@ class FaceDetector:
         min_face_size: int | None = None,
         verify: bool | None = None,
         rejected: list[int] | None = None,
+        max_faces: int | None = None,
+        max_total: int | None = None,
+        dropped: list[int] | None = None,
     ) -> list[list[Detection]]:
         """:meth:`detect` for several images; images of the same size go through MTCNN together,
         :data:`MAX_DETECT_BATCH` at a time (the frames of a video: 68 -> 49 ms per 640x480 frame at
@@ -195,14 +203,19 @@ class FaceDetector:
         Args:
             images, threshold, min_face_size, verify: as in :meth:`detect`.
             rejected: if given, one count per image (input order) of the boxes FaceMesh rejected.
+            max_faces, max_total: keep at most this many faces per image and over all the images, the
+                highest MTCNN scores (:func:`limit_faces`); with verification, at most
+                :data:`VERIFY_HEADROOM` x the caps are verified. ``None``: no cap.
+            dropped: if given, one count per image of the faces left out by the caps.
 
         Returns:
             One list of detections per image, in input order (empty for an image too small for the
             smallest face searched for, as in :meth:`detect`).
 
         Raises:
-            InvalidArgumentError: ``threshold`` or ``min_face_size`` out of range.
+            InvalidArgumentError: ``threshold``, ``min_face_size`` or a cap out of range.
         """
+        max_faces, max_total = check_max_faces(max_faces), check_max_faces(max_total, "max_total")
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         min_face = self.min_face_size if min_face_size is None else check_min_face_size(min_face_size)
         groups: dict[tuple[int, int], list[int]] = {}
@@ -226,12 +239,17 @@ class FaceDetector:
             for i, boxes, probs, points in zip(indices, batch_boxes, batch_probs, batch_points):
                 if boxes is not None:
                     out[i] = self._keep(boxes, probs, points, scale, width, height, threshold, wanted)
-        lost = [0] * len(images)
+        refused, lost = [0] * len(images), [0] * len(images)
         verify = check_bool("verify", verify)
         if self.verify if verify is None else verify:
-            out, lost = self.verify_faces(images, out)
+            pre_faces, pre_total = (None if c is None else VERIFY_HEADROOM * c for c in (max_faces, max_total))
+            out, lost = limit_faces(out, pre_faces, pre_total)
+            out, refused = self.verify_faces(images, out)
+        out, capped = limit_faces(out, max_faces, max_total)
         if rejected is not None:
-            rejected.extend(lost)
+            rejected.extend(refused)
+        if dropped is not None:
+            dropped.extend(a + b for a, b in zip(lost, capped))
         return out
 
     def verify_faces(self, images: Sequence[Image.Image], detections: Sequence[Sequence[Detection]],

@@ -23,7 +23,7 @@ from PIL import Image
 from .align import crop_face
 from .classifier import CLASSIFY_BATCH, Classifier, OnnxClassifier, TorchClassifier, load_classifier
 from .config import ModelConfig
-from .detect import Detection, FaceDetector, limit_faces
+from .detect import Detection, FaceDetector
 from .errors import InvalidImageError
 from .hub import DEFAULT_MODEL_DIR, ONNX_NAME, resolve_model_folder
 from .io import ImageInput, load_image
@@ -44,14 +44,10 @@ if TYPE_CHECKING:
     from .saliency import FaceSaliency
     from .video_analysis import VideoAnalysis
 
-__all__ = ["BUNDLED_SOURCE", "CLASSIFY_BATCH", "DEFAULT_MODEL_DIR", "VERIFY_HEADROOM", "EmotionRecognizer"]
+__all__ = ["BUNDLED_SOURCE", "CLASSIFY_BATCH", "DEFAULT_MODEL_DIR", "EmotionRecognizer"]
 
 #: :attr:`EmotionRecognizer.source` of the bundled default model.
 BUNDLED_SOURCE: str = "bundled default"
-
-#: With ``max_faces`` / ``max_total_faces`` set, at most this many times the cap go through FaceMesh
-#: verification (the highest MTCNN scores; the rest count as dropped), so the caps bound its work too.
-VERIFY_HEADROOM: int = 2
 
 
 class EmotionRecognizer:
@@ -318,21 +314,8 @@ class EmotionRecognizer:
             min_face = PHOTO_MIN_FACE_SIZE
         pil_images = [_load_indexed(img, i) for i, img in enumerate(images)]
         detections: list[list[Detection]] = self.detector.detect_batch(
-            pil_images, threshold=threshold, min_face_size=min_face, verify=False)
-        lost = [0] * len(pil_images)
-        if verify:
-            # the caps bound FaceMesh's work too: at most VERIFY_HEADROOM x the cap go through it (the highest
-            # MTCNN scores), so a crowd of a thousand boxes costs what the cap allows, not a thousand FaceMesh runs
-            pre_faces, pre_total = (None if c is None else VERIFY_HEADROOM * c for c in (max_faces, max_total_faces))
-            detections, lost = limit_faces(detections, pre_faces, pre_total)
-            detections, refused = self.detector.verify_faces(pil_images, detections)
-            if rejected is not None:
-                rejected.extend(refused)
-        elif rejected is not None:
-            rejected.extend([0] * len(pil_images))
-        detections, capped = limit_faces(detections, max_faces, max_total_faces)
-        if dropped is not None:
-            dropped.extend(a + b for a, b in zip(lost, capped))
+            pil_images, threshold=threshold, min_face_size=min_face, verify=verify, rejected=rejected,
+            max_faces=max_faces, max_total=max_total_faces, dropped=dropped)
         if mesh and not verify:
             detections = [[replace(d, face_prob=None) for d in dets]  # computed, but these faces were not verified
                           for dets in self.detector.verify_faces(pil_images, detections, drop=False)[0]]

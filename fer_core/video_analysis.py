@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .config import ModelConfig
-from .detect import Detection, FaceDetector, limit_faces
+from .detect import Detection, FaceDetector
 from .errors import InvalidArgumentError
 from .options import (
     DEFAULT_HALF_LIFE_S,
@@ -229,12 +229,12 @@ def analyze_video(
         images = [Image.fromarray(f.rgb) for f in chunk]
         wanted = [i for i in range(len(chunk)) if (counter[0] + i) % detect_every == 0]
         rejected: list[int] = []
+        lost: list[int] = []
         found = recognizer.detector.detect_batch([images[i] for i in wanted], threshold=threshold,
-                                                 min_face_size=min_face_size, verify=verify_faces, rejected=rejected)
+                                                 min_face_size=min_face_size, verify=verify_faces, rejected=rejected,
+                                                 max_faces=max_faces, dropped=lost)
         analysis.faces_rejected += sum(rejected)
-        if max_faces is not None:
-            found, lost = limit_faces(found, max_faces)
-            analysis.faces_dropped += sum(lost)
+        analysis.faces_dropped += sum(lost)
         by_index = dict(zip(wanted, found))
         detections = []
         for i in range(len(chunk)):

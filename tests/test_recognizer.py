@@ -151,7 +151,7 @@ def test_max_faces_bounds_classification_and_reports_the_rest(recognizer, canvas
 def test_the_face_caps_bound_facemesh_work_too(recognizer, monkeypatch):
     """With max_faces, FaceMesh verifies at most VERIFY_HEADROOM x the cap (the highest MTCNN scores), so a
     crowd of boxes costs what the cap allows; the others count as dropped."""
-    from fer_core.recognizer import VERIFY_HEADROOM
+    from fer_core.detect import VERIFY_HEADROOM
     from tests.support.group_canvas import face_sources, group_canvas
 
     crowd = group_canvas((640, 480), 24, (24, 40), "gravel.jpg", seed=0, sources=face_sources(ferplus=0))
