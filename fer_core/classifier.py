@@ -95,8 +95,8 @@ class OnnxClassifier:
                                  f"{self.folder}` (needs torch), or use backend='torch'")
         try:
             self._session = session(path, threads)
-        except ValueError as exc:  # bad thread count
-            raise InvalidArgumentError(str(exc)) from exc
+        except InvalidArgumentError:  # a bad thread count (onnx_runtime.resolve_threads), not a bad file
+            raise
         except Exception as exc:  # ORT's errors (InvalidProtobuf, Fail, ...) have no common public base
             raise ModelLoadError(f"{name}: {ONNX_NAME} cannot be loaded by ONNX Runtime: "
                                  f"{type(exc).__name__}: {exc}") from exc
