@@ -217,6 +217,14 @@ def test_hostile_values_are_422_never_500(make_api):
         api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": "1", "faces": []}]}, headers=headers),
         api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 1, "faces": [
             {"face_id": 1, "probs": EVEN}, {"face_id": 1, "probs": EVEN}]}]}, headers=headers),
+        # probabilities that average to zero (subnormals): a second's row would be stored as NaN, and every
+        # later read of the session's timeline would fail; all zero likewise
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [
+            {"time_s": 0.1, "faces": [{"face_id": 1, "probs": {**dict.fromkeys(EVEN, 0.0), "neutral": 5e-324}}]},
+            {"time_s": 0.2, "faces": [{"face_id": 1, "probs": {**dict.fromkeys(EVEN, 0.0), "happiness": 5e-324}}]}]},
+                 headers=headers),
+        api.post(f"/api/sessions/{sid}/frames", json={"frames": [{"time_s": 1, "faces": [
+            {"face_id": 1, "probs": dict.fromkeys(EVEN, 0.0)}]}]}, headers=headers),
     ]
     cases.append(api.post("/gradio_api/queue/join", content='{"data": "\\ud800", "fn_index": "x"}',
                           headers={"Content-Type": "application/json"}))  # Gradio's own routes too
@@ -227,6 +235,8 @@ def test_hostile_values_are_422_never_500(make_api):
     ok = {"frames": [{"time_s": 0.5, "faces": [{"face_id": 1, "probs": EVEN}]}]}
     assert api.post(f"/api/sessions/{sid}/frames", json=ok, headers=headers).status_code == 200
     assert api.post(f"/api/sessions/{sid}/end", headers=headers).json()["seconds_written"] == 1
+    timeline = api.get(f"/api/sessions/{sid}/timeline", headers=headers)
+    assert timeline.status_code == 200 and len(timeline.json()["rows"]) == 1, timeline.text[:300]
 
 
 def test_end_ends_the_session_even_when_the_last_write_fails(make_api, monkeypatch):

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: The least sum of one face's probabilities in one frame (the model's always sum to 1; a client's JSON may
+#: not): below it, a second's mean can underflow to zero and its renormalisation to NaN.
+MIN_PROB_SUM: float = 1e-6
+
 
 @dataclass
 class SecondRow:
@@ -56,7 +60,8 @@ class SecondAggregator:
 
         Raises:
             ValueError: ``time_s`` negative, not finite, or earlier than an already completed
-                second; or a face's probabilities are not ``L`` numbers.
+                second; or a face's probabilities are not ``L`` finite numbers >= 0 summing to at least
+                :data:`MIN_PROB_SUM`.
         """
         second, arrays = self._check(time_s, faces, self._current)
         done = self._complete(before=second)
@@ -92,6 +97,10 @@ class SecondAggregator:
         arrays = [np.asarray(probs, dtype=np.float64) for _, probs in faces]
         if any(a.shape != (len(self.labels),) for a in arrays):
             raise ValueError(f"each face needs {len(self.labels)} probabilities, in the order {list(self.labels)}")
+        # a second's mean is renormalised to sum to 1: rows of subnormal numbers (5e-324) would average to 0
+        # and store NaN, which no later read could parse
+        if any(not (np.isfinite(a).all() and (a >= 0).all() and a.sum() >= MIN_PROB_SUM) for a in arrays):
+            raise ValueError(f"each face's probabilities must be finite, >= 0 and sum to at least {MIN_PROB_SUM:g}")
         second = int(time_s)
         if current is not None and second < current:
             raise ValueError(f"frames must come in time order: {time_s} s after second {current}")

@@ -485,14 +485,12 @@ def _probs(probs: dict[str, float], labels: list[str]) -> list[float]:
     :data:`Probability`).
 
     Raises:
-        ValueError: the keys are not exactly ``labels``, or every value is 0.
+        ValueError: the keys are not exactly ``labels`` (the aggregator checks their sum:
+            :data:`fer_app.monitoring.aggregate.MIN_PROB_SUM`).
     """
     if set(probs) != set(labels):
         raise ValueError(f"probs must have exactly the session's labels {list(labels)}")
-    values = [probs[k] for k in labels]
-    if sum(values) <= 0:
-        raise ValueError("probs must not be all zero")
-    return values
+    return [probs[k] for k in labels]
 
 
 def _subject(s: Any) -> dict[str, Any]:
